@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// plan lists the cache ops one change makes under one rule. An update that
+// changes a key column evicts the key built from the before image, so no
+// key is left pointing at old data.
+func plan(rule *cacherule.Rule, rec *schemas.Record) ([]op, error) {
+	var before, after []string
+	var afterRow cacherule.Row
+	if rec.Before != nil {
+		row, err := cacherule.FromRecord(rec, rec.Before)
+		if err != nil {
+			return nil, err
+		}
+		if before, err = rule.Keys(row); err != nil {
+			return nil, err
+		}
+	}
+	if rec.After != nil {
+		var err error
+		if afterRow, err = cacherule.FromRecord(rec, rec.After); err != nil {
+			return nil, err
+		}
+		if after, err = rule.Keys(afterRow); err != nil {
+			return nil, err
+		}
+	}
+	var ops []op
+	for _, k := range before {
+		if !slices.Contains(after, k) {
+			ops = append(ops, op{key: k, mode: modeDelete})
+		}
+	}
+	for _, k := range after {
+		switch {
+		case !rule.Refresh():
+			ops = append(ops, op{key: k, mode: modeDelete})
+		case rule.Format == "hash":
+			ops = append(ops, op{key: k, mode: modeHash, ttl: rule.TTL, payload: rule.Hash(afterRow)})
+		case rule.Format == "json":
+			ops = append(ops, op{key: k, mode: modeString, ttl: rule.TTL, payload: []any{rule.JSON(afterRow)}})
+		default:
+			return nil, fmt.Errorf("cache rule for %s: unknown format %q", rule.Table, rule.Format)
+		}
+	}
+	return ops, nil
+}

@@ -1,0 +1,140 @@
+// Command cache-applier consumes the standby log (changes the standby
+// database has already committed) and refreshes or evicts the Redis keys
+// each changed row maps to, with every write guarded by the change's version.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+func main() {
+	service.Main(service.Command("cache-applier", "Refresh or evict Redis keys from the standby log",
+		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+			return service.Supervise(ctx, log, func(ctx context.Context) error { return run(ctx, cfg, log) })
+		}))
+}
+
+// OpenRedis connects to the configured Redis.
+func openRedis(ctx context.Context, c config.Redis) (*redis.Client, error) {
+	tlsCfg, err := c.TLS.Build("redis.tls")
+	if err != nil {
+		return nil, service.Permanent(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: c.Address, Password: c.Password, DB: c.DB, TLSConfig: tlsCfg})
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("connect to Redis %s (redis.address): %w", c.Address, err)
+	}
+	return rdb, nil
+}
+
+func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	rdb, err := openRedis(ctx, cfg.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := cas.Load(ctx, rdb).Err(); err != nil {
+		return fmt.Errorf("load cache script into Redis: %w", err)
+	}
+	opts, err := kafka.Options(cfg.Kafka)
+	if err != nil {
+		return service.Permanent(err)
+	}
+	topic := cfg.CacheTopic()
+	cl, err := kgo.NewClient(append(opts,
+		kgo.ConsumerGroup(cfg.Cache.Group),
+		kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Offsets are committed only after the batch is in Redis, and no
+		// rebalance happens between the two.
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)...)
+	if err != nil {
+		return service.Permanent(err)
+	}
+	defer cl.Close()
+	a := &cacheApplier{rules: cacherule.Compile(cfg.Cache), w: &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic}
+	log.Info("consuming", "topic", topic, "group", cfg.Cache.Group, "redis", cfg.Redis.Address, "rules", len(cfg.Cache.Rules))
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := fs.Err0(); err != nil {
+			cl.AllowRebalance()
+			return fmt.Errorf("read %s: %w", topic, err)
+		}
+		err := a.apply(ctx, fs.Records())
+		if err == nil {
+			err = cl.CommitUncommittedOffsets(ctx)
+		}
+		cl.AllowRebalance()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// cacheApplier turns a batch of records into guarded Redis writes.
+type cacheApplier struct {
+	rules *cacherule.Set
+	w     *writer
+	log   *slog.Logger
+	// primaryTopic: at the primary site, versions are the record's own offsets.
+	primaryTopic bool
+}
+
+func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
+	var (
+		ops      []op
+		versions []string
+	)
+	for _, kr := range recs {
+		r, err := schemas.Decode(kr.Value)
+		if err != nil {
+			return service.Permanentf("record at %s[%d] offset %d: %w", kr.Topic, kr.Partition, kr.Offset, err)
+		}
+		if r.Op == schemas.OpDDL {
+			continue
+		}
+		version := r.Version()
+		if a.primaryTopic {
+			version = schemas.FormatVersion(kr.Offset)
+		} else if version == "" {
+			return service.Permanentf("record at %s[%d] offset %d has no standby section: is cache.topic the primary log?", kr.Topic, kr.Partition, kr.Offset)
+		}
+		for _, rule := range a.rules.Match(r.Database, r.Table) {
+			o, err := plan(rule, r)
+			if err != nil {
+				return service.Permanentf("record at %s[%d] offset %d: %w", kr.Topic, kr.Partition, kr.Offset, err)
+			}
+			ops = append(ops, o...)
+			for range o {
+				versions = append(versions, version)
+			}
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	n, err := a.w.write(ctx, ops, versions)
+	if err != nil {
+		return err
+	}
+	a.log.Debug("cache written", "records", len(recs), "ops", len(ops), "applied", n)
+	return nil
+}

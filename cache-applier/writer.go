@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockstep-dr/lockstep/internal/cacherule"
+)
+
+// casScript writes or evicts one key only if the change's version is newer
+// than the version the key last saw. The version lives beside the key and
+// outlives an eviction as a tombstone, so a replayed or late older change
+// can neither overwrite newer data nor undo an eviction. Versions are
+// fixed-width decimal strings, so string order is version order.
+//
+//go:embed cas.lua
+var casScript string
+
+var cas = redis.NewScript(casScript)
+
+// Modes of casScript.
+const (
+	modeHash   = "h"
+	modeString = "s"
+	modeDelete = "d"
+)
+
+// op is one guarded write of one key.
+type op struct {
+	key     string
+	mode    string
+	ttl     time.Duration
+	payload []any // hash field/value pairs, or the one string value
+}
+
+// writer applies ops to Redis in pipelines of guarded scripts.
+type writer struct {
+	rdb          *redis.Client
+	tombstoneTTL time.Duration
+}
+
+// write runs every op of a batch, all with the batch's version order kept:
+// ops on one key run in the order given. It returns how many ops changed a
+// key (the rest were older than what Redis had).
+func (w *writer) write(ctx context.Context, ops []op, versions []string) (applied int, err error) {
+	applied, err = w.pipeline(ctx, ops, versions)
+	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
+		// Redis lost its script cache (restart): load and run the batch again;
+		// the version guard makes the repeat harmless.
+		if err := cas.Load(ctx, w.rdb).Err(); err != nil {
+			return 0, fmt.Errorf("load cache script: %w", err)
+		}
+		applied, err = w.pipeline(ctx, ops, versions)
+	}
+	return applied, err
+}
+
+func (w *writer) pipeline(ctx context.Context, ops []op, versions []string) (int, error) {
+	pipe := w.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(ops))
+	tomb := strconv.FormatInt(int64(w.tombstoneTTL/time.Second), 10)
+	for i, o := range ops {
+		args := make([]any, 0, 4+len(o.payload))
+		args = append(args, versions[i], o.mode, strconv.FormatInt(int64(o.ttl/time.Second), 10), tomb)
+		args = append(args, o.payload...)
+		cmds[i] = cas.EvalSha(ctx, pipe, []string{o.key, cacherule.VersionKey(o.key)}, args...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("write %d cache keys: %w", len(ops), err)
+	}
+	applied := 0
+	for _, c := range cmds {
+		if n, _ := c.Int(); n == 1 {
+			applied++
+		}
+	}
+	return applied, nil
+}

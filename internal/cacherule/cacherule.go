@@ -1,0 +1,195 @@
+// Package cacherule maps table rows to Redis keys and values, as the cache
+// rules of the config say. The cache-applier uses it to write, and the
+// verifier to compute what the cache should hold, so the two cannot drift.
+package cacherule
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// Row is one row: column names, raw values (nil is NULL) and which columns
+// hold binary data.
+type Row struct {
+	Names  []string
+	Values [][]byte
+	Binary []bool
+}
+
+func (r Row) get(col string) (v []byte, null, found bool) {
+	for i, n := range r.Names {
+		if n == col {
+			return r.Values[i], r.Values[i] == nil, true
+		}
+	}
+	return nil, false, false
+}
+
+// FromRecord reads a record's row image as a Row.
+func FromRecord(rec *schemas.Record, img schemas.Row) (Row, error) {
+	row := Row{Names: make([]string, len(rec.Columns)), Values: make([][]byte, len(rec.Columns)), Binary: make([]bool, len(rec.Columns))}
+	for i, c := range rec.Columns {
+		v, ok, err := rec.Bytes(img, c)
+		if err != nil {
+			return Row{}, err
+		}
+		if ok && v == nil {
+			v = []byte{}
+		}
+		row.Names[i], row.Values[i], row.Binary[i] = c.Name, v, c.Binary
+	}
+	return row, nil
+}
+
+// Rule is a compiled cache rule.
+type Rule struct {
+	config.Rule
+	prefix  string
+	columns map[string]bool // projection; nil keeps every column
+}
+
+// Refresh reports whether the rule writes rows (rather than only evicting).
+func (r *Rule) Refresh() bool { return r.Action == "refresh" }
+
+// Set is every rule of the config, matched by table.
+type Set struct {
+	rules []*Rule
+	byTbl map[string][]*Rule
+}
+
+// Compile builds the rules of the cache section (validated by config).
+func Compile(c config.Cache) *Set {
+	s := &Set{byTbl: make(map[string][]*Rule)}
+	for _, cr := range c.Rules {
+		r := &Rule{Rule: cr, prefix: c.KeyPrefix}
+		if len(cr.Columns) > 0 {
+			r.columns = make(map[string]bool)
+			for _, col := range cr.Columns {
+				r.columns[col] = true
+			}
+		}
+		s.rules = append(s.rules, r)
+	}
+	return s
+}
+
+// Rules lists every rule.
+func (s *Set) Rules() []*Rule { return s.rules }
+
+// Match returns the rules for database.table; rows of tables without a rule
+// cost one map lookup.
+func (s *Set) Match(db, table string) []*Rule {
+	name := db + "." + table
+	if rs, ok := s.byTbl[name]; ok {
+		return rs
+	}
+	var rs []*Rule
+	for _, r := range s.rules {
+		if ok, _ := path.Match(r.Table, name); ok {
+			rs = append(rs, r)
+		}
+	}
+	s.byTbl[name] = rs
+	return rs
+}
+
+// Keys renders the rule's key templates for a row. A key whose columns
+// include a NULL is not rendered: there is no such key.
+func (r *Rule) Keys(row Row) ([]string, error) {
+	keys := make([]string, 0, len(r.Rule.Keys))
+next:
+	for _, tpl := range r.Rule.Keys {
+		var b strings.Builder
+		b.WriteString(r.prefix)
+		rest := tpl
+		for {
+			open := strings.IndexByte(rest, '{')
+			if open < 0 {
+				b.WriteString(rest)
+				break
+			}
+			end := strings.IndexByte(rest[open:], '}') + open
+			col := rest[open+1 : end]
+			v, null, found := row.get(col)
+			if !found {
+				return nil, fmt.Errorf("cache rule for %s: key template %s names column %q, which the table does not have", r.Table, tpl, col)
+			}
+			if null {
+				continue next
+			}
+			b.WriteString(rest[:open])
+			b.Write(v)
+			rest = rest[end+1:]
+		}
+		keys = append(keys, b.String())
+	}
+	return keys, nil
+}
+
+// Hash is the row as Redis hash field/value pairs: projected columns, NULLs
+// left out, binary values as raw bytes.
+func (r *Rule) Hash(row Row) []any {
+	out := make([]any, 0, 2*len(row.Names))
+	for i, n := range row.Names {
+		if row.Values[i] == nil || (r.columns != nil && !r.columns[n]) {
+			continue
+		}
+		out = append(out, n, row.Values[i])
+	}
+	return out
+}
+
+// JSON is the row as one JSON object: projected columns, NULL as null,
+// binary values as base64.
+func (r *Rule) JSON(row Row) string {
+	m := make(map[string]*string, len(row.Names))
+	for i, n := range row.Names {
+		if r.columns != nil && !r.columns[n] {
+			continue
+		}
+		if row.Values[i] != nil {
+			s := string(row.Values[i])
+			if row.Binary[i] {
+				s = base64.StdEncoding.EncodeToString(row.Values[i])
+			}
+			m[n] = &s
+		} else {
+			m[n] = nil
+		}
+	}
+	b, _ := json.Marshal(m) // cannot fail: strings only
+	return string(b)
+}
+
+// Pattern is a Redis SCAN pattern matching every key of a template.
+func (r *Rule) Pattern(tpl string) string {
+	var b strings.Builder
+	b.WriteString(r.prefix)
+	inVar := false
+	for _, ch := range tpl {
+		switch {
+		case ch == '{':
+			inVar = true
+			b.WriteByte('*')
+		case ch == '}':
+			inVar = false
+		case inVar:
+		case strings.ContainsRune(`*?[]\`, ch):
+			b.WriteByte('\\')
+			b.WriteRune(ch)
+		default:
+			b.WriteRune(ch)
+		}
+	}
+	return b.String()
+}
+
+// VersionKey is where the version of a cached key is kept: it outlives an
+// eviction, as a tombstone, so a late older write cannot bring data back.
+func VersionKey(key string) string { return "lockstep:v:" + key }

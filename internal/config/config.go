@@ -1,0 +1,417 @@
+// Package config loads the one YAML file that configures all three services.
+// Every key has a default, can be overridden by an environment variable
+// LOCKSTEP_<SECTION>_<KEY> and by a --set section.key=value flag, and the
+// whole is checked once by Validate, whose errors name the key and the value.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+)
+
+// Config is the whole file.
+type Config struct {
+	Kafka    Kafka    `mapstructure:"kafka"`
+	Primary  Database `mapstructure:"primary"`
+	Standby  Database `mapstructure:"standby"`
+	Redis    Redis    `mapstructure:"redis"`
+	Producer Producer `mapstructure:"producer"`
+	Applier  Applier  `mapstructure:"applier"`
+	Cache    Cache    `mapstructure:"cache"`
+	Metrics  Metrics  `mapstructure:"metrics"`
+	Log      Log      `mapstructure:"log"`
+}
+
+type Kafka struct {
+	Brokers      []string `mapstructure:"brokers"`
+	PrimaryTopic string   `mapstructure:"primary_topic"`
+	StandbyTopic string   `mapstructure:"standby_topic"`
+	// StandbyPartitions is used when the storage-applier creates the standby topic.
+	StandbyPartitions int    `mapstructure:"standby_partitions"`
+	TLS               TLS    `mapstructure:"tls"`
+	SASL              SASL   `mapstructure:"sasl"`
+	MaxMessageBytes   int    `mapstructure:"max_message_bytes"`
+	ClientID          string `mapstructure:"client_id"`
+	// TransactionTimeout bounds how long a dead writer's open transaction
+	// holds back read-committed consumers.
+	TransactionTimeout time.Duration `mapstructure:"transaction_timeout"`
+}
+
+type TLS struct {
+	Enabled    bool   `mapstructure:"enabled"`
+	CAFile     string `mapstructure:"ca_file"`
+	CertFile   string `mapstructure:"cert_file"`
+	KeyFile    string `mapstructure:"key_file"`
+	SkipVerify bool   `mapstructure:"skip_verify"`
+}
+
+type SASL struct {
+	Mechanism    string `mapstructure:"mechanism"` // "", PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+	User         string `mapstructure:"user"`
+	Password     string `mapstructure:"password"`
+	PasswordFile string `mapstructure:"password_file"`
+}
+
+type Database struct {
+	Address      string `mapstructure:"address"`
+	User         string `mapstructure:"user"`
+	Password     string `mapstructure:"password"`
+	PasswordFile string `mapstructure:"password_file"`
+	TLS          TLS    `mapstructure:"tls"`
+	// Databases limits replication to these databases; empty means every
+	// database but the system ones.
+	Databases []string `mapstructure:"databases"`
+}
+
+type Redis struct {
+	Address      string `mapstructure:"address"`
+	Password     string `mapstructure:"password"`
+	PasswordFile string `mapstructure:"password_file"`
+	DB           int    `mapstructure:"db"`
+	TLS          TLS    `mapstructure:"tls"`
+}
+
+type Producer struct {
+	// ServerID is the replication server id the producer registers with; it
+	// must differ from every server and replica of the primary.
+	ServerID        uint32        `mapstructure:"server_id"`
+	TransactionalID string        `mapstructure:"transactional_id"`
+	BatchRows       int           `mapstructure:"batch_rows"`
+	Linger          time.Duration `mapstructure:"linger"`
+}
+
+type Applier struct {
+	// Name keys the checkpoint row and the Kafka transactional id.
+	Name      string        `mapstructure:"name"`
+	BatchRows int           `mapstructure:"batch_rows"`
+	Linger    time.Duration `mapstructure:"linger"`
+}
+
+type Cache struct {
+	// Topic is the standby log at the standby site; at the primary site a
+	// cache-applier may consume the primary log instead.
+	Topic        string        `mapstructure:"topic"`
+	Group        string        `mapstructure:"group"`
+	TombstoneTTL time.Duration `mapstructure:"tombstone_ttl"`
+	KeyPrefix    string        `mapstructure:"key_prefix"`
+	Rules        []Rule        `mapstructure:"rules"`
+}
+
+// Rule maps the rows of matching tables to Redis keys.
+type Rule struct {
+	// Table is "database.table"; either part may be a shell pattern.
+	Table   string        `mapstructure:"table"`
+	Keys    []string      `mapstructure:"keys"`
+	Action  string        `mapstructure:"action"` // refresh | evict
+	Format  string        `mapstructure:"format"` // hash | json
+	Columns []string      `mapstructure:"columns"`
+	TTL     time.Duration `mapstructure:"ttl"`
+}
+
+type Metrics struct {
+	Listen string `mapstructure:"listen"`
+}
+
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"` // text | json
+}
+
+// defaults lists every key: viper ignores an environment variable for a key
+// it has never heard of.
+var defaults = map[string]any{
+	"kafka.brokers":             []string{"127.0.0.1:9092"},
+	"kafka.primary_topic":       "lockstep.primary",
+	"kafka.standby_topic":       "lockstep.standby",
+	"kafka.standby_partitions":  4,
+	"kafka.tls.enabled":         false,
+	"kafka.tls.ca_file":         "",
+	"kafka.tls.cert_file":       "",
+	"kafka.tls.key_file":        "",
+	"kafka.tls.skip_verify":     false,
+	"kafka.sasl.mechanism":      "",
+	"kafka.sasl.user":           "",
+	"kafka.sasl.password":       "",
+	"kafka.sasl.password_file":  "",
+	"kafka.max_message_bytes":   32 << 20,
+	"kafka.client_id":           "lockstep",
+	"kafka.transaction_timeout": "60s",
+	"redis.address":             "127.0.0.1:6380",
+	"redis.password":            "",
+	"redis.password_file":       "",
+	"redis.db":                  0,
+	"producer.server_id":        4201,
+	"producer.transactional_id": "lockstep-producer",
+	"producer.batch_rows":       5000,
+	"producer.linger":           "20ms",
+	"applier.name":              "storage-applier",
+	"applier.batch_rows":        5000,
+	"applier.linger":            "20ms",
+	"cache.topic":               "",
+	"cache.group":               "lockstep-cache",
+	"cache.tombstone_ttl":       "24h",
+	"cache.key_prefix":          "",
+	"cache.rules":               []Rule{},
+	"metrics.listen":            "",
+	"log.level":                 "info",
+	"log.format":                "text",
+}
+
+func init() {
+	for _, db := range []struct{ name, addr string }{{"primary", "127.0.0.1:3307"}, {"standby", "127.0.0.1:3308"}} {
+		defaults[db.name+".address"] = db.addr
+		defaults[db.name+".user"] = "root"
+		defaults[db.name+".password"] = ""
+		defaults[db.name+".password_file"] = ""
+		defaults[db.name+".databases"] = []string{}
+		for _, k := range []string{"enabled", "ca_file", "cert_file", "key_file", "skip_verify"} {
+			defaults[db.name+".tls."+k] = defaults["kafka.tls."+k]
+			defaults["redis.tls."+k] = defaults["kafka.tls."+k]
+		}
+	}
+}
+
+// Load reads the file (optional: "" uses defaults and environment only),
+// applies LOCKSTEP_* variables and key=value overrides, reads secret files,
+// and validates the result.
+func Load(file string, overrides []string) (*Config, error) {
+	v := viper.New()
+	for k, val := range defaults {
+		v.SetDefault(k, val)
+	}
+	v.SetEnvPrefix("LOCKSTEP")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if file != "" {
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("read config %s: %w", file, err)
+		}
+	}
+	for _, o := range overrides {
+		k, val, ok := strings.Cut(o, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("override %q: want section.key=value", o)
+		}
+		if _, known := defaults[k]; !known {
+			return nil, fmt.Errorf("override %q: unknown key %s", o, k)
+		}
+		v.Set(k, val)
+	}
+	var c Config
+	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	)))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefaults(file), err)
+	}
+	if err := c.readSecrets(); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", orDefaults(file), err)
+	}
+	return &c, nil
+}
+
+func orDefaults(file string) string {
+	if file == "" {
+		return "(defaults and environment)"
+	}
+	return file
+}
+
+func (c *Config) readSecrets() error {
+	for _, s := range []struct {
+		key        string
+		file, dest *string
+	}{
+		{"kafka.sasl.password_file", &c.Kafka.SASL.PasswordFile, &c.Kafka.SASL.Password},
+		{"primary.password_file", &c.Primary.PasswordFile, &c.Primary.Password},
+		{"standby.password_file", &c.Standby.PasswordFile, &c.Standby.Password},
+		{"redis.password_file", &c.Redis.PasswordFile, &c.Redis.Password},
+	} {
+		if *s.file == "" {
+			continue
+		}
+		b, err := os.ReadFile(*s.file)
+		if err != nil {
+			return fmt.Errorf("config %s: read secret: %w", s.key, err)
+		}
+		*s.dest = strings.TrimRight(string(b), "\r\n")
+	}
+	return nil
+}
+
+var (
+	topicName   = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+	templateVar = regexp.MustCompile(`\{([^{}]*)\}`)
+)
+
+// Validate checks every key; the error lists all problems, each with its key,
+// its value and what is expected.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key string, val any, want string) {
+		errs = append(errs, fmt.Errorf("%s = %v: %s", key, val, want))
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		bad("kafka.brokers", c.Kafka.Brokers, "want at least one host:port")
+	}
+	for _, b := range c.Kafka.Brokers {
+		if !strings.Contains(b, ":") {
+			bad("kafka.brokers", b, "want host:port")
+		}
+	}
+	for key, t := range map[string]string{"kafka.primary_topic": c.Kafka.PrimaryTopic, "kafka.standby_topic": c.Kafka.StandbyTopic} {
+		if !topicName.MatchString(t) {
+			bad(key, fmt.Sprintf("%q", t), "want a Kafka topic name (letters, digits, '.', '_', '-')")
+		}
+	}
+	if c.Kafka.PrimaryTopic == c.Kafka.StandbyTopic {
+		bad("kafka.standby_topic", c.Kafka.StandbyTopic, "must differ from kafka.primary_topic")
+	}
+	if c.Kafka.StandbyPartitions < 1 {
+		bad("kafka.standby_partitions", c.Kafka.StandbyPartitions, "want 1 or more")
+	}
+	if c.Kafka.TransactionTimeout < time.Second {
+		bad("kafka.transaction_timeout", c.Kafka.TransactionTimeout, "want 1s or more")
+	}
+	if c.Kafka.MaxMessageBytes < 1<<20 {
+		bad("kafka.max_message_bytes", c.Kafka.MaxMessageBytes, "want at least 1048576")
+	}
+	switch c.Kafka.SASL.Mechanism {
+	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+	default:
+		bad("kafka.sasl.mechanism", c.Kafka.SASL.Mechanism, "want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or empty")
+	}
+	for _, d := range []struct {
+		name string
+		db   Database
+	}{{"primary", c.Primary}, {"standby", c.Standby}} {
+		if !strings.Contains(d.db.Address, ":") {
+			bad(d.name+".address", d.db.Address, "want host:port")
+		}
+		if d.db.User == "" {
+			bad(d.name+".user", `""`, "want a user name")
+		}
+	}
+	if !strings.Contains(c.Redis.Address, ":") {
+		bad("redis.address", c.Redis.Address, "want host:port")
+	}
+	if c.Redis.DB < 0 || c.Redis.DB > 15 {
+		bad("redis.db", c.Redis.DB, "want 0..15")
+	}
+	if c.Producer.ServerID == 0 {
+		bad("producer.server_id", 0, "want a replication server id unique among the primary's servers and replicas")
+	}
+	if c.Producer.BatchRows < 1 {
+		bad("producer.batch_rows", c.Producer.BatchRows, "want 1 or more")
+	}
+	if c.Applier.BatchRows < 1 {
+		bad("applier.batch_rows", c.Applier.BatchRows, "want 1 or more")
+	}
+	if c.Applier.Name == "" {
+		bad("applier.name", `""`, "want a name for the checkpoint row")
+	}
+	if c.Cache.Topic != "" && c.Cache.Topic != c.Kafka.StandbyTopic && c.Cache.Topic != c.Kafka.PrimaryTopic {
+		bad("cache.topic", c.Cache.Topic, "want kafka.standby_topic, kafka.primary_topic (primary site) or empty (standby topic)")
+	}
+	if c.Cache.TombstoneTTL < time.Second {
+		bad("cache.tombstone_ttl", c.Cache.TombstoneTTL, "want 1s or more: an eviction's version must outlive any replay")
+	}
+	for i, r := range c.Cache.Rules {
+		errs = append(errs, r.validate(fmt.Sprintf("cache.rules[%d]", i))...)
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", c.Log.Level, "want debug, info, warn or error")
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", c.Log.Format, "want text or json")
+	}
+	return errors.Join(errs...)
+}
+
+func (r Rule) validate(at string) []error {
+	var errs []error
+	bad := func(key string, val any, want string) {
+		errs = append(errs, fmt.Errorf("%s.%s = %v: %s", at, key, val, want))
+	}
+	db, table, ok := strings.Cut(r.Table, ".")
+	if !ok || db == "" || table == "" {
+		bad("table", fmt.Sprintf("%q", r.Table), "want database.table (shell patterns allowed, e.g. shop.*)")
+	} else if _, err := path.Match(r.Table, ""); err != nil {
+		bad("table", r.Table, "bad pattern: "+err.Error())
+	}
+	if len(r.Keys) == 0 {
+		bad("keys", r.Keys, "want at least one key template such as user:{id}")
+	}
+	for _, k := range r.Keys {
+		if len(templateVar.FindAllString(k, -1)) == 0 {
+			bad("keys", k, "want a template naming at least one column in braces, e.g. user:{id}")
+		}
+		if strings.Count(k, "{") != strings.Count(k, "}") {
+			bad("keys", k, "unbalanced braces")
+		}
+	}
+	switch r.Action {
+	case "refresh", "evict":
+	default:
+		bad("action", fmt.Sprintf("%q", r.Action), "want refresh or evict")
+	}
+	switch r.Format {
+	case "hash", "json":
+	case "":
+		if r.Action == "refresh" {
+			bad("format", `""`, "want hash or json for a refresh rule")
+		}
+	default:
+		bad("format", r.Format, "want hash or json")
+	}
+	if r.TTL < 0 {
+		bad("ttl", r.TTL, "want 0 (no expiry) or a positive duration")
+	}
+	return errs
+}
+
+// KeyColumns lists the column names a key template uses.
+func KeyColumns(template string) []string {
+	var cols []string
+	for _, m := range templateVar.FindAllStringSubmatch(template, -1) {
+		cols = append(cols, m[1])
+	}
+	return cols
+}
+
+// CacheTopic is the topic the cache-applier consumes.
+func (c *Config) CacheTopic() string {
+	if c.Cache.Topic == "" {
+		return c.Kafka.StandbyTopic
+	}
+	return c.Cache.Topic
+}
+
+// Redacted is the config as it may be logged: secrets replaced.
+func (c Config) Redacted() Config {
+	hide := func(s *string) {
+		if *s != "" {
+			*s = "[redacted]"
+		}
+	}
+	hide(&c.Kafka.SASL.Password)
+	hide(&c.Primary.Password)
+	hide(&c.Standby.Password)
+	hide(&c.Redis.Password)
+	return c
+}

@@ -1,0 +1,166 @@
+// Package kafka sets up franz-go clients from the config and holds the two
+// reads every stage needs on restart: the last committed record of a
+// partition, and the committed records of an offset range.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+)
+
+// Options are the connection options every client of the config shares.
+func Options(c config.Kafka) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID),
+		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
+		kgo.BrokerMaxReadBytes(int32(2 * c.MaxMessageBytes)),
+		kgo.FetchMaxBytes(int32(c.MaxMessageBytes)),
+		kgo.FetchMaxPartitionBytes(int32(c.MaxMessageBytes)),
+		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.RetryTimeout(30 * time.Second),
+	}
+	tlsCfg, err := c.TLS.Build("kafka.tls")
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
+	}
+	switch c.SASL.Mechanism {
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: c.SASL.User, Pass: c.SASL.Password}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASL.User, Pass: c.SASL.Password}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASL.User, Pass: c.SASL.Password}.AsSha512Mechanism()))
+	}
+	return opts, nil
+}
+
+// EnsureTopic creates the topic when it does not exist and returns its
+// partition count. maxBytes is set as the topic's max.message.bytes.
+func EnsureTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int32, maxBytes int) (int32, error) {
+	details, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("list topic %s: %w", topic, err)
+	}
+	if d, ok := details[topic]; ok && d.Err == nil {
+		return int32(len(d.Partitions)), nil
+	}
+	cfg := map[string]*string{"max.message.bytes": kadm.StringPtr(fmt.Sprint(maxBytes))}
+	resp, err := adm.CreateTopic(ctx, partitions, -1, cfg, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return 0, fmt.Errorf("create topic %s with %d partitions: %w", topic, partitions, err)
+	}
+	return EnsureTopic(ctx, adm, topic, partitions, maxBytes)
+}
+
+// Bounds are a partition's first offset and its last stable offset: the end
+// that a read-committed consumer can reach.
+type Bounds struct{ Start, End int64 }
+
+// PartitionBounds lists the bounds of every partition of a topic.
+func PartitionBounds(ctx context.Context, adm *kadm.Client, topic string) (map[int32]Bounds, error) {
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
+	}
+	ends, err := adm.ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	out := make(map[int32]Bounds)
+	for p, o := range ends[topic] {
+		out[p] = Bounds{Start: starts[topic][p].Offset, End: o.Offset}
+	}
+	return out, nil
+}
+
+// scanTimeout bounds a range read: a read that cannot reach an offset the
+// broker said exists means the broker is stuck, and the caller retries.
+const scanTimeout = 60 * time.Second
+
+// Scan delivers, in order, the committed records of [from, end) of one
+// partition. It needs a partition whose records up to end are decided
+// (end at or below the last stable offset).
+func Scan(ctx context.Context, opts []kgo.Opt, topic string, partition int32, from, end int64, fn func(*kgo.Record) error) error {
+	if from >= end {
+		return nil
+	}
+	cl, err := kgo.NewClient(append(opts[:len(opts):len(opts)],
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		// Control records mark the end of each transaction, so we can tell
+		// when the range is fully read even if it ends in a commit marker.
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			return fmt.Errorf("read %s[%d] offsets %d..%d: %w", topic, partition, from, end-1, err)
+		}
+		done := false
+		for _, r := range fs.Records() {
+			if r.Offset >= end {
+				done = true
+				break
+			}
+			if !r.Attrs.IsControl() {
+				if err := fn(r); err != nil {
+					return err
+				}
+			}
+			if r.Offset >= end-1 {
+				done = true
+			}
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// LastCommitted returns the last committed data record of a partition whose
+// records end at end (a last stable offset), or nil when it has none.
+func LastCommitted(ctx context.Context, opts []kgo.Opt, topic string, partition int32, b Bounds) (*kgo.Record, error) {
+	// Read backwards in growing windows: the last record is usually within
+	// the last few offsets, behind at most a commit marker.
+	for window := int64(64); ; window *= 8 {
+		from := max(b.Start, b.End-window)
+		var last *kgo.Record
+		err := Scan(ctx, opts, topic, partition, from, b.End, func(r *kgo.Record) error {
+			last = r
+			return nil
+		})
+		if err != nil || last != nil || from == b.Start {
+			return last, err
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// Item is one record to publish; Last marks the final record of a database
+// transaction, the only place a Kafka transaction may end.
+type Item struct {
+	Rec  *kgo.Record
+	Last bool
+}
+
+// NewItem encodes a lockstep record for a topic. The headers repeat the
+// transaction id, op and table for tools that do not decode the body.
+func NewItem(topic string, partition int32, r *schemas.Record) (Item, error) {
+	v, err := schemas.Encode(r)
+	if err != nil {
+		return Item{}, fmt.Errorf("encode record %d of transaction %s: %w", r.Txn.Index, r.Txn.GTID, err)
+	}
+	return Item{Last: r.Txn.Last, Rec: &kgo.Record{
+		Topic:     topic,
+		Partition: partition,
+		Key:       r.KafkaKey(),
+		Value:     v,
+		Headers: []kgo.RecordHeader{
+			{Key: schemas.HeaderGTID, Value: []byte(r.Txn.GTID)},
+			{Key: schemas.HeaderOp, Value: []byte(r.Op)},
+			{Key: schemas.HeaderTable, Value: []byte(r.Name())},
+		},
+	}}, nil
+}
+
+// TxnWriter publishes items inside Kafka transactions, so that a database
+// transaction's records become visible all together or not at all. Under
+// load several whole database transactions share one Kafka transaction,
+// ended by row count or time; a Kafka transaction never ends inside a
+// database transaction. Client must have a transactional id.
+type TxnWriter struct {
+	Client    *kgo.Client
+	BatchRows int
+	Linger    time.Duration
+	Log       *slog.Logger
+	// Committed, if set, is called after each Kafka commit with the last
+	// item of the batch.
+	Committed func(last Item)
+}
+
+// Run publishes until in is drained and closed, ctx ends, or a write fails.
+// A failed batch is aborted: nothing of it becomes visible.
+func (w *TxnWriter) Run(ctx context.Context, in <-chan Item) error {
+	for {
+		var it Item
+		var ok bool
+		select {
+		case it, ok = <-in:
+			if !ok {
+				return nil
+			}
+		case <-ctx.Done():
+			return nil
+		}
+		if err := w.batch(ctx, it, in); err != nil {
+			w.abort()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
+	if err := w.Client.BeginTransaction(); err != nil {
+		return fmt.Errorf("begin Kafka transaction: %w", err)
+	}
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
+	done := func(rec *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = fmt.Errorf("produce to %s[%d]: %w", rec.Topic, rec.Partition, err)
+			}
+			mu.Unlock()
+		}
+	}
+	started, rows := time.Now(), 0
+	for {
+		w.Client.Produce(ctx, it.Rec, done)
+		rows++
+		if it.Last && (rows >= w.BatchRows || time.Since(started) >= w.Linger || len(in) == 0) {
+			break
+		}
+		var ok bool
+		select {
+		case it, ok = <-in:
+			if !ok {
+				return fmt.Errorf("input closed inside a database transaction")
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := w.Client.Flush(ctx); err != nil {
+		return fmt.Errorf("flush %d records: %w", rows, err)
+	}
+	mu.Lock()
+	err := firstErr
+	mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := w.Client.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return fmt.Errorf("commit Kafka transaction of %d records up to %s %s: %w", rows, schemas.HeaderGTID, it.Rec.Headers[0].Value, err)
+	}
+	if w.Committed != nil {
+		w.Committed(it)
+	}
+	return nil
+}
+
+// abort ends an open Kafka transaction after a failure or at shutdown, so
+// that readers are not held back until the transaction times out.
+func (w *TxnWriter) abort() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Client.AbortBufferedRecords(ctx); err != nil {
+		w.Log.Warn("drop buffered records", "err", err)
+	}
+	if err := w.Client.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		w.Log.Warn("abort Kafka transaction", "err", err)
+	}
+}

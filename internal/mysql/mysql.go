@@ -1,0 +1,103 @@
+// Package mysql opens lockstep's connections to MySQL/MariaDB and holds the
+// helpers that every SQL statement we build goes through.
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+)
+
+// SystemDatabases are never replicated.
+var SystemDatabases = []string{"mysql", "information_schema", "performance_schema", "sys", "lockstep"}
+
+// Open connects to one database server. Every session runs in UTC (so
+// TIMESTAMP text means the same on both sides), with found-rows semantics
+// (an UPDATE that matched a row counts it even if nothing changed), and with
+// the SQL mode a replica uses: what the primary accepted is applied as is.
+// key names the config section, for errors.
+func Open(ctx context.Context, key string, c config.Database) (*sql.DB, error) {
+	mc := mysql.NewConfig()
+	mc.User = c.User
+	mc.Passwd = c.Password
+	mc.Net = "tcp"
+	mc.Addr = c.Address
+	mc.ClientFoundRows = true
+	mc.InterpolateParams = true
+	mc.MultiStatements = true
+	mc.MaxAllowedPacket = 0 // ask the server
+	mc.Timeout = 10 * time.Second
+	mc.Params = map[string]string{
+		"time_zone":          "'+00:00'",
+		"sql_mode":           "'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+		"foreign_key_checks": "0",
+	}
+	if err := mc.Apply(mysql.Charset("utf8mb4", "utf8mb4_bin")); err != nil {
+		return nil, err
+	}
+	tlsCfg, err := c.TLS.Build(key + ".tls")
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil {
+		mc.TLS = tlsCfg
+	}
+	conn, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("%s database %s: %w", key, c.Address, err)
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(16)
+	db.SetConnMaxIdleTime(time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s database %s as %s (%s.address, %s.user): %w", key, c.Address, c.User, key, key, err)
+	}
+	return db, nil
+}
+
+// Quote quotes an identifier.
+func Quote(name string) string {
+	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
+}
+
+// QuoteTable quotes database.table.
+func QuoteTable(db, table string) string { return Quote(db) + "." + Quote(table) }
+
+// Replicated reports whether a database is in scope: listed, or when the
+// list is empty, any database but the system ones.
+func Replicated(db string, only []string) bool {
+	if db == "" {
+		return false
+	}
+	if len(only) > 0 {
+		for _, d := range only {
+			if d == db {
+				return true
+			}
+		}
+		return false
+	}
+	for _, d := range SystemDatabases {
+		if strings.EqualFold(d, db) {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrorNumber is the server's error number, or 0 for other errors.
+func ErrorNumber(err error) uint16 {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number
+	}
+	return 0
+}

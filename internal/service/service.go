@@ -1,0 +1,126 @@
+// Package service is what the three commands share around their stages:
+// loading the config, the logger, signals, and the supervisor that restarts
+// a stage from its durable state after a transient failure.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+)
+
+// permanent marks an error that a restart cannot fix.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// Permanent marks err as one that needs an operator: the supervisor stops.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanent{err}
+}
+
+// Permanentf is Permanent(fmt.Errorf(...)).
+func Permanentf(format string, args ...any) error { return Permanent(fmt.Errorf(format, args...)) }
+
+// IsPermanent reports whether err, or an error it wraps, is permanent.
+func IsPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p)
+}
+
+// Supervise runs step until ctx ends or step fails permanently. A transient
+// failure is logged and step runs again after a backoff that doubles from
+// 500 ms up to 30 s, and starts over once a run has lasted a minute. Each run
+// starts from durable state (topics and checkpoints), so a restart loses and
+// repeats nothing.
+func Supervise(ctx context.Context, log *slog.Logger, step func(context.Context) error) error {
+	backoff := 500 * time.Millisecond
+	for {
+		started := time.Now()
+		err := step(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil || IsPermanent(err) {
+			return err
+		}
+		if time.Since(started) > time.Minute {
+			backoff = 500 * time.Millisecond
+		}
+		log.Warn("stage failed; restarting from the durable position", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// Logger builds the process logger from the config.
+func Logger(c config.Log, name string) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(c.Level))) // validated already
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if c.Format == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return slog.New(h).With("service", name)
+}
+
+// Command builds a service's root command: --config and --set flags, the
+// config loaded and logged (secrets redacted), and run called with a context
+// that SIGTERM and SIGINT cancel.
+func Command(name, short string, run func(ctx context.Context, cfg *config.Config, log *slog.Logger) error) *cobra.Command {
+	var file string
+	var sets []string
+	cmd := &cobra.Command{
+		Use:           name,
+		Short:         short,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(file, sets)
+			if err != nil {
+				return err
+			}
+			log := Logger(cfg.Log, name)
+			log.Info("starting", "config", fmt.Sprintf("%+v", cfg.Redacted()))
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			if err := run(ctx, cfg, log); err != nil {
+				log.Error("stopped", "err", err)
+				return err
+			}
+			log.Info("stopped cleanly")
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", os.Getenv("LOCKSTEP_CONFIG"), "YAML config file (env LOCKSTEP_CONFIG)")
+	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a config key, e.g. --set kafka.brokers=host:9092 (repeatable)")
+	return cmd
+}
+
+// Main runs a root command and exits non-zero on error.
+func Main(cmd *cobra.Command) {
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd.Name(), err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// binaryCollation is the collation id of the binary character set.
+const binaryCollation = 63
+
+// table is what the producer knows of a table from one table-map event:
+// the record's column list and how to turn each binlog value into text.
+type table struct {
+	db, name string
+	columns  []schemas.Column
+	decoders []func(any) (*string, error)
+}
+
+// newTable reads a table-map event. It needs the full row metadata
+// (binlog_row_metadata=FULL) so that column names come from the binlog, not
+// from a live schema that may be newer than the row.
+func newTable(tm *replication.TableMapEvent) (*table, error) {
+	t := &table{db: string(tm.Schema), name: string(tm.Table)}
+	names := tm.ColumnNameString()
+	if len(names) != int(tm.ColumnCount) {
+		return nil, fmt.Errorf("binlog table map of %s.%s carries no column names: set binlog_row_metadata=FULL on the primary", t.db, t.name)
+	}
+	collations := tm.CollationMap()
+	enums := tm.EnumStrValueMap()
+	sets := tm.SetStrValueMap()
+	unsigned := tm.UnsignedMap()
+	keys := make(map[int]bool)
+	for _, k := range tm.PrimaryKey {
+		keys[int(k)] = true
+	}
+	for i := range int(tm.ColumnCount) {
+		col := schemas.Column{Name: names[i], Key: keys[i]}
+		tp, meta := tm.ColumnType[i], tm.ColumnMeta[i]
+		if c, ok := collations[i]; ok && c == binaryCollation {
+			col.Binary = true
+		}
+		var dec func(any) (*string, error)
+		switch {
+		case tm.IsEnumColumn(i):
+			col.Type, dec = "enum", members(names[i], enums[i], false)
+		case tm.IsSetColumn(i):
+			col.Type, dec = "set", members(names[i], sets[i], true)
+		case tp == gomysql.MYSQL_TYPE_BIT:
+			nbits := int(meta>>8)*8 + int(meta&0xff)
+			col.Type, col.Binary, dec = fmt.Sprintf("bit(%d)", nbits), true, bits((nbits+7)/8)
+		default:
+			col.Type = typeName(tp, meta, col.Binary, unsigned[i])
+			dec = scalar(col.Binary)
+		}
+		t.columns = append(t.columns, col)
+		t.decoders = append(t.decoders, dec)
+	}
+	return t, nil
+}
+
+// row turns one binlog row image into a record row.
+func (t *table) row(values []any) (schemas.Row, error) {
+	if len(values) != len(t.columns) {
+		return nil, fmt.Errorf("row of %s.%s has %d values for %d columns", t.db, t.name, len(values), len(t.columns))
+	}
+	r := make(schemas.Row, len(values))
+	for i, v := range values {
+		s, err := t.decoders[i](v)
+		if err != nil {
+			return nil, fmt.Errorf("column %s of %s.%s: %w", t.columns[i].Name, t.db, t.name, err)
+		}
+		r[t.columns[i].Name] = s
+	}
+	return r, nil
+}
+
+// key is the primary-key part of a row image.
+func (t *table) key(r schemas.Row) schemas.Row {
+	k := make(schemas.Row)
+	for _, c := range t.columns {
+		if c.Key {
+			k[c.Name] = r[c.Name]
+		}
+	}
+	return k
+}
+
+func typeName(tp byte, meta uint16, bin, unsigned bool) string {
+	u := ""
+	if unsigned {
+		u = " unsigned"
+	}
+	switch tp {
+	case gomysql.MYSQL_TYPE_TINY:
+		return "tinyint" + u
+	case gomysql.MYSQL_TYPE_SHORT:
+		return "smallint" + u
+	case gomysql.MYSQL_TYPE_INT24:
+		return "mediumint" + u
+	case gomysql.MYSQL_TYPE_LONG:
+		return "int" + u
+	case gomysql.MYSQL_TYPE_LONGLONG:
+		return "bigint" + u
+	case gomysql.MYSQL_TYPE_NEWDECIMAL:
+		return fmt.Sprintf("decimal(%d,%d)", meta>>8, meta&0xff)
+	case gomysql.MYSQL_TYPE_FLOAT:
+		return "float"
+	case gomysql.MYSQL_TYPE_DOUBLE:
+		return "double"
+	case gomysql.MYSQL_TYPE_DATE, gomysql.MYSQL_TYPE_NEWDATE:
+		return "date"
+	case gomysql.MYSQL_TYPE_TIME, gomysql.MYSQL_TYPE_TIME2:
+		return fmt.Sprintf("time(%d)", meta)
+	case gomysql.MYSQL_TYPE_DATETIME, gomysql.MYSQL_TYPE_DATETIME2:
+		return fmt.Sprintf("datetime(%d)", meta)
+	case gomysql.MYSQL_TYPE_TIMESTAMP, gomysql.MYSQL_TYPE_TIMESTAMP2:
+		return fmt.Sprintf("timestamp(%d)", meta)
+	case gomysql.MYSQL_TYPE_YEAR:
+		return "year"
+	case gomysql.MYSQL_TYPE_VARCHAR, gomysql.MYSQL_TYPE_VAR_STRING:
+		return pick(bin, "varbinary", "varchar")
+	case gomysql.MYSQL_TYPE_STRING:
+		return pick(bin, "binary", "char")
+	case gomysql.MYSQL_TYPE_BLOB:
+		return pick(bin, "blob", "text")
+	case gomysql.MYSQL_TYPE_JSON:
+		return "json"
+	case gomysql.MYSQL_TYPE_GEOMETRY:
+		return "geometry"
+	default:
+		return fmt.Sprintf("type%d", tp)
+	}
+}
+
+func pick(cond bool, yes, no string) string {
+	if cond {
+		return yes
+	}
+	return no
+}
+
+// scalar renders the values go-mysql decodes as numbers or strings.
+func scalar(bin bool) func(any) (*string, error) {
+	return func(v any) (*string, error) {
+		var s string
+		switch x := v.(type) {
+		case nil:
+			return nil, nil
+		case string:
+			return schemas.EncodeValue([]byte(x), bin), nil
+		case []byte:
+			return schemas.EncodeValue(x, bin), nil
+		case int8, int16, int32, int64, int, uint8, uint16, uint32, uint64:
+			s = fmt.Sprint(x)
+		case float32:
+			s = strconv.FormatFloat(float64(x), 'g', -1, 32)
+		case float64:
+			s = strconv.FormatFloat(x, 'g', -1, 64)
+		default:
+			return nil, fmt.Errorf("unexpected binlog value %T", v)
+		}
+		return &s, nil
+	}
+}
+
+// members renders ENUM (a 1-based index) and SET (a bitmap) values as the
+// member names the table defines.
+func members(col string, names []string, set bool) func(any) (*string, error) {
+	return func(v any) (*string, error) {
+		if v == nil {
+			return nil, nil
+		}
+		n, ok := v.(int64)
+		if !ok {
+			return nil, fmt.Errorf("unexpected %T for enum/set", v)
+		}
+		if !set {
+			s := ""
+			if n > 0 { // 0 is the empty "error" member
+				if int(n) > len(names) {
+					return nil, fmt.Errorf("enum index %d beyond its %d members", n, len(names))
+				}
+				s = names[n-1]
+			}
+			return &s, nil
+		}
+		var out []string
+		for i, name := range names {
+			if n&(1<<i) != 0 {
+				out = append(out, name)
+			}
+		}
+		s := strings.Join(out, ",")
+		return &s, nil
+	}
+}
+
+// bits renders BIT(n) as its big-endian bytes, base64, as a SELECT returns them.
+func bits(size int) func(any) (*string, error) {
+	return func(v any) (*string, error) {
+		if v == nil {
+			return nil, nil
+		}
+		n, ok := v.(int64)
+		if !ok {
+			return nil, fmt.Errorf("unexpected %T for bit", v)
+		}
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], uint64(n))
+		s := base64.StdEncoding.EncodeToString(b[8-size:])
+		return &s, nil
+	}
+}

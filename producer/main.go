@@ -1,0 +1,125 @@
+// Command producer tails the primary's binlog and publishes every committed
+// transaction to the primary log topic, one record per changed row, inside
+// Kafka transactions. It resumes from the GTID position stored in the last
+// committed record of the topic.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+func main() {
+	var fromStart bool
+	cmd := service.Command("producer", "Publish the primary's committed transactions to the primary log",
+		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+			return service.Supervise(ctx, log, func(ctx context.Context) error {
+				return run(ctx, cfg, log, fromStart)
+			})
+		})
+	cmd.Flags().BoolVar(&fromStart, "from-start", false, "on an empty primary log, start from the oldest binlog instead of the current position")
+	service.Main(cmd)
+}
+
+// run is one life of the producer: find the position, then tail and publish
+// until ctx ends or something fails.
+func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bool) error {
+	db, err := mysql.Open(ctx, "primary", cfg.Primary)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := preflight(ctx, db, cfg.Primary.Address); err != nil {
+		return err
+	}
+
+	opts, err := kafka.Options(cfg.Kafka)
+	if err != nil {
+		return service.Permanent(err)
+	}
+	pos, err := resumePosition(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	if pos == nil {
+		p := ""
+		if !fromStart {
+			if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_pos").Scan(&p); err != nil {
+				return fmt.Errorf("read the primary's current GTID position: %w", err)
+			}
+		}
+		log.Info("primary log is empty: starting a new stream", "from_gtid", p, "from_start", fromStart)
+		pos = &p
+	}
+
+	cl, err := kgo.NewClient(append(opts,
+		kgo.TransactionalID(cfg.Producer.TransactionalID),
+		kgo.TransactionTimeout(cfg.Kafka.TransactionTimeout),
+		partitionZero,
+	)...)
+	if err != nil {
+		return service.Permanent(err)
+	}
+	defer cl.Close()
+
+	items := make(chan kafka.Item, 4096)
+	t, err := newTailer(*cfg, log, *pos, items)
+	if err != nil {
+		return err
+	}
+	w := &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return t.run(ctx) })
+	g.Go(func() error { return w.Run(ctx, items) })
+	return g.Wait()
+}
+
+// partitionZero pins every record to partition 0: the primary log is one
+// total order, that of the primary's commits.
+var partitionZero = kgo.RecordPartitioner(kgo.ManualPartitioner())
+
+// resumePosition reads the GTID position stored in the last committed
+// record of the primary log; nil when the log is empty.
+func resumePosition(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (*string, error) {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, service.Permanent(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topic := cfg.Kafka.PrimaryTopic
+	n, err := kafka.EnsureTopic(ctx, adm, topic, 1, cfg.Kafka.MaxMessageBytes)
+	if err != nil {
+		return nil, err
+	}
+	if n != 1 {
+		return nil, service.Permanentf("topic %s (kafka.primary_topic) has %d partitions; the primary log needs exactly 1 to keep the primary's commit order", topic, n)
+	}
+	bounds, err := kafka.PartitionBounds(ctx, adm, topic)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := kafka.LastCommitted(ctx, opts, topic, 0, bounds[0])
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	r, err := schemas.Decode(rec.Value)
+	if err == nil && (!r.Txn.Last || r.Source.GTIDSet == "") {
+		err = fmt.Errorf("it does not end a transaction")
+	}
+	if err != nil {
+		return nil, service.Permanentf("last committed record of %s at offset %d cannot give a resume position: %w", topic, rec.Offset, err)
+	}
+	return &r.Source.GTIDSet, nil
+}

@@ -1,0 +1,15 @@
+-- lockstep's own state in the standby database.
+-- The storage-applier writes applied_offset in the same transaction as the
+-- rows it applied, so the checkpoint can never disagree with the data.
+CREATE DATABASE IF NOT EXISTS lockstep;
+CREATE TABLE IF NOT EXISTS lockstep.checkpoint (
+  name             VARCHAR(191) NOT NULL PRIMARY KEY,
+  topic            VARCHAR(249) NOT NULL,
+  topic_partition  INT NOT NULL,
+  applied_offset   BIGINT NOT NULL,
+  gtid             VARCHAR(255) NOT NULL,
+  -- the offset of a DDL statement that was started but may not have finished
+  -- (DDL commits on its own and cannot join the checkpoint's transaction)
+  ddl_offset       BIGINT NULL,
+  updated_at       DATETIME(6) NOT NULL
+) ENGINE=InnoDB;

@@ -1,0 +1,211 @@
+package schemas
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+)
+
+// SchemaVersion is the version of the record layout this package writes.
+const SchemaVersion = 1
+
+// Op is what happened to the row.
+type Op string
+
+const (
+	OpInsert   Op = "insert"
+	OpUpdate   Op = "update"
+	OpDelete   Op = "delete"
+	OpDDL      Op = "ddl"
+	OpSnapshot Op = "snapshot"
+)
+
+// Header names: they repeat what a Kafka tool needs without decoding the body.
+const (
+	HeaderGTID  = "gtid"
+	HeaderOp    = "op"
+	HeaderTable = "table"
+)
+
+// Column describes one column of the row images, in table order.
+type Column struct {
+	Name string `json:"name"`
+	// Type is the SQL type, e.g. "bigint unsigned", "varchar", "datetime(6)".
+	Type string `json:"type"`
+	// Binary marks columns whose values are base64 of raw bytes.
+	Binary bool `json:"binary,omitempty"`
+	// Key marks the primary-key columns.
+	Key bool `json:"key,omitempty"`
+}
+
+// Row maps a column name to its value; nil is SQL NULL.
+type Row map[string]*string
+
+// Txn places the record in its source transaction.
+type Txn struct {
+	GTID string `json:"gtid"`
+	// Index is the record's position in the transaction, from 0.
+	Index int `json:"index"`
+	// Last is true on the transaction's final record.
+	Last bool `json:"last"`
+}
+
+// Source says where in the primary's binlog the change was read.
+type Source struct {
+	ServerID uint32 `json:"server_id"`
+	File     string `json:"file"`
+	Pos      uint32 `json:"pos"`
+	// CommitTimeMS is the primary's commit time (binlog seconds, in ms).
+	CommitTimeMS int64 `json:"commit_time_ms"`
+	// GTIDSet is the primary's GTID position after this transaction; set on
+	// the last record only, it is where the producer resumes.
+	GTIDSet string `json:"gtid_set,omitempty"`
+}
+
+// Standby is what the storage-applier adds when it republishes a record.
+type Standby struct {
+	// CommitTimeMS is when the standby committed the transaction.
+	CommitTimeMS int64 `json:"commit_time_ms"`
+	// PrimaryOffset is the primary-log offset of the record.
+	PrimaryOffset    int64 `json:"primary_offset"`
+	PrimaryPartition int32 `json:"primary_partition"`
+}
+
+// Record is one changed row, or one DDL statement.
+type Record struct {
+	SchemaVersion int      `json:"schema_version"`
+	Op            Op       `json:"op"`
+	Database      string   `json:"database"`
+	Table         string   `json:"table,omitempty"`
+	Columns       []Column `json:"columns,omitempty"`
+	Key           Row      `json:"key,omitempty"`
+	Before        Row      `json:"before,omitempty"`
+	After         Row      `json:"after,omitempty"`
+	// Statement is the DDL text, for op "ddl"; Schema is the session's
+	// default database it ran in (may differ from Database or be empty).
+	Statement string   `json:"statement,omitempty"`
+	Schema    string   `json:"schema,omitempty"`
+	Txn       Txn      `json:"txn"`
+	Source    Source   `json:"source"`
+	Standby   *Standby `json:"standby,omitempty"`
+}
+
+// Decode parses one record and checks what every consumer relies on.
+func Decode(b []byte) (*Record, error) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode record: %w", err)
+	}
+	if err := r.Check(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Check reports the first structural problem of a record.
+func (r *Record) Check() error {
+	if r.SchemaVersion != SchemaVersion {
+		return fmt.Errorf("record schema_version %d, this build reads %d", r.SchemaVersion, SchemaVersion)
+	}
+	if r.Txn.GTID == "" || r.Txn.Index < 0 {
+		return fmt.Errorf("record without a transaction id or with a negative row index")
+	}
+	switch r.Op {
+	case OpInsert, OpSnapshot:
+		if r.After == nil {
+			return fmt.Errorf("%s record for %s without an after image", r.Op, r.Name())
+		}
+	case OpUpdate:
+		if r.After == nil || r.Before == nil {
+			return fmt.Errorf("update record for %s without both images", r.Name())
+		}
+	case OpDelete:
+		if r.Before == nil {
+			return fmt.Errorf("delete record for %s without a before image", r.Name())
+		}
+	case OpDDL:
+		if r.Statement == "" {
+			return fmt.Errorf("ddl record without a statement")
+		}
+		return nil
+	default:
+		return fmt.Errorf("record with unknown op %q", r.Op)
+	}
+	if r.Table == "" || r.Database == "" || len(r.Columns) == 0 {
+		return fmt.Errorf("%s record without database, table or columns", r.Op)
+	}
+	return nil
+}
+
+// Name is "database.table".
+func (r *Record) Name() string { return r.Database + "." + r.Table }
+
+// Image is the row the change leaves behind, or for a delete the row it removed.
+func (r *Record) Image() Row {
+	if r.Op == OpDelete {
+		return r.Before
+	}
+	return r.After
+}
+
+// KafkaKey identifies the row: database, table and primary key. Tables
+// without a primary key are keyed by table alone, which keeps their changes in
+// one partition and so in order. DDL is keyed by its database.
+func (r *Record) KafkaKey() []byte {
+	k := struct {
+		Database string `json:"database"`
+		Table    string `json:"table,omitempty"`
+		Key      Row    `json:"key,omitempty"`
+	}{r.Database, r.Table, r.Key}
+	b, _ := json.Marshal(k) // cannot fail: strings and string maps only
+	return b
+}
+
+// Version is the record's position in primary commit order, as a fixed-width
+// string so that Redis can compare two versions as strings.
+func (r *Record) Version() string {
+	if r.Standby == nil {
+		return ""
+	}
+	return FormatVersion(r.Standby.PrimaryOffset)
+}
+
+// FormatVersion renders a primary-log offset as a cache version.
+func FormatVersion(offset int64) string { return fmt.Sprintf("%020d", offset) }
+
+// Bytes returns a column's raw value: base64 decoded for binary columns.
+// ok is false for NULL or a missing column.
+func (r *Record) Bytes(row Row, col Column) (b []byte, ok bool, err error) {
+	v := row[col.Name]
+	if v == nil {
+		return nil, false, nil
+	}
+	if !col.Binary {
+		return []byte(*v), true, nil
+	}
+	b, err = base64.StdEncoding.DecodeString(*v)
+	if err != nil {
+		return nil, false, fmt.Errorf("column %s of %s: value is not base64: %w", col.Name, r.Name(), err)
+	}
+	return b, true, nil
+}
+
+// EncodeValue renders raw bytes as a record value.
+func EncodeValue(raw []byte, binary bool) *string {
+	s := string(raw)
+	if binary {
+		s = base64.StdEncoding.EncodeToString(raw)
+	}
+	return &s
+}
+
+// KeyColumns are the primary-key columns, in table order.
+func (r *Record) KeyColumns() []Column {
+	var ks []Column
+	for _, c := range r.Columns {
+		if c.Key {
+			ks = append(ks, c)
+		}
+	}
+	return ks
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Stop what dev-up.sh started, by pid file: the services first, then the servers.
+# The broker gets SIGTERM (kfake and SIGKILL do not mix with open transactions).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+for svc in cache-applier storage-applier producer; do
+	stop "$DEV/$svc/$svc.pid" TERM
+done
+stop "$DEV/kafka/kafka.pid" TERM
+stop "$DEV/redis/redis.pid" TERM
+stop "$DEV/standby/mariadbd.pid" TERM
+stop "$DEV/primary/mariadbd.pid" TERM
+log "dev stack stopped (data kept in $DEV; remove it for a fresh start)"

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Start the private dev stack under .dev/: MariaDB primary and standby, Redis,
+# the embedded Kafka broker, and with --services the three lockstep services.
+# Idempotent: only what is not running is started.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+services=0
+for arg in "$@"; do
+	case "$arg" in
+	--services) services=1 ;;
+	*) die "unknown argument $arg (usage: dev-up.sh [--services])" ;;
+	esac
+done
+
+ensure_packages
+mkdir -p "$DEV"
+start_primary
+start_standby
+start_redis
+build_tools
+start_kafka
+
+export LOCKSTEP_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+export LOCKSTEP_PRIMARY_ADDRESS="127.0.0.1:$PRIMARY_PORT"
+export LOCKSTEP_STANDBY_ADDRESS="127.0.0.1:$STANDBY_PORT"
+export LOCKSTEP_REDIS_ADDRESS="127.0.0.1:$REDIS_PORT"
+config="${LOCKSTEP_CONFIG:-$ROOT/lockstep.example.yaml}"
+
+if [ "$services" = 1 ]; then
+	for svc in producer storage-applier cache-applier; do
+		dir="$DEV/$svc"
+		mkdir -p "$dir"
+		if alive "$dir/$svc.pid"; then continue; fi
+		log "starting $svc (log: $dir/$svc.log)"
+		nohup "$DEV/bin/$svc" --config "$config" >>"$dir/$svc.log" 2>&1 &
+		echo $! >"$dir/$svc.pid"
+	done
+fi
+
+cat <<INFO
+lockstep dev stack is up:
+  primary MariaDB   127.0.0.1:$PRIMARY_PORT   mariadb -h127.0.0.1 -P$PRIMARY_PORT -uroot
+  standby MariaDB   127.0.0.1:$STANDBY_PORT   mariadb -h127.0.0.1 -P$STANDBY_PORT -uroot
+  Redis             127.0.0.1:$REDIS_PORT   redis-cli -p $REDIS_PORT
+  Kafka (kfake)     127.0.0.1:$KAFKA_PORT   kcat -C -b 127.0.0.1:$KAFKA_PORT -t lockstep.primary -f '%k %s\n'
+INFO
+if [ "$services" = 1 ]; then
+	echo "  services          producer, storage-applier, cache-applier (config $config; logs $DEV/<service>/)"
+fi
+echo "  stop everything:  scripts/dev-down.sh"

@@ -1,0 +1,115 @@
+# Shared helpers for the dev scripts. Sourced, never run.
+# Every server lives under $DEV (default .dev/ in the repo) with a pid file,
+# so the scripts start only what is not running and stop only what they started.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEV="${LOCKSTEP_DEV_DIR:-$ROOT/.dev}"
+PRIMARY_PORT="${LOCKSTEP_PRIMARY_PORT:-3307}"
+STANDBY_PORT="${LOCKSTEP_STANDBY_PORT:-3308}"
+REDIS_PORT="${LOCKSTEP_REDIS_PORT:-6380}"
+KAFKA_PORT="${LOCKSTEP_KAFKA_PORT:-9092}"
+export PATH="/usr/local/go/bin:$PATH"
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# alive PIDFILE: true when the pid file names a running process.
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# wait_for DESC CMD...: retry CMD for up to 60 s.
+wait_for() {
+	local desc="$1"; shift
+	for _ in $(seq 1 300); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		sleep 0.2
+	done
+	die "$desc did not answer within 60 s (see the logs under $DEV)"
+}
+
+# ensure_packages: install the Debian packages the stack needs when apt is there.
+ensure_packages() {
+	local missing=()
+	command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+	command -v mariadb >/dev/null || missing+=(mariadb-client)
+	command -v redis-server >/dev/null || missing+=(redis-server)
+	command -v kcat >/dev/null || missing+=(kcat)
+	command -v sysbench >/dev/null || missing+=(sysbench)
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if ! command -v apt-get >/dev/null; then
+		die "missing ${missing[*]} and no apt-get to install them: install them by hand"
+	fi
+	log "installing ${missing[*]}"
+	apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# start_mariadb NAME PORT SERVER_ID EXTRA_ARGS...: a private server in $DEV/NAME.
+start_mariadb() {
+	local name="$1" port="$2" id="$3"; shift 3
+	local dir="$DEV/$name"
+	if alive "$dir/mariadbd.pid"; then return 0; fi
+	mkdir -p "$dir"
+	if [ ! -d "$dir/data/mysql" ]; then
+		log "initialising $name in $dir/data"
+		mariadb-install-db --user=root --datadir="$dir/data" --auth-root-authentication-method=normal \
+			--skip-test-db >"$dir/install.log" 2>&1 || die "mariadb-install-db for $name failed: see $dir/install.log"
+	fi
+	local mariadbd=/usr/sbin/mariadbd
+	command -v mariadbd >/dev/null && mariadbd="$(command -v mariadbd)"
+	"$mariadbd" --no-defaults --user=root --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
+		--socket="$dir/mariadbd.sock" --pid-file="$dir/mariadbd.pid" --log-error="$dir/error.log" \
+		--server-id="$id" --skip-name-resolve --innodb-buffer-pool-size=256M \
+		--innodb-flush-log-at-trx-commit=2 --sync-binlog=0 --max-connections=500 \
+		--max-allowed-packet=64M "$@" >>"$dir/stdout.log" 2>&1 &
+	wait_for "MariaDB $name on 127.0.0.1:$port" mariadb --no-defaults -uroot --socket="$dir/mariadbd.sock" -e 'SELECT 1'
+	# Root over TCP from 127.0.0.1, as the services connect.
+	mariadb --no-defaults -uroot --socket="$dir/mariadbd.sock" -e \
+		"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
+	wait_for "MariaDB $name over TCP" mariadb --no-defaults -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1'
+}
+
+start_primary() {
+	start_mariadb primary "$PRIMARY_PORT" 1 --log-bin="$DEV/primary/data/binlog" --binlog-format=ROW \
+		--binlog-row-image=FULL --binlog-row-metadata=FULL --gtid-strict-mode=1 --log-slave-updates=1
+}
+
+start_standby() {
+	start_mariadb standby "$STANDBY_PORT" 2 --skip-log-bin
+}
+
+start_redis() {
+	local dir="$DEV/redis"
+	if alive "$dir/redis.pid"; then return 0; fi
+	mkdir -p "$dir"
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --pidfile "$dir/redis.pid" \
+		--dir "$dir" --save "" --appendonly no --logfile "$dir/redis.log" >/dev/null
+	wait_for "Redis on 127.0.0.1:$REDIS_PORT" redis-cli -p "$REDIS_PORT" ping
+}
+
+# build_tools: the three services and the dev helpers, into $DEV/bin.
+build_tools() {
+	mkdir -p "$DEV/bin"
+	(cd "$ROOT" && go build -o "$DEV/bin/" ./producer ./storage-applier ./cache-applier ./scripts/devkafka ./scripts/devtool) \
+		|| die "go build failed"
+}
+
+start_kafka() {
+	local dir="$DEV/kafka"
+	if alive "$dir/kafka.pid"; then return 0; fi
+	mkdir -p "$dir"
+	[ -x "$DEV/bin/devkafka" ] || build_tools
+	nohup "$DEV/bin/devkafka" --port "$KAFKA_PORT" --data "$dir/data" >>"$dir/kafka.log" 2>&1 &
+	echo $! >"$dir/kafka.pid"
+	wait_for "Kafka (kfake) on 127.0.0.1:$KAFKA_PORT" bash -c "exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT"
+}
+
+# stop PIDFILE SIGNAL: stop the process a pid file names and wait for it to go.
+stop() {
+	local pidfile="$1" sig="${2:-TERM}"
+	alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+	local pid; pid="$(cat "$pidfile")"
+	kill -s "$sig" "$pid"
+	for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+	rm -f "$pidfile"
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// checkpoint is the standby's applied position in the primary log, kept in
+// the standby database itself and moved in the same transaction as the rows.
+type checkpoint struct {
+	name string
+	// offset is the primary-log offset of the last record applied; -1 before any.
+	offset int64
+	// ddlOffset is the offset of a DDL statement that was started and may
+	// have finished; -1 when none.
+	ddlOffset int64
+	gtid      string
+}
+
+// loadCheckpoint creates lockstep's table if needed and reads (or creates)
+// the checkpoint row.
+func loadCheckpoint(ctx context.Context, db *sql.DB, name, topic string) (*checkpoint, error) {
+	if _, err := db.ExecContext(ctx, schemas.CheckpointSQL); err != nil {
+		return nil, fmt.Errorf("create lockstep.checkpoint on the standby (the user needs CREATE on lockstep.*): %w", err)
+	}
+	cp := &checkpoint{name: name}
+	err := db.QueryRowContext(ctx, sqlSelectCheckpoint, name).Scan(&cp.offset, &cp.ddlOffset, &cp.gtid)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := db.ExecContext(ctx, sqlInsertCheckpoint, name, topic); err != nil {
+			return nil, fmt.Errorf("create checkpoint %q: %w", name, err)
+		}
+		return &checkpoint{name: name, offset: -1, ddlOffset: -1}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint %q: %w", name, err)
+	}
+	return cp, nil
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// advance moves the checkpoint to offset, only if it is still where this
+// applier last saw it.
+func (cp *checkpoint) advance(ctx context.Context, ex execer, offset int64, gtid string) error {
+	res, err := ex.ExecContext(ctx, sqlAdvanceCheckpoint, offset, gtid, cp.name, cp.offset)
+	if err != nil {
+		return fmt.Errorf("advance checkpoint %q to %d: %w", cp.name, offset, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return service.Permanentf("checkpoint %q is no longer at offset %d: another storage-applier is applying to this standby; this one stops", cp.name, cp.offset)
+	}
+	return nil
+}
+
+// committed records the new position after the transaction committed.
+func (cp *checkpoint) committed(offset int64, gtid string) {
+	cp.offset, cp.gtid, cp.ddlOffset = offset, gtid, -1
+}

@@ -1,0 +1,172 @@
+// Command storage-applier consumes the primary log, applies each primary
+// transaction to the standby database atomically and in primary commit
+// order together with its checkpoint, and only after the standby COMMIT
+// republishes the transaction's rows to the standby log.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/service"
+)
+
+func main() {
+	service.Main(service.Command("storage-applier", "Apply the primary log to the standby database, then republish to the standby log",
+		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+			return service.Supervise(ctx, log, func(ctx context.Context) error { return run(ctx, cfg, log) })
+		}))
+}
+
+// run is one life of the applier. Its start is the recovery: what the
+// standby committed but the standby log lacks is republished first, from
+// the primary log (our outbox), then applying resumes after the checkpoint.
+func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	db, err := mysql.Open(ctx, "standby", cfg.Standby)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	primaryTopic, standbyTopic := cfg.Kafka.PrimaryTopic, cfg.Kafka.StandbyTopic
+	cp, err := loadCheckpoint(ctx, db, cfg.Applier.Name, primaryTopic)
+	if err != nil {
+		return err
+	}
+
+	opts, err := kafka.Options(cfg.Kafka)
+	if err != nil {
+		return service.Permanent(err)
+	}
+	admCl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return service.Permanent(err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	if _, err := kafka.EnsureTopic(ctx, adm, primaryTopic, 1, cfg.Kafka.MaxMessageBytes); err != nil {
+		return err
+	}
+	if _, err := kafka.EnsureTopic(ctx, adm, standbyTopic, int32(cfg.Kafka.StandbyPartitions), cfg.Kafka.MaxMessageBytes); err != nil {
+		return err
+	}
+	pb, err := kafka.PartitionBounds(ctx, adm, primaryTopic)
+	if err != nil {
+		return err
+	}
+	primary := pb[0]
+	if cp.offset >= primary.End {
+		return service.Permanentf("topic %s partition 0 went back: the standby checkpoint %q is at offset %d but the topic ends at %d; the topic was deleted, re-created or truncated. Nothing was applied; re-bootstrap the standby or restore the topic",
+			primaryTopic, cp.name, cp.offset, primary.End)
+	}
+	sb, err := kafka.PartitionBounds(ctx, adm, standbyTopic)
+	if err != nil {
+		return err
+	}
+	published, err := lastPublished(ctx, opts, standbyTopic, sb)
+	if err != nil {
+		return err
+	}
+	if published > cp.offset {
+		return service.Permanentf("standby log %s holds primary offset %d but the standby checkpoint %q is at %d: the standby database is behind what was published (restored from an old backup?); re-bootstrap it",
+			standbyTopic, published, cp.name, cp.offset)
+	}
+	if from := min(published, cp.offset) + 1; from < primary.Start {
+		return service.Permanentf("topic %s starts at offset %d but the standby needs offset %d: retention removed records not yet applied or republished; re-bootstrap the standby",
+			primaryTopic, primary.Start, from)
+	}
+
+	pub, err := kgo.NewClient(append(opts,
+		kgo.TransactionalID("lockstep-"+cfg.Applier.Name),
+		kgo.TransactionTimeout(cfg.Kafka.TransactionTimeout),
+	)...)
+	if err != nil {
+		return service.Permanent(err)
+	}
+	defer pub.Close()
+	items := make(chan kafka.Item, 4096)
+	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Log: log}
+	rp := &republisher{topic: standbyTopic, out: items}
+	a := &applier{db: db, cp: cp, log: log}
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Run(ctx, items) })
+	g.Go(func() error {
+		if published < cp.offset {
+			log.Info("republishing transactions the standby committed but the standby log lacks", "from_offset", published+1, "to_offset", cp.offset)
+			if err := replay(ctx, opts, primaryTopic, published+1, cp.offset+1, func(t *txn) error {
+				return rp.publish(ctx, t, time.Now())
+			}); err != nil {
+				return err
+			}
+		}
+		log.Info("applying", "topic", primaryTopic, "from_offset", cp.offset+1, "standby", cfg.Standby.Address)
+		return consume(ctx, opts, primaryTopic, cp.offset+1, func(t *txn) error {
+			if err := a.apply(ctx, t); err != nil {
+				return err
+			}
+			return rp.publish(ctx, t, time.Now())
+		})
+	})
+	return g.Wait()
+}
+
+// replay hands over the whole transactions of [from, end) of the primary log.
+func replay(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, fn func(*txn) error) error {
+	asm := &assembler{topic: topic}
+	err := kafka.Scan(ctx, opts, topic, 0, from, end, func(rec *kgo.Record) error {
+		t, err := asm.add(rec)
+		if err != nil || t == nil {
+			return err
+		}
+		return fn(t)
+	})
+	if err == nil && asm.cur != nil {
+		err = service.Permanentf("replay of %s offsets %d..%d ended inside transaction %s", topic, from, end-1, asm.cur.gtid())
+	}
+	return err
+}
+
+// consume hands over whole transactions of the primary log from offset on,
+// until ctx ends.
+func consume(ctx context.Context, opts []kgo.Opt, topic string, from int64, fn func(*txn) error) error {
+	cl, err := kgo.NewClient(append(opts,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Never jump silently: an offset out of range is an error.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+	)...)
+	if err != nil {
+		return service.Permanent(err)
+	}
+	defer cl.Close()
+	asm := &assembler{topic: topic}
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := fs.Err0(); err != nil {
+			return fmt.Errorf("read %s from offset %d: %w", topic, from, err)
+		}
+		for _, rec := range fs.Records() {
+			t, err := asm.add(rec)
+			if err != nil {
+				return err
+			}
+			if t != nil {
+				if err := fn(t); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}

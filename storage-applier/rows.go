@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// rowStatement is the SQL and arguments that apply one row change to the
+// standby, and how many rows it must touch.
+func rowStatement(r *schemas.Record) (string, []any, error) {
+	var (
+		b    strings.Builder
+		args []any
+	)
+	add := func(row schemas.Row, c schemas.Column) error {
+		v, ok, err := r.Bytes(row, c)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			args = append(args, nil)
+		} else if c.Binary {
+			args = append(args, v)
+		} else {
+			args = append(args, string(v))
+		}
+		return nil
+	}
+	table := mysql.QuoteTable(r.Database, r.Table)
+	switch r.Op {
+	case schemas.OpInsert:
+		fmt.Fprintf(&b, "INSERT INTO %s (", table)
+		for i, c := range r.Columns {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(mysql.Quote(c.Name))
+			if err := add(r.After, c); err != nil {
+				return "", nil, err
+			}
+		}
+		b.WriteString(") VALUES (" + strings.Repeat("?, ", len(r.Columns)-1) + "?)")
+	case schemas.OpUpdate:
+		fmt.Fprintf(&b, "UPDATE %s SET ", table)
+		for i, c := range r.Columns {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(mysql.Quote(c.Name) + " = ?")
+			if err := add(r.After, c); err != nil {
+				return "", nil, err
+			}
+		}
+		if err := where(&b, r, add); err != nil {
+			return "", nil, err
+		}
+	case schemas.OpDelete:
+		fmt.Fprintf(&b, "DELETE FROM %s", table)
+		if err := where(&b, r, add); err != nil {
+			return "", nil, err
+		}
+	default:
+		return "", nil, fmt.Errorf("op %q is not a row change", r.Op)
+	}
+	return b.String(), args, nil
+}
+
+// where matches the row by its primary key, or, for a table without one, by
+// its whole before image (NULL-safe) and one row only, as MySQL replication does.
+func where(b *strings.Builder, r *schemas.Record, add func(schemas.Row, schemas.Column) error) error {
+	cols := r.KeyColumns()
+	limit := ""
+	if len(cols) == 0 {
+		cols, limit = r.Columns, " LIMIT 1"
+	}
+	b.WriteString(" WHERE ")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		b.WriteString(mysql.Quote(c.Name) + " <=> ?")
+		if err := add(r.Before, c); err != nil {
+			return err
+		}
+	}
+	b.WriteString(limit)
+	return nil
+}

@@ -1,0 +1,16 @@
+package main
+
+// The storage-applier's own statements. Row statements are built per table
+// in rows.go from quoted identifiers and placeholders, never from values.
+const (
+	sqlSelectCheckpoint = `SELECT applied_offset, COALESCE(ddl_offset, -1), gtid FROM lockstep.checkpoint WHERE name = ?`
+	sqlInsertCheckpoint = `INSERT INTO lockstep.checkpoint (name, topic, topic_partition, applied_offset, gtid, updated_at)
+		VALUES (?, ?, 0, -1, '', NOW(6))`
+	// The applied_offset condition fences a second applier: only the one that
+	// read the current offset can move it.
+	sqlAdvanceCheckpoint = `UPDATE lockstep.checkpoint SET applied_offset = ?, gtid = ?, ddl_offset = NULL, updated_at = NOW(6)
+		WHERE name = ? AND applied_offset = ?`
+	sqlMarkDDL = `UPDATE lockstep.checkpoint SET ddl_offset = ?, updated_at = NOW(6)
+		WHERE name = ? AND applied_offset = ?`
+	sqlSchemaExists = `SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?`
+)
