@@ -19,7 +19,7 @@ func plan(rule *cacherule.Rule, rec *schemas.Record) ([]op, error) {
 		if err != nil {
 			return nil, err
 		}
-		if before, err = rule.Keys(row); err != nil {
+		if before, err = rule.Render(row); err != nil {
 			return nil, err
 		}
 	}
@@ -28,7 +28,7 @@ func plan(rule *cacherule.Rule, rec *schemas.Record) ([]op, error) {
 		if afterRow, err = cacherule.FromRecord(rec, rec.After); err != nil {
 			return nil, err
 		}
-		if after, err = rule.Keys(afterRow); err != nil {
+		if after, err = rule.Render(afterRow); err != nil {
 			return nil, err
 		}
 	}

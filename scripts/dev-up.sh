@@ -21,10 +21,6 @@ start_redis
 build_tools
 start_kafka
 
-export LOCKSTEP_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
-export LOCKSTEP_PRIMARY_ADDRESS="127.0.0.1:$PRIMARY_PORT"
-export LOCKSTEP_STANDBY_ADDRESS="127.0.0.1:$STANDBY_PORT"
-export LOCKSTEP_REDIS_ADDRESS="127.0.0.1:$REDIS_PORT"
 config="${LOCKSTEP_CONFIG:-$ROOT/lockstep.example.yaml}"
 
 if [ "$services" = 1 ]; then
@@ -33,7 +29,10 @@ if [ "$services" = 1 ]; then
 		mkdir -p "$dir"
 		if alive "$dir/$svc.pid"; then continue; fi
 		log "starting $svc (log: $dir/$svc.log)"
-		nohup "$DEV/bin/$svc" --config "$config" >>"$dir/$svc.log" 2>&1 &
+		args=(--config "$config")
+		# The dev primary is private and new: carry it from its first binlog.
+		[ "$svc" = producer ] && args+=(--from-start)
+		nohup "$DEV/bin/$svc" "${args[@]}" >>"$dir/$svc.log" 2>&1 &
 		echo $! >"$dir/$svc.pid"
 	done
 fi

@@ -10,6 +10,12 @@ REDIS_PORT="${LOCKSTEP_REDIS_PORT:-6380}"
 KAFKA_PORT="${LOCKSTEP_KAFKA_PORT:-9092}"
 export PATH="/usr/local/go/bin:$PATH"
 
+# The services and helpers find the private servers through these.
+export LOCKSTEP_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+export LOCKSTEP_PRIMARY_ADDRESS="127.0.0.1:$PRIMARY_PORT"
+export LOCKSTEP_STANDBY_ADDRESS="127.0.0.1:$STANDBY_PORT"
+export LOCKSTEP_REDIS_ADDRESS="127.0.0.1:$REDIS_PORT"
+
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -51,7 +57,7 @@ start_mariadb() {
 	mkdir -p "$dir"
 	if [ ! -d "$dir/data/mysql" ]; then
 		log "initialising $name in $dir/data"
-		mariadb-install-db --user=root --datadir="$dir/data" --auth-root-authentication-method=normal \
+		mariadb-install-db --no-defaults --user=root --datadir="$dir/data" --auth-root-authentication-method=normal \
 			--skip-test-db >"$dir/install.log" 2>&1 || die "mariadb-install-db for $name failed: see $dir/install.log"
 	fi
 	local mariadbd=/usr/sbin/mariadbd

@@ -99,9 +99,9 @@ func (s *Set) Match(db, table string) []*Rule {
 	return rs
 }
 
-// Keys renders the rule's key templates for a row. A key whose columns
+// Render renders the rule's key templates for a row. A key whose columns
 // include a NULL is not rendered: there is no such key.
-func (r *Rule) Keys(row Row) ([]string, error) {
+func (r *Rule) Render(row Row) ([]string, error) {
 	keys := make([]string, 0, len(r.Rule.Keys))
 next:
 	for _, tpl := range r.Rule.Keys {
