@@ -6,15 +6,33 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
+	"golang.org/x/text/encoding/charmap"
 
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
-// binaryCollation is the collation id of the binary character set.
-const binaryCollation = 63
+// Charsets maps a collation id to its character set name, as the server
+// lists them in information_schema.COLLATIONS.
+type charsets map[uint64]string
+
+// textCodec says how a character column's bytes become record text. UTF-8
+// text travels as it is; latin1 (MySQL's latin1 is Windows-1252) is turned
+// into UTF-8, which the standby turns back on insert; the binary character
+// set and every other character set travel as raw bytes, base64.
+func (cs charsets) textCodec(collation uint64) (binary bool, decode func([]byte) ([]byte, error)) {
+	switch cs[collation] {
+	case "utf8mb4", "utf8mb3", "utf8", "ascii":
+		return false, nil
+	case "latin1":
+		return false, latin1ToUTF8
+	default:
+		return true, nil
+	}
+}
 
 // table is what the producer knows of a table from one table-map event:
 // the record's column list and how to turn each binlog value into text.
@@ -27,7 +45,7 @@ type table struct {
 // newTable reads a table-map event. It needs the full row metadata
 // (binlog_row_metadata=FULL) so that column names come from the binlog, not
 // from a live schema that may be newer than the row.
-func newTable(tm *replication.TableMapEvent) (*table, error) {
+func newTable(tm *replication.TableMapEvent, cs charsets) (*table, error) {
 	t := &table{db: string(tm.Schema), name: string(tm.Table)}
 	names := tm.ColumnNameString()
 	if len(names) != int(tm.ColumnCount) {
@@ -44,8 +62,9 @@ func newTable(tm *replication.TableMapEvent) (*table, error) {
 	for i := range int(tm.ColumnCount) {
 		col := schemas.Column{Name: names[i], Key: keys[i]}
 		tp, meta := tm.ColumnType[i], tm.ColumnMeta[i]
-		if c, ok := collations[i]; ok && c == binaryCollation {
-			col.Binary = true
+		var conv func([]byte) ([]byte, error)
+		if c, ok := collations[i]; ok {
+			col.Binary, conv = cs.textCodec(c)
 		}
 		var dec func(any) (*string, error)
 		switch {
@@ -58,7 +77,7 @@ func newTable(tm *replication.TableMapEvent) (*table, error) {
 			col.Type, col.Binary, dec = fmt.Sprintf("bit(%d)", nbits), true, bits((nbits+7)/8)
 		default:
 			col.Type = typeName(tp, meta, col.Binary, unsigned[i])
-			dec = scalar(col.Binary)
+			dec = scalar(col.Binary, conv)
 		}
 		t.columns = append(t.columns, col)
 		t.decoders = append(t.decoders, dec)
@@ -147,17 +166,27 @@ func pick(cond bool, yes, no string) string {
 	return no
 }
 
-// scalar renders the values go-mysql decodes as numbers or strings.
-func scalar(bin bool) func(any) (*string, error) {
+// scalar renders the values go-mysql decodes as numbers or strings; conv,
+// if set, turns a character column's bytes into UTF-8.
+func scalar(bin bool, conv func([]byte) ([]byte, error)) func(any) (*string, error) {
+	text := func(b []byte) (*string, error) {
+		if conv != nil {
+			var err error
+			if b, err = conv(b); err != nil {
+				return nil, err
+			}
+		}
+		return schemas.EncodeValue(b, bin), nil
+	}
 	return func(v any) (*string, error) {
 		var s string
 		switch x := v.(type) {
 		case nil:
 			return nil, nil
 		case string:
-			return schemas.EncodeValue([]byte(x), bin), nil
+			return text([]byte(x))
 		case []byte:
-			return schemas.EncodeValue(x, bin), nil
+			return text(x)
 		case int8, int16, int32, int64, int, uint8, uint16, uint32, uint64:
 			s = fmt.Sprint(x)
 		case float32:
@@ -218,4 +247,25 @@ func bits(size int) func(any) (*string, error) {
 		s := base64.StdEncoding.EncodeToString(b[8-size:])
 		return &s, nil
 	}
+}
+
+// latin1 is MySQL's latin1: Windows-1252, with the five bytes that code page
+// leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) mapped to the same C1 code
+// points, so that every byte survives the trip through UTF-8.
+var latin1 = func() (t [256]rune) {
+	for i := range t {
+		t[i] = charmap.Windows1252.DecodeByte(byte(i))
+		if t[i] == utf8.RuneError {
+			t[i] = rune(i)
+		}
+	}
+	return t
+}()
+
+func latin1ToUTF8(b []byte) ([]byte, error) {
+	out := make([]byte, 0, len(b)+len(b)/4)
+	for _, c := range b {
+		out = utf8.AppendRune(out, latin1[c])
+	}
+	return out, nil
 }

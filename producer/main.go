@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 
@@ -74,7 +75,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	defer cl.Close()
 
 	items := make(chan kafka.Item, 4096)
-	t, err := newTailer(*cfg, log, *pos, items)
+	cs, err := loadCharsets(ctx, db)
+	if err != nil {
+		return err
+	}
+	t, err := newTailer(*cfg, log, cs, *pos, items)
 	if err != nil {
 		return err
 	}
@@ -122,4 +127,23 @@ func resumePosition(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (*s
 		return nil, service.Permanentf("last committed record of %s at offset %d cannot give a resume position: %w", topic, rec.Offset, err)
 	}
 	return &r.Source.GTIDSet, nil
+}
+
+// loadCharsets reads which character set each collation id belongs to.
+func loadCharsets(ctx context.Context, db *sql.DB) (charsets, error) {
+	rows, err := db.QueryContext(ctx, "SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
+	if err != nil {
+		return nil, fmt.Errorf("read the primary's collations: %w", err)
+	}
+	defer rows.Close()
+	cs := make(charsets)
+	for rows.Next() {
+		var id uint64
+		var name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return nil, err
+		}
+		cs[id] = name
+	}
+	return cs, rows.Err()
 }

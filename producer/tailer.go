@@ -30,9 +30,10 @@ type tailer struct {
 	log *slog.Logger
 	out chan<- kafka.Item
 
-	pos    *gomysql.MariadbGTIDSet
-	file   string
-	tables map[*replication.TableMapEvent]*table
+	charsets charsets
+	pos      *gomysql.MariadbGTIDSet
+	file     string
+	tables   map[*replication.TableMapEvent]*table
 
 	// the open transaction
 	gtid    *gomysql.MariadbGTID
@@ -41,12 +42,12 @@ type tailer struct {
 	pending *schemas.Record // held back until we know whether it is the last
 }
 
-func newTailer(cfg config.Config, log *slog.Logger, pos string, out chan<- kafka.Item) (*tailer, error) {
+func newTailer(cfg config.Config, log *slog.Logger, cs charsets, pos string, out chan<- kafka.Item) (*tailer, error) {
 	set, err := gomysql.ParseMariadbGTIDSet(pos)
 	if err != nil {
 		return nil, service.Permanentf("resume position %q is not a MariaDB GTID set: %w", pos, err)
 	}
-	return &tailer{cfg: cfg, log: log, out: out, pos: set.(*gomysql.MariadbGTIDSet), tables: make(map[*replication.TableMapEvent]*table)}, nil
+	return &tailer{cfg: cfg, log: log, out: out, charsets: cs, pos: set.(*gomysql.MariadbGTIDSet), tables: make(map[*replication.TableMapEvent]*table)}, nil
 }
 
 func (t *tailer) run(ctx context.Context) error {
@@ -182,7 +183,7 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 	tbl, ok := t.tables[e.Table]
 	if !ok {
 		var err error
-		if tbl, err = newTable(e.Table); err != nil {
+		if tbl, err = newTable(e.Table, t.charsets); err != nil {
 			return service.Permanent(err)
 		}
 		if len(t.tables) > 4096 { // table maps are per transaction; keep few

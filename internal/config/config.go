@@ -19,110 +19,110 @@ import (
 
 // Config is the whole file.
 type Config struct {
-	Kafka    Kafka    `mapstructure:"kafka"`
-	Primary  Database `mapstructure:"primary"`
-	Standby  Database `mapstructure:"standby"`
-	Redis    Redis    `mapstructure:"redis"`
-	Producer Producer `mapstructure:"producer"`
-	Applier  Applier  `mapstructure:"applier"`
-	Cache    Cache    `mapstructure:"cache"`
-	Metrics  Metrics  `mapstructure:"metrics"`
-	Log      Log      `mapstructure:"log"`
+	Kafka    Kafka    `mapstructure:"kafka" yaml:"kafka"`
+	Primary  Database `mapstructure:"primary" yaml:"primary"`
+	Standby  Database `mapstructure:"standby" yaml:"standby"`
+	Redis    Redis    `mapstructure:"redis" yaml:"redis"`
+	Producer Producer `mapstructure:"producer" yaml:"producer"`
+	Applier  Applier  `mapstructure:"applier" yaml:"applier"`
+	Cache    Cache    `mapstructure:"cache" yaml:"cache"`
+	Metrics  Metrics  `mapstructure:"metrics" yaml:"metrics"`
+	Log      Log      `mapstructure:"log" yaml:"log"`
 }
 
 type Kafka struct {
-	Brokers      []string `mapstructure:"brokers"`
-	PrimaryTopic string   `mapstructure:"primary_topic"`
-	StandbyTopic string   `mapstructure:"standby_topic"`
+	Brokers      []string `mapstructure:"brokers" yaml:"brokers"`
+	PrimaryTopic string   `mapstructure:"primary_topic" yaml:"primary_topic"`
+	StandbyTopic string   `mapstructure:"standby_topic" yaml:"standby_topic"`
 	// StandbyPartitions is used when the storage-applier creates the standby topic.
-	StandbyPartitions int    `mapstructure:"standby_partitions"`
-	TLS               TLS    `mapstructure:"tls"`
-	SASL              SASL   `mapstructure:"sasl"`
-	MaxMessageBytes   int    `mapstructure:"max_message_bytes"`
-	ClientID          string `mapstructure:"client_id"`
+	StandbyPartitions int    `mapstructure:"standby_partitions" yaml:"standby_partitions"`
+	TLS               TLS    `mapstructure:"tls" yaml:"tls"`
+	SASL              SASL   `mapstructure:"sasl" yaml:"sasl"`
+	MaxMessageBytes   int    `mapstructure:"max_message_bytes" yaml:"max_message_bytes"`
+	ClientID          string `mapstructure:"client_id" yaml:"client_id"`
 	// TransactionTimeout bounds how long a dead writer's open transaction
 	// holds back read-committed consumers.
-	TransactionTimeout time.Duration `mapstructure:"transaction_timeout"`
+	TransactionTimeout time.Duration `mapstructure:"transaction_timeout" yaml:"transaction_timeout"`
 }
 
 type TLS struct {
-	Enabled    bool   `mapstructure:"enabled"`
-	CAFile     string `mapstructure:"ca_file"`
-	CertFile   string `mapstructure:"cert_file"`
-	KeyFile    string `mapstructure:"key_file"`
-	SkipVerify bool   `mapstructure:"skip_verify"`
+	Enabled    bool   `mapstructure:"enabled" yaml:"enabled"`
+	CAFile     string `mapstructure:"ca_file" yaml:"ca_file"`
+	CertFile   string `mapstructure:"cert_file" yaml:"cert_file"`
+	KeyFile    string `mapstructure:"key_file" yaml:"key_file"`
+	SkipVerify bool   `mapstructure:"skip_verify" yaml:"skip_verify"`
 }
 
 type SASL struct {
-	Mechanism    string `mapstructure:"mechanism"` // "", PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-	User         string `mapstructure:"user"`
-	Password     string `mapstructure:"password"`
-	PasswordFile string `mapstructure:"password_file"`
+	Mechanism    string `mapstructure:"mechanism" yaml:"mechanism"` // "", PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+	User         string `mapstructure:"user" yaml:"user"`
+	Password     string `mapstructure:"password" yaml:"password"`
+	PasswordFile string `mapstructure:"password_file" yaml:"password_file"`
 }
 
 type Database struct {
-	Address      string `mapstructure:"address"`
-	User         string `mapstructure:"user"`
-	Password     string `mapstructure:"password"`
-	PasswordFile string `mapstructure:"password_file"`
-	TLS          TLS    `mapstructure:"tls"`
+	Address      string `mapstructure:"address" yaml:"address"`
+	User         string `mapstructure:"user" yaml:"user"`
+	Password     string `mapstructure:"password" yaml:"password"`
+	PasswordFile string `mapstructure:"password_file" yaml:"password_file"`
+	TLS          TLS    `mapstructure:"tls" yaml:"tls"`
 	// Databases limits replication to these databases; empty means every
 	// database but the system ones.
-	Databases []string `mapstructure:"databases"`
+	Databases []string `mapstructure:"databases" yaml:"databases"`
 }
 
 type Redis struct {
-	Address      string `mapstructure:"address"`
-	Password     string `mapstructure:"password"`
-	PasswordFile string `mapstructure:"password_file"`
-	DB           int    `mapstructure:"db"`
-	TLS          TLS    `mapstructure:"tls"`
+	Address      string `mapstructure:"address" yaml:"address"`
+	Password     string `mapstructure:"password" yaml:"password"`
+	PasswordFile string `mapstructure:"password_file" yaml:"password_file"`
+	DB           int    `mapstructure:"db" yaml:"db"`
+	TLS          TLS    `mapstructure:"tls" yaml:"tls"`
 }
 
 type Producer struct {
 	// ServerID is the replication server id the producer registers with; it
 	// must differ from every server and replica of the primary.
-	ServerID        uint32        `mapstructure:"server_id"`
-	TransactionalID string        `mapstructure:"transactional_id"`
-	BatchRows       int           `mapstructure:"batch_rows"`
-	Linger          time.Duration `mapstructure:"linger"`
+	ServerID        uint32        `mapstructure:"server_id" yaml:"server_id"`
+	TransactionalID string        `mapstructure:"transactional_id" yaml:"transactional_id"`
+	BatchRows       int           `mapstructure:"batch_rows" yaml:"batch_rows"`
+	Linger          time.Duration `mapstructure:"linger" yaml:"linger"`
 }
 
 type Applier struct {
 	// Name keys the checkpoint row and the Kafka transactional id.
-	Name      string        `mapstructure:"name"`
-	BatchRows int           `mapstructure:"batch_rows"`
-	Linger    time.Duration `mapstructure:"linger"`
+	Name      string        `mapstructure:"name" yaml:"name"`
+	BatchRows int           `mapstructure:"batch_rows" yaml:"batch_rows"`
+	Linger    time.Duration `mapstructure:"linger" yaml:"linger"`
 }
 
 type Cache struct {
 	// Topic is the standby log at the standby site; at the primary site a
 	// cache-applier may consume the primary log instead.
-	Topic        string        `mapstructure:"topic"`
-	Group        string        `mapstructure:"group"`
-	TombstoneTTL time.Duration `mapstructure:"tombstone_ttl"`
-	KeyPrefix    string        `mapstructure:"key_prefix"`
-	Rules        []Rule        `mapstructure:"rules"`
+	Topic        string        `mapstructure:"topic" yaml:"topic"`
+	Group        string        `mapstructure:"group" yaml:"group"`
+	TombstoneTTL time.Duration `mapstructure:"tombstone_ttl" yaml:"tombstone_ttl"`
+	KeyPrefix    string        `mapstructure:"key_prefix" yaml:"key_prefix"`
+	Rules        []Rule        `mapstructure:"rules" yaml:"rules"`
 }
 
 // Rule maps the rows of matching tables to Redis keys.
 type Rule struct {
 	// Table is "database.table"; either part may be a shell pattern.
-	Table   string        `mapstructure:"table"`
-	Keys    []string      `mapstructure:"keys"`
-	Action  string        `mapstructure:"action"` // refresh | evict
-	Format  string        `mapstructure:"format"` // hash | json
-	Columns []string      `mapstructure:"columns"`
-	TTL     time.Duration `mapstructure:"ttl"`
+	Table   string        `mapstructure:"table" yaml:"table"`
+	Keys    []string      `mapstructure:"keys" yaml:"keys"`
+	Action  string        `mapstructure:"action" yaml:"action"` // refresh | evict
+	Format  string        `mapstructure:"format" yaml:"format"` // hash | json
+	Columns []string      `mapstructure:"columns" yaml:"columns"`
+	TTL     time.Duration `mapstructure:"ttl" yaml:"ttl"`
 }
 
 type Metrics struct {
-	Listen string `mapstructure:"listen"`
+	Listen string `mapstructure:"listen" yaml:"listen"`
 }
 
 type Log struct {
-	Level  string `mapstructure:"level"`
-	Format string `mapstructure:"format"` // text | json
+	Level  string `mapstructure:"level" yaml:"level"`
+	Format string `mapstructure:"format" yaml:"format"` // text | json
 }
 
 // defaults lists every key: viper ignores an environment variable for a key

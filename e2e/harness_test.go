@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/testenv"
+)
+
+// binDir holds the three service binaries, built once for the package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lockstep-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	args := []string{"build", "-o", dir + "/"}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../producer", "../storage-applier", "../cache-applier")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the services: %v\n", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is one running service.
+type proc struct {
+	t    testing.TB
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+// writeConfig writes the test's config as the YAML file the services read.
+func writeConfig(t testing.TB, cfg *config.Config) string {
+	t.Helper()
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "lockstep.yaml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// start runs a service binary with the config file; its log goes to a file
+// that is printed when the test fails.
+func start(t testing.TB, cfgPath, name string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, name), append([]string{"--config", cfgPath, "--set", "log.level=debug"}, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// The config file is the whole truth: no LOCKSTEP_* from the caller.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LOCKSTEP_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.stop(syscall.SIGKILL)
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			lines := strings.Split(string(b), "\n")
+			t.Logf("--- last lines of %s ---\n%s", name, strings.Join(lines[max(0, len(lines)-60):], "\n"))
+		}
+	})
+	return p
+}
+
+// stop signals the service and waits for it to exit.
+func (p *proc) stop(sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.t.Errorf("%s did not exit within 30s of %s", p.name, sig)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// exited reports whether the process has ended and its exit error.
+func (p *proc) exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+// waitLog waits until the service's log contains text.
+func (p *proc) waitLog(text string) {
+	p.t.Helper()
+	testenv.Eventually(p.t, 30*time.Second, func() (bool, string) {
+		if done, err := p.exited(); done {
+			return false, fmt.Sprintf("%s exited (%v) before logging %q", p.name, err, text)
+		}
+		f, err := os.Open(p.log)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<24)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), text) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%s has not logged %q", p.name, text)
+	})
+}
+
+// pipeline is the three services of one test.
+type pipeline struct {
+	e                                *testenv.Env
+	cfgPath                          string
+	producer, applier, cacheApplier *proc
+}
+
+// startPipeline starts the three services and returns once the producer
+// tails the binlog, so every later write on the primary is carried.
+func startPipeline(t testing.TB, e *testenv.Env) *pipeline {
+	t.Helper()
+	p := &pipeline{e: e, cfgPath: writeConfig(t, e.Cfg)}
+	p.producer = start(t, p.cfgPath, "producer")
+	p.producer.waitLog("tailing binlog")
+	p.applier = start(t, p.cfgPath, "storage-applier")
+	p.cacheApplier = start(t, p.cfgPath, "cache-applier")
+	return p
+}
+
+// records reads every committed record of a topic.
+func records(t testing.TB, e *testenv.Env, topic string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opts, err := kafka.Options(e.Cfg.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	bounds, err := kafka.PartitionBounds(ctx, kadm.NewClient(cl), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*kgo.Record
+	for p, b := range bounds {
+		if err := kafka.Scan(ctx, opts, topic, p, b.Start, b.End, func(r *kgo.Record) error {
+			out = append(out, r)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}

@@ -1,0 +1,165 @@
+// Package testenv gives integration tests their real servers: the private
+// MariaDB primary and standby and Redis that scripts/test.sh starts (their
+// addresses in LOCKSTEP_TEST_*), an in-process Kafka broker (kfake) per test,
+// and names no other test uses, so tests can run side by side.
+package testenv
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+)
+
+// Env is one test's servers and names.
+type Env struct {
+	Cfg     *config.Config
+	Primary *sql.DB
+	Standby *sql.DB
+	Redis   *redis.Client
+	Kafka   *kfake.Cluster
+	// DB is the test's own database, replicated and dropped at the end.
+	DB string
+}
+
+var markOnce sync.Mutex
+
+// Servers returns the addresses of the real servers, or stops the test:
+// skipped when they are not configured and not required, failed when
+// required (LOCKSTEP_TEST_REQUIRE=1, as scripts/test.sh sets) or configured
+// but unreachable.
+func Servers(t testing.TB) (primary, standby, redisAddr string) {
+	t.Helper()
+	primary, standby, redisAddr = os.Getenv("LOCKSTEP_TEST_PRIMARY"), os.Getenv("LOCKSTEP_TEST_STANDBY"), os.Getenv("LOCKSTEP_TEST_REDIS")
+	if primary == "" || standby == "" || redisAddr == "" {
+		msg := "integration test needs LOCKSTEP_TEST_PRIMARY, LOCKSTEP_TEST_STANDBY and LOCKSTEP_TEST_REDIS: run scripts/test.sh"
+		if os.Getenv("LOCKSTEP_TEST_REQUIRE") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	// Record that an integration test ran, so scripts/test.sh can fail a
+	// run in which none did.
+	if f := os.Getenv("LOCKSTEP_TEST_RAN_FILE"); f != "" {
+		markOnce.Lock()
+		if fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintln(fh, t.Name())
+			fh.Close()
+		}
+		markOnce.Unlock()
+	}
+	return primary, standby, redisAddr
+}
+
+// New starts a broker for the test, connects to the real servers, and
+// returns a config whose topics, names and database are the test's own.
+func New(t testing.TB) *Env {
+	t.Helper()
+	pAddr, sAddr, rAddr := Servers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "67108864"}))
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+
+	id := fmt.Sprintf("t%08x", rand.Uint32())
+	cfg, err := config.Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Kafka.Brokers = c.ListenAddrs()
+	cfg.Kafka.PrimaryTopic = id + ".primary"
+	cfg.Kafka.StandbyTopic = id + ".standby"
+	cfg.Primary.Address, cfg.Standby.Address, cfg.Redis.Address = pAddr, sAddr, rAddr
+	cfg.Primary.Databases = []string{id}
+	cfg.Producer.ServerID = 100000 + rand.Uint32N(1<<30)
+	cfg.Producer.TransactionalID = id + "-producer"
+	cfg.Applier.Name = id
+	cfg.Cache.Group = id + "-cache"
+	cfg.Cache.KeyPrefix = id + ":"
+	cfg.Cache.TombstoneTTL = time.Hour
+
+	e := &Env{Cfg: cfg, Kafka: c, DB: id}
+	if e.Primary, err = mysql.Open(ctx, "primary", cfg.Primary); err != nil {
+		t.Fatalf("primary MariaDB at %s (LOCKSTEP_TEST_PRIMARY) unreachable: %v", pAddr, err)
+	}
+	if e.Standby, err = mysql.Open(ctx, "standby", cfg.Standby); err != nil {
+		t.Fatalf("standby MariaDB at %s (LOCKSTEP_TEST_STANDBY) unreachable: %v", sAddr, err)
+	}
+	e.Redis = redis.NewClient(&redis.Options{Addr: rAddr})
+	if err := e.Redis.Ping(ctx).Err(); err != nil {
+		t.Fatalf("Redis at %s (LOCKSTEP_TEST_REDIS) unreachable: %v", rAddr, err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, db := range []*sql.DB{e.Primary, e.Standby} {
+			_, _ = db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+mysql.Quote(id))
+			_, _ = db.ExecContext(ctx, "DELETE FROM lockstep.checkpoint WHERE name = ?", id)
+		}
+		iter := e.Redis.Scan(ctx, 0, "*"+id+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			e.Redis.Del(ctx, iter.Val())
+		}
+		e.Primary.Close()
+		e.Standby.Close()
+		e.Redis.Close()
+	})
+	return e
+}
+
+// Exec runs statements on a server and fails the test on error.
+func Exec(t testing.TB, db *sql.DB, stmts ...string) {
+	t.Helper()
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// Eventually polls cond until it holds or timeout passes, then fails the
+// test with cond's last description of what it saw.
+func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, saw := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %s", timeout, saw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Count is SELECT COUNT(*) of a table, -1 when the table does not exist.
+func Count(db *sql.DB, table string) int {
+	var n int
+	db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n)
+	if n == 0 {
+		var exists int
+		parts := strings.SplitN(strings.ReplaceAll(table, "`", ""), ".", 2)
+		db.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", parts[0], parts[1]).Scan(&exists)
+		if exists == 0 {
+			return -1
+		}
+	}
+	return n
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"math"
+	"testing"
+)
+
+func str(p *string) string {
+	if p == nil {
+		return "<NULL>"
+	}
+	return *p
+}
+
+func TestScalarRendersLosslessText(t *testing.T) {
+	text, bin := scalar(false, nil), scalar(true, nil)
+	for _, c := range []struct {
+		name string
+		dec  func(any) (*string, error)
+		in   any
+		want string
+	}{
+		{"NULL", text, nil, "<NULL>"},
+		{"max uint64", text, uint64(math.MaxUint64), "18446744073709551615"},
+		{"min int64", text, int64(math.MinInt64), "-9223372036854775808"},
+		{"float32 shortest", text, float32(0.1), "0.1"},
+		{"float64 shortest", text, 0.1, "0.1"},
+		{"negative zero", text, math.Copysign(0, -1), "-0"},
+		{"decimal string", text, "-12345678901234567890.123456789", "-12345678901234567890.123456789"},
+		{"utf8mb4", text, "🦊 größe", "🦊 größe"},
+		{"binary is base64", bin, []byte{0, 0xff, '\n'}, base64.StdEncoding.EncodeToString([]byte{0, 0xff, '\n'})},
+	} {
+		got, err := c.dec(c.in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if str(got) != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, str(got), c.want)
+		}
+	}
+	if _, err := text(struct{}{}); err == nil {
+		t.Error("an unexpected Go type must be an error, not a guess")
+	}
+}
+
+// MySQL's latin1 is Windows-1252 with the five undefined bytes kept: every
+// byte must come back as itself after the trip through UTF-8.
+func TestLatin1RoundTripsEveryByte(t *testing.T) {
+	_, conv := charsets{8: "latin1"}.textCodec(8)
+	if conv == nil {
+		t.Fatal("latin1 has no converter")
+	}
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	utf, err := conv(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := latin1Encode(utf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(back, all) {
+		t.Fatalf("latin1 bytes did not round-trip:\n got %x\nwant %x", back, all)
+	}
+}
+
+func TestTextCodecByCharset(t *testing.T) {
+	cs := charsets{45: "utf8mb4", 63: "binary", 8: "latin1", 95: "cp932"}
+	for id, wantBinary := range map[uint64]bool{45: false, 63: true, 8: false, 95: true} {
+		if b, _ := cs.textCodec(id); b != wantBinary {
+			t.Errorf("collation %d (%s): binary = %v, want %v", id, cs[id], b, wantBinary)
+		}
+	}
+}
+
+func TestEnumAndSetRenderMemberNames(t *testing.T) {
+	enum := members("status", []string{"new", "active"}, false)
+	set := members("tags", []string{"a", "b", "c"}, true)
+	for _, c := range []struct {
+		dec  func(any) (*string, error)
+		in   int64
+		want string
+	}{{enum, 2, "active"}, {enum, 0, ""}, {set, 5, "a,c"}, {set, 0, ""}} {
+		got, err := c.dec(c.in)
+		if err != nil || str(got) != c.want {
+			t.Errorf("%d: got %q, %v; want %q", c.in, str(got), err, c.want)
+		}
+	}
+	if _, err := enum(int64(3)); err == nil {
+		t.Error("an enum index beyond the members must be an error")
+	}
+}
+
+func TestBitsAreBigEndianBytes(t *testing.T) {
+	got, err := bits(2)(int64(0x0102))
+	if err != nil || str(got) != base64.StdEncoding.EncodeToString([]byte{1, 2}) {
+		t.Fatalf("bit(16) 0x0102 = %q, %v", str(got), err)
+	}
+}
+
+func TestDDLDatabase(t *testing.T) {
+	for _, c := range []struct{ schema, q, want string }{
+		{"", "CREATE DATABASE shop", "shop"},
+		{"x", "create schema if not exists `shop`", "shop"},
+		{"", "DROP DATABASE IF EXISTS shop", "shop"},
+		{"x", "CREATE TABLE shop.t (id INT)", "shop"},
+		{"x", "CREATE TABLE IF NOT EXISTS `shop`.`t` (id INT)", "shop"},
+		{"shop", "ALTER TABLE t ADD COLUMN c INT", "shop"},
+		{"x", "DROP TABLE IF EXISTS shop.t", "shop"},
+		{"shop", "CREATE TABLE t (id INT)", "shop"},
+	} {
+		if got := ddlDatabase(c.schema, c.q); got != c.want {
+			t.Errorf("ddlDatabase(%q, %q) = %q, want %q", c.schema, c.q, got, c.want)
+		}
+	}
+}
+
+// latin1Encode is the way back, as the standby does it on insert.
+func latin1Encode(b []byte) ([]byte, error) {
+	back := make(map[rune]byte)
+	for i, r := range latin1 {
+		back[r] = byte(i)
+	}
+	var out []byte
+	for _, r := range string(b) {
+		c, ok := back[r]
+		if !ok {
+			return nil, fmt.Errorf("rune %U is not latin1", r)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
