@@ -70,23 +70,28 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	a := &cacheApplier{rules: cacherule.Compile(cfg.Cache), w: &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic}
 	log.Info("consuming", "topic", topic, "group", cfg.Cache.Group, "redis", cfg.Redis.Address, "rules", len(cfg.Cache.Rules))
 	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err := fs.Err0(); err != nil {
-			cl.AllowRebalance()
-			return fmt.Errorf("read %s: %w", topic, err)
-		}
-		err := a.apply(ctx, fs.Records())
-		if err == nil {
-			err = cl.CommitUncommittedOffsets(ctx)
-		}
-		cl.AllowRebalance()
-		if err != nil {
+		if err := a.step(ctx, cl, topic); err != nil || ctx.Err() != nil {
 			return err
 		}
 	}
+}
+
+// step polls one batch, writes it to Redis, then commits its offsets. The
+// group cannot rebalance between poll and commit, so no other instance
+// gets these partitions with uncommitted writes in flight.
+func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) error {
+	fs := cl.PollFetches(ctx)
+	defer cl.AllowRebalance()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := fs.Err0(); err != nil {
+		return fmt.Errorf("read %s: %w", topic, err)
+	}
+	if err := a.apply(ctx, fs.Records()); err != nil {
+		return err
+	}
+	return cl.CommitUncommittedOffsets(ctx)
 }
 
 // cacheApplier turns a batch of records into guarded Redis writes.

@@ -180,10 +180,7 @@ func records(t testing.TB, e *testenv.Env, topic string) []*kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	opts, err := kafka.Options(e.Cfg.Kafka)
-	if err != nil {
-		t.Fatal(err)
-	}
+	opts := clientOpts(t, e)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -203,4 +200,12 @@ func records(t testing.TB, e *testenv.Env, topic string) []*kgo.Record {
 		}
 	}
 	return out
+}
+
+func clientOpts(t testing.TB, e *testenv.Env) []kgo.Opt {
+	opts, err := kafka.Options(e.Cfg.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opts
 }

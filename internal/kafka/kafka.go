@@ -5,12 +5,10 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -51,7 +49,9 @@ func Options(c config.Kafka) ([]kgo.Opt, error) {
 // EnsureTopic creates the topic when it does not exist and returns its
 // partition count. maxBytes is set as the topic's max.message.bytes.
 func EnsureTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int32, maxBytes int) (int32, error) {
-	details, err := adm.ListTopics(ctx, topic)
+	// All topics, not just this one: asking for a missing topic by name makes
+	// the client retry for seconds before it answers.
+	details, err := adm.ListTopics(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("list topic %s: %w", topic, err)
 	}
@@ -63,10 +63,12 @@ func EnsureTopic(ctx context.Context, adm *kadm.Client, topic string, partitions
 	if err == nil {
 		err = resp.Err
 	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+	if err != nil {
+		// TopicAlreadyExists means another service created it meanwhile: a
+		// retry reads its partition count.
 		return 0, fmt.Errorf("create topic %s with %d partitions: %w", topic, partitions, err)
 	}
-	return EnsureTopic(ctx, adm, topic, partitions, maxBytes)
+	return partitions, nil
 }
 
 // Bounds are a partition's first offset and its last stable offset: the end

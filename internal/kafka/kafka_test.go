@@ -1,0 +1,112 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+func broker(t *testing.T) []kgo.Opt {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	opts, err := Options(config.Kafka{Brokers: c.ListenAddrs(), MaxMessageBytes: 1 << 20, ClientID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opts
+}
+
+func record(gtid string, index int, last bool) *schemas.Record {
+	return &schemas.Record{Op: schemas.OpDDL, Database: "d", Statement: "CREATE TABLE t (id INT)",
+		Txn: schemas.Txn{GTID: gtid, Index: index, Last: last}}
+}
+
+// A writer's aborted batch is invisible, and LastCommitted finds the last
+// record of the last committed batch behind the commit markers.
+func TestTxnWriterAndLastCommitted(t *testing.T) {
+	opts := broker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(append(opts, kgo.TransactionalID("w"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	start := time.Now()
+	if _, err := EnsureTopic(ctx, adm, "log", 1, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	b, err := PartitionBounds(ctx, adm, "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last, err := LastCommitted(ctx, opts, "log", 0, b[0]); err != nil || last != nil {
+		t.Fatalf("empty topic: last = %v, err = %v", last, err)
+	}
+	t.Logf("create and read an empty topic: %s", time.Since(start))
+
+	in := make(chan Item, 100)
+	w := &TxnWriter{Client: cl, BatchRows: 3, Linger: time.Hour, Log: slog.Default()}
+	for i := range 10 { // ten transactions of two records
+		for j := range 2 {
+			it, err := NewItem("log", 0, record(fmt.Sprintf("0-1-%d", i+1), j, j == 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			in <- it
+		}
+	}
+	close(in)
+	if err := w.Run(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	// An aborted transaction at the end must not count.
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	it, _ := NewItem("log", 0, record("0-1-99", 0, false))
+	if err := cl.ProduceSync(ctx, it.Rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+
+	if b, err = PartitionBounds(ctx, adm, "log"); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	last, err := LastCommitted(ctx, opts, "log", 0, b[0])
+	if err != nil || last == nil {
+		t.Fatalf("last committed: %v, %v", last, err)
+	}
+	t.Logf("LastCommitted: %s", time.Since(start))
+	r, err := schemas.Decode(last.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Txn.GTID != "0-1-10" || !r.Txn.Last {
+		t.Fatalf("last committed record is %+v, want the last row of 0-1-10", r.Txn)
+	}
+	var n int
+	if err := Scan(ctx, opts, "log", 0, b[0].Start, b[0].End, func(*kgo.Record) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 20 {
+		t.Fatalf("scan saw %d committed records, want 20", n)
+	}
+}
