@@ -21,14 +21,22 @@ var requiredSettings = []struct{ name, want, why string }{
 // preflight refuses to start against a primary configured so that lockstep
 // would publish wrong or partial data, and says which setting to change.
 func preflight(ctx context.Context, db *sql.DB, address string) error {
-	var problems []string
+	got := make(map[string]string)
 	for _, s := range requiredSettings {
 		var v string
 		if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL."+s.name).Scan(&v); err != nil {
 			return fmt.Errorf("read @@GLOBAL.%s on the primary %s: %w", s.name, address, err)
 		}
-		if !strings.EqualFold(v, s.want) {
-			problems = append(problems, fmt.Sprintf("%s is %s, want %s (%s): set %s=%s in the server config, or SET GLOBAL %s='%s' and restart the producer",
+		got[s.name] = v
+	}
+	return checkSettings(address, got)
+}
+
+func checkSettings(address string, got map[string]string) error {
+	var problems []string
+	for _, s := range requiredSettings {
+		if v := got[s.name]; !strings.EqualFold(v, s.want) {
+			problems = append(problems, fmt.Sprintf("%s is %s, want %s (%s): set %s=%s in the server's config file, or SET GLOBAL %s='%s', then restart the producer",
 				s.name, v, s.want, s.why, s.name, s.want, s.name, s.want))
 		}
 	}

@@ -201,7 +201,7 @@ func Load(file string, overrides []string) (*Config, error) {
 		if !ok || k == "" {
 			return nil, fmt.Errorf("override %q: want section.key=value", o)
 		}
-		if _, known := defaults[k]; !known {
+		if !Known(k) {
 			return nil, fmt.Errorf("override %q: unknown key %s", o, k)
 		}
 		v.Set(k, val)
@@ -414,4 +414,10 @@ func (c Config) Redacted() Config {
 	hide(&c.Standby.Password)
 	hide(&c.Redis.Password)
 	return c
+}
+
+// Known reports whether key (section.key) is a config key.
+func Known(key string) bool {
+	_, ok := defaults[key]
+	return ok
 }

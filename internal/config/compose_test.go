@@ -1,0 +1,120 @@
+package config
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+type composeFile struct {
+	Env      map[string]string `yaml:"x-lockstep-env"`
+	Services map[string]struct {
+		Image       string            `yaml:"image"`
+		Ports       []string          `yaml:"ports"`
+		Environment map[string]string `yaml:"environment"`
+		Build       struct {
+			Args map[string]string `yaml:"args"`
+		} `yaml:"build"`
+	} `yaml:"services"`
+}
+
+// docker-compose.yml cannot run on these machines (no Docker engine), so
+// this test checks what it names against the code: every LOCKSTEP_ variable
+// is a config key, the topics are the config's, each service address points
+// at a container port that the container publishes, and each built service
+// exists. Then docker-compose itself validates the file, when installed.
+func TestComposeFileMatchesTheCode(t *testing.T) {
+	b, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f composeFile
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	example, err := Load("../../lockstep.example.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Env) == 0 {
+		t.Fatal("no x-lockstep-env block")
+	}
+	for k, v := range f.Env {
+		key := strings.ToLower(strings.TrimPrefix(k, "LOCKSTEP_"))
+		section, rest, _ := strings.Cut(key, "_")
+		if !Known(section + "." + rest) {
+			t.Errorf("%s is not a config key (%s.%s)", k, section, rest)
+		}
+		switch k {
+		case "LOCKSTEP_KAFKA_PRIMARY_TOPIC":
+			if v != example.Kafka.PrimaryTopic {
+				t.Errorf("compose primary topic %s, config %s", v, example.Kafka.PrimaryTopic)
+			}
+		case "LOCKSTEP_KAFKA_STANDBY_TOPIC":
+			if v != example.Kafka.StandbyTopic {
+				t.Errorf("compose standby topic %s, config %s", v, example.Kafka.StandbyTopic)
+			}
+		case "LOCKSTEP_KAFKA_BROKERS", "LOCKSTEP_PRIMARY_ADDRESS", "LOCKSTEP_STANDBY_ADDRESS", "LOCKSTEP_REDIS_ADDRESS":
+			host, port, err := net.SplitHostPort(v)
+			if err != nil {
+				t.Fatalf("%s = %s: %v", k, v, err)
+			}
+			svc, ok := f.Services[host]
+			if !ok {
+				t.Errorf("%s = %s names no compose service", k, v)
+				continue
+			}
+			if !publishes(svc.Ports, port) {
+				t.Errorf("%s = %s, but service %s publishes %v", k, v, host, svc.Ports)
+			}
+		}
+	}
+	// The host side of the published ports is what the example config and
+	// the dev stack use, so the same config reaches either stack.
+	for svc, addr := range map[string]string{"primary": example.Primary.Address, "standby": example.Standby.Address, "redis": example.Redis.Address, "kafka": example.Kafka.Brokers[0]} {
+		_, port, _ := net.SplitHostPort(addr)
+		found := false
+		for _, p := range f.Services[svc].Ports {
+			found = found || strings.HasPrefix(p, port+":")
+		}
+		if !found {
+			t.Errorf("service %s publishes %v, the example config expects host port %s", svc, f.Services[svc].Ports, port)
+		}
+	}
+	for name, svc := range f.Services {
+		if s := svc.Build.Args["SERVICE"]; s != "" {
+			if s != name {
+				t.Errorf("compose service %s builds %s", name, s)
+			}
+			if _, err := os.Stat("../../" + s + "/main.go"); err != nil {
+				t.Errorf("compose builds %s, which is not a service of this repo: %v", s, err)
+			}
+		}
+	}
+
+	bin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		if os.Getenv("LOCKSTEP_TEST_REQUIRE") != "" {
+			t.Fatal("docker-compose is not installed (scripts/test.sh installs Debian's package)")
+		}
+		t.Skip("docker-compose not installed")
+	}
+	out, err := exec.Command(bin, "-f", "../../docker-compose.yml", "config", "-q").CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	}
+}
+
+// publishes reports whether "host:container" entries include the container port.
+func publishes(ports []string, port string) bool {
+	for _, p := range ports {
+		if strings.HasSuffix(p, ":"+port) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,80 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := Load("../../lockstep.example.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kafka.PrimaryTopic != "lockstep.primary" || len(c.Cache.Rules) != 3 || c.Cache.TombstoneTTL != 24*time.Hour {
+		t.Fatalf("example config read wrong: %+v", c)
+	}
+	if c.CacheTopic() != c.Kafka.StandbyTopic {
+		t.Fatalf("cache topic %q, want the standby topic", c.CacheTopic())
+	}
+}
+
+func TestEnvironmentAndFlagsOverrideTheFile(t *testing.T) {
+	t.Setenv("LOCKSTEP_KAFKA_BROKERS", "a:1,b:2")
+	t.Setenv("LOCKSTEP_PRODUCER_LINGER", "5ms")
+	c, err := Load("../../lockstep.example.yaml", []string{"redis.db=3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.Kafka.Brokers, ",") != "a:1,b:2" || c.Producer.Linger != 5*time.Millisecond || c.Redis.DB != 3 {
+		t.Fatalf("overrides not applied: brokers %v linger %s db %d", c.Kafka.Brokers, c.Producer.Linger, c.Redis.DB)
+	}
+}
+
+func write(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBadConfigNamesKeyAndValue(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{"kafka:\n  brokers: [nohostport]\n", "kafka.brokers = nohostport: want host:port"},
+		{"kafka:\n  standby_topic: lockstep.primary\n", "kafka.standby_topic = lockstep.primary: must differ"},
+		{"producer:\n  server_id: 0\n", "producer.server_id = 0"},
+		{"cache:\n  rules:\n    - {table: users, keys: ['u:{id}'], action: refresh, format: hash}\n", `cache.rules[0].table = "users": want database.table`},
+		{"cache:\n  rules:\n    - {table: a.b, keys: ['static'], action: refresh, format: hash}\n", "cache.rules[0].keys = static"},
+		{"cache:\n  rules:\n    - {table: a.b, keys: ['k:{id}'], action: upsert, format: hash}\n", `cache.rules[0].action = "upsert": want refresh or evict`},
+		{"log:\n  level: loud\n", "log.level = loud"},
+		{"kafka:\n  brokerz: [a:1]\n", "brokerz"},
+	} {
+		_, err := Load(write(t, c.body), nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("config %q: error %v, want it to contain %q", c.body, err, c.want)
+		}
+	}
+	if _, err := Load("", []string{"no.such=1"}); err == nil || !strings.Contains(err.Error(), "unknown key no.such") {
+		t.Errorf("unknown override: %v", err)
+	}
+}
+
+func TestSecretsComeFromFilesAndAreRedacted(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(secret, []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(write(t, "standby:\n  password_file: "+secret+"\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Standby.Password != "hunter2" {
+		t.Fatalf("password from file = %q", c.Standby.Password)
+	}
+	if r := c.Redacted(); r.Standby.Password != "[redacted]" || c.Standby.Password != "hunter2" {
+		t.Fatalf("redaction: %q (original now %q)", r.Standby.Password, c.Standby.Password)
+	}
+}

@@ -1,0 +1,79 @@
+package schemas
+
+import (
+	"strings"
+	"testing"
+)
+
+func sp(s string) *string { return &s }
+
+func sample() *Record {
+	return &Record{
+		Op: OpUpdate, Database: "shop", Table: "users",
+		Columns: []Column{{Name: "id", Type: "bigint unsigned", Key: true}, {Name: "avatar", Type: "varbinary", Binary: true}, {Name: "note", Type: "text"}},
+		Key:     Row{"id": sp("18446744073709551615")},
+		Before:  Row{"id": sp("18446744073709551615"), "avatar": sp("AP8K"), "note": nil},
+		After:   Row{"id": sp("18446744073709551615"), "avatar": sp("AP8K"), "note": sp("größe 🦊")},
+		Txn:     Txn{GTID: "0-1-42", Index: 0, Last: true},
+		Source:  Source{ServerID: 1, File: "binlog.000001", Pos: 4, CommitTimeMS: 1700000000000, GTIDSet: "0-1-42"},
+	}
+}
+
+func TestRecordRoundTripsAndValidates(t *testing.T) {
+	b, err := Encode(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidatePrimary(b); err != nil {
+		t.Fatalf("sample does not match primary.schema.json: %v\n%s", err, b)
+	}
+	if err := ValidateStandby(b); err == nil {
+		t.Fatal("a record without a standby section must not match standby.schema.json")
+	}
+	r, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, ok, err := r.Bytes(r.After, r.Columns[1])
+	if err != nil || !ok || string(raw) != "\x00\xff\n" {
+		t.Fatalf("binary column = %q, %v, %v", raw, ok, err)
+	}
+	if _, ok, _ := r.Bytes(r.Before, r.Columns[2]); ok {
+		t.Fatal("NULL must read as not ok")
+	}
+
+	r.Standby = &Standby{CommitTimeMS: 1, PrimaryOffset: 7}
+	b, _ = Encode(r)
+	if err := ValidateStandby(b); err != nil {
+		t.Fatalf("standby record does not match standby.schema.json: %v", err)
+	}
+	if err := ValidatePrimary(b); err == nil {
+		t.Fatal("a standby section must not pass as a primary record")
+	}
+	if r.Version() != "00000000000000000007" {
+		t.Fatalf("version %q", r.Version())
+	}
+	if string(r.KafkaKey()) != `{"database":"shop","table":"users","key":{"id":"18446744073709551615"}}` {
+		t.Fatalf("kafka key %s", r.KafkaKey())
+	}
+}
+
+func TestMalformedRecordsAreRejected(t *testing.T) {
+	for _, c := range []struct {
+		name, json, want string
+	}{
+		{"not json", `{`, "decode record"},
+		{"future version", `{"schema_version":2}`, "schema_version 2"},
+		{"unknown op", `{"schema_version":1,"op":"merge","txn":{"gtid":"0-1-1","index":0,"last":true}}`, `unknown op "merge"`},
+		{"update without before", `{"schema_version":1,"op":"update","database":"d","table":"t","after":{},"txn":{"gtid":"0-1-1","index":0,"last":true}}`, "without both images"},
+		{"no transaction", `{"schema_version":1,"op":"ddl","statement":"x"}`, "without a transaction id"},
+	} {
+		_, err := Decode([]byte(c.json))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
+		}
+	}
+	if err := ValidatePrimary([]byte(`{"schema_version":1,"op":"insert","database":"d","table":"t","columns":[{"name":"a","type":"int"}],"key":{},"after":{"a":1},"txn":{"gtid":"0-1-1","index":0,"last":false},"source":{"server_id":1,"file":"f","pos":1,"commit_time_ms":1}}`)); err == nil {
+		t.Error("a number value (not a string) must fail the schema")
+	}
+}
