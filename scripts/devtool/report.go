@@ -3,17 +3,22 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/verify"
+	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 func reportCmd(load func() (*config.Config, error)) *cobra.Command {
@@ -100,6 +105,9 @@ func report(ctx context.Context, cfg *config.Config, dbs []string, wait time.Dur
 	}
 	ok = ok && cache.OK()
 	fmt.Printf("  drained %.1fs after the workload ended\n", drained.Seconds())
+	if err := carried(ctx, cfg); err != nil {
+		return false, err
+	}
 	if ok {
 		fmt.Println("VERDICT: CONSISTENT (standby DB == primary DB, cache == standby DB)")
 	} else {
@@ -115,4 +123,50 @@ func allOK(ts []verify.Table) bool {
 		}
 	}
 	return len(ts) > 0
+}
+
+// carried reads the standby log and prints how much went through and how
+// fast, from the standby commit times the records carry.
+func carried(ctx context.Context, cfg *config.Config) error {
+	opts, err := kafka.Options(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	topic := cfg.Kafka.StandbyTopic
+	bounds, err := kafka.PartitionBounds(ctx, kadm.NewClient(cl), topic)
+	if err != nil {
+		return err
+	}
+	var rows, txns int
+	first, last := int64(math.MaxInt64), int64(0)
+	for p, b := range bounds {
+		err := kafka.Scan(ctx, opts, topic, p, b.Start, b.End, func(r *kgo.Record) error {
+			rec, err := schemas.Decode(r.Value)
+			if err != nil {
+				return err
+			}
+			rows++
+			if rec.Txn.Last {
+				txns++
+			}
+			first, last = min(first, rec.Standby.CommitTimeMS), max(last, rec.Standby.CommitTimeMS)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if rows == 0 {
+		fmt.Printf("  standby log %s is empty\n", topic)
+		return nil
+	}
+	span := time.Duration(last-first) * time.Millisecond
+	fmt.Printf("  carried: %d row records in %d transactions through the standby log; %.0f rows/s between the first and last standby commit (%.1fs)\n",
+		rows, txns, float64(rows)/max(span.Seconds(), 0.001), span.Seconds())
+	return nil
 }
