@@ -99,7 +99,7 @@ func workload(ctx context.Context, db *sql.DB, rdb *redis.Client, prefix string,
 		}
 	}
 	el := time.Since(start)
-	fmt.Printf("workload: %d transactions committed (their statements matched %d rows; one that matched none writes no binlog), %d rolled back, in %.1fs (%.0f txn/s on one connection)\n",
+	fmt.Printf("workload: %d transactions committed (%d row changes), %d rolled back, in %.1fs (%.0f txn/s on one connection)\n",
 		c.txns, c.rows, c.rolledBack, el.Seconds(), float64(c.txns)/el.Seconds())
 	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
 	if len(lags) > 0 {
