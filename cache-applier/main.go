@@ -19,10 +19,7 @@ import (
 )
 
 func main() {
-	service.Main(service.Command("cache-applier", "Refresh or evict Redis keys from the standby log",
-		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-			return service.Supervise(ctx, log, func(ctx context.Context) error { return run(ctx, cfg, log) })
-		}))
+	service.Main(service.Command("cache-applier", "Refresh or evict Redis keys from the standby log", run))
 }
 
 // OpenRedis connects to the configured Redis.

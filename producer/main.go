@@ -25,9 +25,7 @@ func main() {
 	var fromStart bool
 	cmd := service.Command("producer", "Publish the primary's committed transactions to the primary log",
 		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-			return service.Supervise(ctx, log, func(ctx context.Context) error {
-				return run(ctx, cfg, log, fromStart)
-			})
+			return run(ctx, cfg, log, fromStart)
 		})
 	cmd.Flags().BoolVar(&fromStart, "from-start", false, "on an empty primary log, start from the oldest binlog instead of the current position")
 	service.Main(cmd)

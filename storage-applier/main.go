@@ -21,10 +21,7 @@ import (
 )
 
 func main() {
-	service.Main(service.Command("storage-applier", "Apply the primary log to the standby database, then republish to the standby log",
-		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-			return service.Supervise(ctx, log, func(ctx context.Context) error { return run(ctx, cfg, log) })
-		}))
+	service.Main(service.Command("storage-applier", "Apply the primary log to the standby database, then republish to the standby log", run))
 }
 
 // run is one life of the applier. Its start is the recovery: what the

@@ -83,10 +83,13 @@ func Logger(c config.Log, name string) *slog.Logger {
 	return slog.New(h).With("service", name)
 }
 
+// Stage is one life of a service: it runs until ctx ends or it fails.
+type Stage func(ctx context.Context, cfg *config.Config, log *slog.Logger) error
+
 // Command builds a service's root command: --config and --set flags, the
-// config loaded and logged (secrets redacted), and run called with a context
-// that SIGTERM and SIGINT cancel.
-func Command(name, short string, run func(ctx context.Context, cfg *config.Config, log *slog.Logger) error) *cobra.Command {
+// config loaded and logged (secrets redacted), and the stage run under
+// Supervise with a context that SIGTERM and SIGINT cancel.
+func Command(name, short string, stage Stage) *cobra.Command {
 	var file string
 	var sets []string
 	cmd := &cobra.Command{
@@ -104,7 +107,8 @@ func Command(name, short string, run func(ctx context.Context, cfg *config.Confi
 			log.Info("starting", "config", fmt.Sprintf("%+v", cfg.Redacted()))
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			if err := run(ctx, cfg, log); err != nil {
+			err = Supervise(ctx, log, func(ctx context.Context) error { return stage(ctx, cfg, log) })
+			if err != nil {
 				log.Error("stopped", "err", err)
 				return err
 			}
