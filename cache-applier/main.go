@@ -58,7 +58,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		// rebalance happens between the two.
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// A new group starts at the beginning; a committed offset beyond the
+		// end (the topic went back) is an error, never a silent jump.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset().AtStart()),
 	)...)
 	if err != nil {
 		return service.Permanent(err)

@@ -102,12 +102,12 @@ func resumePosition(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (*s
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	topic := cfg.Kafka.PrimaryTopic
-	n, err := kafka.EnsureTopic(ctx, adm, topic, 1, cfg.Kafka.MaxMessageBytes)
+	info, err := kafka.EnsureTopic(ctx, adm, topic, 1, cfg.Kafka.MaxMessageBytes)
 	if err != nil {
 		return nil, err
 	}
-	if n != 1 {
-		return nil, service.Permanentf("topic %s (kafka.primary_topic) has %d partitions; the primary log needs exactly 1 to keep the primary's commit order", topic, n)
+	if info.Partitions != 1 {
+		return nil, service.Permanentf("topic %s (kafka.primary_topic) has %d partitions; the primary log needs exactly 1 to keep the primary's commit order", topic, info.Partitions)
 	}
 	bounds, err := kafka.PartitionBounds(ctx, adm, topic)
 	if err != nil {

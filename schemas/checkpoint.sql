@@ -6,6 +6,8 @@ CREATE TABLE IF NOT EXISTS lockstep.checkpoint (
   name             VARCHAR(191) NOT NULL PRIMARY KEY,
   topic            VARCHAR(249) NOT NULL,
   topic_partition  INT NOT NULL,
+  -- the primary log's topic id: a re-created topic restarts its offsets
+  topic_id         VARCHAR(64) NOT NULL DEFAULT '',
   applied_offset   BIGINT NOT NULL,
   gtid             VARCHAR(255) NOT NULL,
   -- the offset of a DDL statement that was started but may not have finished

@@ -120,7 +120,7 @@ func (a *applier) applyDDL(ctx context.Context, t *txn) error {
 		return fmt.Errorf("mark DDL at offset %d: %w", off, err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return service.Permanentf("checkpoint %q moved under this applier: another storage-applier is running", a.cp.name)
+		return errFenced(a.cp.name, a.cp.offset)
 	}
 	retried := a.cp.ddlOffset == off
 	conn, err := a.db.Conn(ctx)

@@ -20,6 +20,7 @@ type checkpoint struct {
 	// have finished; -1 when none.
 	ddlOffset int64
 	gtid      string
+	topicID   string
 }
 
 // loadCheckpoint creates lockstep's table if needed and reads (or creates)
@@ -29,7 +30,7 @@ func loadCheckpoint(ctx context.Context, db *sql.DB, name, topic string) (*check
 		return nil, fmt.Errorf("create lockstep.checkpoint on the standby (the user needs CREATE on lockstep.*): %w", err)
 	}
 	cp := &checkpoint{name: name}
-	err := db.QueryRowContext(ctx, sqlSelectCheckpoint, name).Scan(&cp.offset, &cp.ddlOffset, &cp.gtid)
+	err := db.QueryRowContext(ctx, sqlSelectCheckpoint, name).Scan(&cp.offset, &cp.ddlOffset, &cp.gtid, &cp.topicID)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := db.ExecContext(ctx, sqlInsertCheckpoint, name, topic); err != nil {
 			return nil, fmt.Errorf("create checkpoint %q: %w", name, err)
@@ -37,7 +38,7 @@ func loadCheckpoint(ctx context.Context, db *sql.DB, name, topic string) (*check
 		return &checkpoint{name: name, offset: -1, ddlOffset: -1}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read checkpoint %q: %w", name, err)
+		return nil, classify(fmt.Errorf("read checkpoint %q: %w", name, err))
 	}
 	return cp, nil
 }
@@ -54,9 +55,31 @@ func (cp *checkpoint) advance(ctx context.Context, ex execer, offset int64, gtid
 		return fmt.Errorf("advance checkpoint %q to %d: %w", cp.name, offset, err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return service.Permanentf("checkpoint %q is no longer at offset %d: another storage-applier is applying to this standby; this one stops", cp.name, cp.offset)
+		return errFenced(cp.name, cp.offset)
 	}
 	return nil
+}
+
+// errFenced: another applier moved the checkpoint. Not permanent: this one
+// restarts, and then waits as the hot spare.
+func errFenced(name string, offset int64) error {
+	return fmt.Errorf("checkpoint %q is no longer at offset %d: another storage-applier is applying to this standby", name, offset)
+}
+
+// checkTopic binds the checkpoint to the primary log's identity: offsets of
+// a deleted and re-created topic mean nothing to it.
+func (cp *checkpoint) checkTopic(ctx context.Context, db *sql.DB, topic, id string) error {
+	switch {
+	case id == "" || cp.topicID == id:
+		return nil
+	case cp.topicID == "":
+		_, err := db.ExecContext(ctx, sqlSetTopicID, id, cp.name)
+		cp.topicID = id
+		return err
+	default:
+		return service.Permanentf("topic %s was deleted and re-created (its id is %s, the standby checkpoint %q was written for %s at offset %d): its offsets are not the ones applied. Nothing was applied; re-bootstrap the standby",
+			topic, id, cp.name, cp.topicID, cp.offset)
+	}
 }
 
 // committed records the new position after the transaction committed.

@@ -34,6 +34,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer db.Close()
 	primaryTopic, standbyTopic := cfg.Kafka.PrimaryTopic, cfg.Kafka.StandbyTopic
+	lk, err := acquire(ctx, db, cfg.Applier.Name, log)
+	if err != nil || lk == nil {
+		return err
+	}
+	defer lk.release()
 	cp, err := loadCheckpoint(ctx, db, cfg.Applier.Name, primaryTopic)
 	if err != nil {
 		return err
@@ -49,7 +54,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
-	if _, err := kafka.EnsureTopic(ctx, adm, primaryTopic, 1, cfg.Kafka.MaxMessageBytes); err != nil {
+	ptopic, err := kafka.EnsureTopic(ctx, adm, primaryTopic, 1, cfg.Kafka.MaxMessageBytes)
+	if err != nil {
+		return err
+	}
+	if err := cp.checkTopic(ctx, db, primaryTopic, ptopic.ID); err != nil {
 		return err
 	}
 	if _, err := kafka.EnsureTopic(ctx, adm, standbyTopic, int32(cfg.Kafka.StandbyPartitions), cfg.Kafka.MaxMessageBytes); err != nil {
@@ -95,6 +104,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	a := &applier{db: db, cp: cp, log: log}
 
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return lk.watch(ctx) })
 	g.Go(func() error { return w.Run(ctx, items) })
 	g.Go(func() error {
 		if published < cp.offset {
@@ -139,7 +149,7 @@ func consume(ctx context.Context, opts []kgo.Opt, topic string, from int64, fn f
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Never jump silently: an offset out of range is an error.
-		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		kgo.ConsumeResetOffset(kgo.NoResetOffset().AtStart()),
 	)...)
 	if err != nil {
 		return service.Permanent(err)

@@ -3,7 +3,12 @@ package main
 // The storage-applier's own statements. Row statements are built per table
 // in rows.go from quoted identifiers and placeholders, never from values.
 const (
-	sqlSelectCheckpoint = `SELECT applied_offset, COALESCE(ddl_offset, -1), gtid FROM lockstep.checkpoint WHERE name = ?`
+	sqlSelectCheckpoint = `SELECT applied_offset, COALESCE(ddl_offset, -1), gtid, topic_id FROM lockstep.checkpoint WHERE name = ?`
+	// A checkpoint learns its topic's id once, before anything is applied.
+	sqlSetTopicID = `UPDATE lockstep.checkpoint SET topic_id = ? WHERE name = ? AND topic_id = ''`
+	// The hot-spare lock: held by the one applier that applies.
+	sqlGetLock          = `SELECT GET_LOCK(?, 0)`
+	sqlLockHolder       = `SELECT IS_USED_LOCK(?) = CONNECTION_ID()`
 	sqlInsertCheckpoint = `INSERT INTO lockstep.checkpoint (name, topic, topic_partition, applied_offset, gtid, updated_at)
 		VALUES (?, ?, 0, -1, '', NOW(6))`
 	// The applied_offset condition fences a second applier: only the one that

@@ -46,17 +46,25 @@ func Options(c config.Kafka) ([]kgo.Opt, error) {
 	return opts, nil
 }
 
-// EnsureTopic creates the topic when it does not exist and returns its
-// partition count. maxBytes is set as the topic's max.message.bytes.
-func EnsureTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int32, maxBytes int) (int32, error) {
+// Topic is what a service checks of a topic it uses.
+type Topic struct {
+	Partitions int32
+	// ID is the topic's identity: a topic deleted and re-created under the
+	// same name gets a new one. Empty when the broker has no topic IDs.
+	ID string
+}
+
+// EnsureTopic creates the topic when it does not exist and describes it.
+// maxBytes is set as the topic's max.message.bytes.
+func EnsureTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int32, maxBytes int) (Topic, error) {
 	// All topics, not just this one: asking for a missing topic by name makes
 	// the client retry for seconds before it answers.
 	details, err := adm.ListTopics(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("list topic %s: %w", topic, err)
+		return Topic{}, fmt.Errorf("list topic %s: %w", topic, err)
 	}
 	if d, ok := details[topic]; ok && d.Err == nil {
-		return int32(len(d.Partitions)), nil
+		return Topic{Partitions: int32(len(d.Partitions)), ID: topicID(d.ID)}, nil
 	}
 	cfg := map[string]*string{"max.message.bytes": kadm.StringPtr(fmt.Sprint(maxBytes))}
 	resp, err := adm.CreateTopic(ctx, partitions, -1, cfg, topic)
@@ -65,10 +73,17 @@ func EnsureTopic(ctx context.Context, adm *kadm.Client, topic string, partitions
 	}
 	if err != nil {
 		// TopicAlreadyExists means another service created it meanwhile: a
-		// retry reads its partition count.
-		return 0, fmt.Errorf("create topic %s with %d partitions: %w", topic, partitions, err)
+		// retry reads it.
+		return Topic{}, fmt.Errorf("create topic %s with %d partitions: %w", topic, partitions, err)
 	}
-	return partitions, nil
+	return Topic{Partitions: partitions, ID: topicID(resp.ID)}, nil
+}
+
+func topicID(id kadm.TopicID) string {
+	if id == (kadm.TopicID{}) {
+		return ""
+	}
+	return id.String()
 }
 
 // Bounds are a partition's first offset and its last stable offset: the end
@@ -112,7 +127,7 @@ func Scan(ctx context.Context, opts []kgo.Opt, topic string, partition int32, fr
 	cl, err := kgo.NewClient(append(opts[:len(opts):len(opts)],
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		kgo.ConsumeResetOffset(kgo.NoResetOffset().AtStart()),
 		// Control records mark the end of each transaction, so we can tell
 		// when the range is fully read even if it ends in a commit marker.
 		kgo.KeepControlRecords(),

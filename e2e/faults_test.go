@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lockstep-dr/lockstep/internal/testenv"
+)
+
+// waitExit waits for a service to stop by itself and returns its log.
+func (p *proc) waitExit(within time.Duration) string {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(within):
+		p.t.Fatalf("%s still runs after %s; it should have stopped", p.name, within)
+	}
+	if p.err == nil {
+		p.t.Fatalf("%s exited 0; it should have failed", p.name)
+	}
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func mustContain(t *testing.T, log string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(log, w) {
+			t.Errorf("log lacks %q", w)
+		}
+	}
+}
+
+// Two storage-appliers on one standby: one applies, the other waits; when
+// the active one is killed the spare takes over, and nothing is applied twice.
+func TestHotSpareTakesOver(t *testing.T) {
+	e := newEnv(t)
+	p := startPipeline(t, e)
+	createTables(t, e)
+	p.applier.waitLog("applying")
+	spare := start(t, p.cfgPath, "storage-applier")
+	spare.waitLog("standing by as hot spare")
+
+	writeBatch(t, e, 0, 100)
+	p.applier.stop(syscall.SIGKILL)
+	killed := time.Now()
+	writeBatch(t, e, 100, 100)
+	spare.waitLog("took over as the active storage-applier")
+	if d := time.Since(killed); d > 10*time.Second {
+		t.Errorf("the spare took %s to take over", d)
+	}
+	consistent(t, e, 60*time.Second)
+	assertExactlyOnce(t, e)
+}
+
+// A primary log deleted and re-created under the same name: the applier
+// refuses it, names the topic, and applies nothing.
+func TestRecreatedTopicStopsTheApplier(t *testing.T) {
+	e := newEnv(t)
+	p := startPipeline(t, e)
+	createTables(t, e)
+	writeBatch(t, e, 0, 20)
+	consistent(t, e, 30*time.Second)
+	p.producer.stop(syscall.SIGTERM)
+	p.applier.stop(syscall.SIGTERM)
+
+	cl, err := kgo.NewClient(clientOpts(t, e)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if _, err := kadm.NewClient(cl).DeleteTopic(ctx, e.Cfg.Kafka.PrimaryTopic); err != nil {
+		t.Fatal(err)
+	}
+	// The producer finds an empty topic and starts a new stream.
+	p.producer = start(t, p.cfgPath, "producer")
+	p.producer.waitLog("tailing binlog")
+	writeBatch(t, e, 20, 50)
+	before := testenv.Count(e.Standby, e.DB+".items")
+
+	applier := start(t, p.cfgPath, "storage-applier")
+	mustContain(t, applier.waitExit(30*time.Second), e.Cfg.Kafka.PrimaryTopic, "was deleted and re-created", "Nothing was applied")
+	if after := testenv.Count(e.Standby, e.DB+".items"); after != before {
+		t.Fatalf("standby items went from %d to %d after the topic was re-created", before, after)
+	}
+}
+
+// The binlog the producer needs was purged while it was down: it stops and
+// says which GTID it needed; it never skips ahead.
+func TestPurgedBinlogStopsTheProducer(t *testing.T) {
+	e := newEnv(t)
+	p := startPipeline(t, e)
+	createTables(t, e)
+	writeBatch(t, e, 0, 10)
+	consistent(t, e, 30*time.Second)
+	p.producer.stop(syscall.SIGTERM)
+	writeBatch(t, e, 10, 10) // changes the producer has not published
+	testenv.Exec(t, e.Primary, "FLUSH BINARY LOGS")
+	var file string
+	if err := e.Primary.QueryRow("SELECT SUBSTRING_INDEX(@@log_bin_basename, '/', -1)").Scan(&file); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := e.Primary.Query("SHOW BINARY LOGS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() { // the last one listed is the current binlog
+		var size sql.NullInt64
+		if err := rows.Scan(&file, &size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows.Close()
+	// The server keeps a binlog that a dump thread still reads (the stopped
+	// producer's thread lingers until the server notices, so end it) or that
+	// crash recovery may still need (until its binlog checkpoint): retry.
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		killDumpThreads(t, e.Primary)
+		testenv.Exec(t, e.Primary, fmt.Sprintf("PURGE BINARY LOGS TO '%s'", file))
+		n := binlogCount(t, e.Primary)
+		return n == 1, fmt.Sprintf("after PURGE the primary still has %d binlogs", n)
+	})
+
+	producer := start(t, p.cfgPath, "producer")
+	mustContain(t, producer.waitExit(30*time.Second), "cannot send its binlog from GTID 0-", "was probably purged", "re-bootstrap")
+	if n := testenv.Count(e.Standby, e.DB+".items"); n != 10 {
+		t.Fatalf("standby has %d items, want the 10 published before the purge", n)
+	}
+}
+
+func killDumpThreads(t *testing.T, db *sql.DB) {
+	rows, err := db.Query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	for _, id := range ids {
+		_, _ = db.Exec(fmt.Sprintf("KILL %d", id)) // may have ended meanwhile
+	}
+}
+
+func binlogCount(t *testing.T, db *sql.DB) int {
+	rows, err := db.Query("SHOW BINARY LOGS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	return n
+}
