@@ -13,6 +13,7 @@ import (
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/schemas"
@@ -90,6 +91,7 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 	if err := a.apply(ctx, fs.Records()); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.CacheWritten)
 	return cl.CommitUncommittedOffsets(ctx)
 }
 
@@ -112,7 +114,7 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
 		if err != nil {
 			return service.Permanentf("record at %s[%d] offset %d: %w", kr.Topic, kr.Partition, kr.Offset, err)
 		}
-		if r.Op == schemas.OpDDL {
+		if !r.ChangesRows() {
 			continue
 		}
 		version := r.Version()

@@ -73,6 +73,12 @@ func writeConfig(t testing.TB, cfg *config.Config) string {
 // that is printed when the test fails.
 func start(t testing.TB, cfgPath, name string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, cfgPath, name, nil, args...)
+}
+
+// startEnv is start with extra environment variables (e.g. a crash point).
+func startEnv(t testing.TB, cfgPath, name string, env []string, args ...string) *proc {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -86,6 +92,7 @@ func start(t testing.TB, cfgPath, name string, args ...string) *proc {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +165,8 @@ func (p *proc) waitLog(text string) {
 
 // pipeline is the three services of one test.
 type pipeline struct {
-	e                                *testenv.Env
-	cfgPath                          string
+	e                               *testenv.Env
+	cfgPath                         string
 	producer, applier, cacheApplier *proc
 }
 

@@ -9,12 +9,16 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
@@ -51,14 +55,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	if err != nil {
 		return err
 	}
-	if pos == nil {
+	isNew := pos == nil
+	if isNew {
 		p := ""
 		if !fromStart {
 			if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_pos").Scan(&p); err != nil {
 				return fmt.Errorf("read the primary's current GTID position: %w", err)
 			}
 		}
-		log.Info("primary log is empty: starting a new stream", "from_gtid", p, "from_start", fromStart)
 		pos = &p
 	}
 
@@ -72,6 +76,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	}
 	defer cl.Close()
 
+	if isNew {
+		if err := markStart(ctx, cl, cfg.Kafka.PrimaryTopic, *pos); err != nil {
+			return err
+		}
+		log.Info("primary log was empty: started a new stream", "from_gtid", *pos, "from_start", fromStart)
+	}
 	items := make(chan kafka.Item, 4096)
 	cs, err := loadCharsets(ctx, db)
 	if err != nil {
@@ -81,7 +91,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	if err != nil {
 		return err
 	}
-	w := &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log}
+	w := &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log, CrashPoint: crashpoint.ProducerMidTxn}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return t.run(ctx) })
 	g.Go(func() error { return w.Run(ctx, items) })
@@ -118,7 +128,7 @@ func resumePosition(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (*s
 		return nil, err
 	}
 	r, err := schemas.Decode(rec.Value)
-	if err == nil && (!r.Txn.Last || r.Source.GTIDSet == "") {
+	if err == nil && !r.Txn.Last {
 		err = fmt.Errorf("it does not end a transaction")
 	}
 	if err != nil {
@@ -144,4 +154,36 @@ func loadCharsets(ctx context.Context, db *sql.DB) (charsets, error) {
 		cs[id] = name
 	}
 	return cs, rows.Err()
+}
+
+// markStart makes a new stream's start position durable before anything is
+// read: a producer that dies before its first transaction then resumes here,
+// not at whatever is "current" when it comes back.
+func markStart(ctx context.Context, cl *kgo.Client, topic, pos string) error {
+	gtid := "0-0-0"
+	if set, err := gomysql.ParseMariadbGTIDSet(pos); err == nil {
+		for _, g := range set.(*gomysql.MariadbGTIDSet).Sets {
+			gtid = g.String() // any one names the marker; the set is the position
+			break
+		}
+	}
+	it, err := kafka.NewItem(topic, 0, &schemas.Record{
+		SchemaVersion: schemas.SchemaVersion, Op: schemas.OpPosition,
+		Txn:    schemas.Txn{GTID: gtid, Last: true},
+		Source: schemas.Source{GTIDSet: pos, CommitTimeMS: time.Now().UnixMilli()},
+	})
+	if err != nil {
+		return service.Permanent(err)
+	}
+	if err := cl.BeginTransaction(); err != nil {
+		return err
+	}
+	if err := cl.ProduceSync(ctx, it.Rec).FirstErr(); err != nil {
+		_ = cl.EndTransaction(ctx, kgo.TryAbort)
+		return fmt.Errorf("publish the stream's start position to %s: %w", topic, err)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return fmt.Errorf("commit the stream's start position to %s: %w", topic, err)
+	}
+	return nil
 }

@@ -18,6 +18,10 @@ const (
 	OpDelete   Op = "delete"
 	OpDDL      Op = "ddl"
 	OpSnapshot Op = "snapshot"
+	// OpPosition changes no row: it marks where a stream begins (its GTID set
+	// is the start position), so a producer that dies before its first
+	// transaction resumes there and not at a later "current" position.
+	OpPosition Op = "position"
 )
 
 // Header names: they repeat what a Kafka tool needs without decoding the body.
@@ -58,8 +62,9 @@ type Source struct {
 	// CommitTimeMS is the primary's commit time (binlog seconds, in ms).
 	CommitTimeMS int64 `json:"commit_time_ms"`
 	// GTIDSet is the primary's GTID position after this transaction; set on
-	// the last record only, it is where the producer resumes.
-	GTIDSet string `json:"gtid_set,omitempty"`
+	// the last record only (empty elsewhere, and for a stream that starts at
+	// the oldest binlog), it is where the producer resumes.
+	GTIDSet string `json:"gtid_set"`
 }
 
 // Standby is what the storage-applier adds when it republishes a record.
@@ -128,6 +133,11 @@ func (r *Record) Check() error {
 			return fmt.Errorf("ddl record without a statement")
 		}
 		return nil
+	case OpPosition:
+		if !r.Txn.Last {
+			return fmt.Errorf("position record that is not a whole transaction")
+		}
+		return nil
 	default:
 		return fmt.Errorf("record with unknown op %q", r.Op)
 	}
@@ -139,6 +149,9 @@ func (r *Record) Check() error {
 
 // Name is "database.table".
 func (r *Record) Name() string { return r.Database + "." + r.Table }
+
+// ChangesRows reports whether the record is a row change (not DDL, not a marker).
+func (r *Record) ChangesRows() bool { return r.Op != OpDDL && r.Op != OpPosition }
 
 // Image is the row the change leaves behind, or for a delete the row it removed.
 func (r *Record) Image() Row {

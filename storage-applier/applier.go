@@ -22,7 +22,6 @@ type txn struct {
 
 func (t *txn) last() int64  { return t.offsets[len(t.offsets)-1] }
 func (t *txn) gtid() string { return t.records[0].Txn.GTID }
-func (t *txn) isDDL() bool  { return t.records[0].Op == schemas.OpDDL }
 func (t *txn) first() int64 { return t.offsets[0] }
 func (t *txn) rows() int    { return len(t.records) }
 
@@ -77,8 +76,16 @@ type applier struct {
 }
 
 func (a *applier) apply(ctx context.Context, t *txn) error {
-	if t.isDDL() {
+	switch t.records[0].Op {
+	case schemas.OpDDL:
 		return a.applyDDL(ctx, t)
+	case schemas.OpPosition:
+		// no rows: only the checkpoint moves past it
+		if err := a.cp.advance(ctx, a.db, t.last(), t.gtid()); err != nil {
+			return err
+		}
+		a.cp.committed(t.last(), t.gtid())
+		return nil
 	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
@@ -120,6 +121,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			if err := a.apply(ctx, t); err != nil {
 				return err
 			}
+			crashpoint.Hit(crashpoint.ApplierCommitted)
 			return rp.publish(ctx, t, time.Now())
 		})
 	})

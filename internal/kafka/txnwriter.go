@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -49,9 +50,8 @@ type TxnWriter struct {
 	BatchRows int
 	Linger    time.Duration
 	Log       *slog.Logger
-	// Committed, if set, is called after each Kafka commit with the last
-	// item of the batch.
-	Committed func(last Item)
+	// CrashPoint names this writer's crash point (see package crashpoint).
+	CrashPoint string
 }
 
 // Run publishes until in is drained and closed, ctx ends, or a write fails.
@@ -98,6 +98,7 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 	started, rows := time.Now(), 0
 	for {
 		w.Client.Produce(ctx, it.Rec, done)
+		crashpoint.Hit(w.CrashPoint)
 		rows++
 		if it.Last && (rows >= w.BatchRows || time.Since(started) >= w.Linger || len(in) == 0) {
 			break
@@ -123,9 +124,6 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 	}
 	if err := w.Client.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		return fmt.Errorf("commit Kafka transaction of %d records up to %s %s: %w", rows, schemas.HeaderGTID, it.Rec.Headers[0].Value, err)
-	}
-	if w.Committed != nil {
-		w.Committed(it)
 	}
 	return nil
 }
