@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +32,28 @@ type Env struct {
 	Kafka   *kfake.Cluster
 	// DB is the test's own database, replicated and dropped at the end.
 	DB string
+
+	kafkaDir string
+}
+
+func startKafka(port int, dir string) (*kfake.Cluster, error) {
+	return kfake.NewCluster(kfake.Ports(port), kfake.DefaultNumPartitions(1), kfake.DataDir(dir),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "67108864"}))
+}
+
+// RestartKafka stops the broker cleanly (as SIGTERM stops the dev broker)
+// and starts it again on the same port and data folder.
+func (e *Env) RestartKafka(t testing.TB, down time.Duration) {
+	t.Helper()
+	_, portStr, _ := strings.Cut(e.Cfg.Kafka.Brokers[0], ":")
+	port, _ := strconv.Atoi(portStr)
+	e.Kafka.Close()
+	time.Sleep(down)
+	c, err := startKafka(port, e.kafkaDir)
+	if err != nil {
+		t.Fatalf("restart kfake on port %d: %v", port, err)
+	}
+	e.Kafka = c
 }
 
 var markOnce sync.Mutex
@@ -70,12 +93,11 @@ func New(t testing.TB) *Env {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1),
-		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "67108864"}))
+	kafkaDir := t.TempDir()
+	c, err := startKafka(0, kafkaDir)
 	if err != nil {
 		t.Fatalf("start kfake: %v", err)
 	}
-	t.Cleanup(c.Close)
 
 	id := fmt.Sprintf("t%08x", rand.Uint32())
 	cfg, err := config.Load("", nil)
@@ -94,7 +116,8 @@ func New(t testing.TB) *Env {
 	cfg.Cache.KeyPrefix = id + ":"
 	cfg.Cache.TombstoneTTL = time.Hour
 
-	e := &Env{Cfg: cfg, Kafka: c, DB: id}
+	e := &Env{Cfg: cfg, Kafka: c, DB: id, kafkaDir: kafkaDir}
+	t.Cleanup(func() { e.Kafka.Close() })
 	if e.Primary, err = mysql.Open(ctx, "primary", cfg.Primary); err != nil {
 		t.Fatalf("primary MariaDB at %s (LOCKSTEP_TEST_PRIMARY) unreachable: %v", pAddr, err)
 	}
