@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"slices"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
@@ -38,17 +37,21 @@ func plan(rule *cacherule.Rule, rec *schemas.Record) ([]op, error) {
 			ops = append(ops, op{key: k, mode: modeDelete})
 		}
 	}
-	for _, k := range after {
+	return append(ops, rowOps(rule, after, afterRow)...), nil
+}
+
+// rowOps are the ops that leave a row's keys as the rule wants them.
+func rowOps(rule *cacherule.Rule, keys []string, row cacherule.Row) []op {
+	ops := make([]op, 0, len(keys))
+	for _, k := range keys {
 		switch {
 		case !rule.Refresh():
 			ops = append(ops, op{key: k, mode: modeDelete})
-		case rule.Format == "hash":
-			ops = append(ops, op{key: k, mode: modeHash, ttl: rule.TTL, payload: rule.Hash(afterRow)})
 		case rule.Format == "json":
-			ops = append(ops, op{key: k, mode: modeString, ttl: rule.TTL, payload: []any{rule.JSON(afterRow)}})
+			ops = append(ops, op{key: k, mode: modeString, ttl: rule.TTL, payload: []any{rule.JSON(row)}})
 		default:
-			return nil, fmt.Errorf("cache rule for %s: unknown format %q", rule.Table, rule.Format)
+			ops = append(ops, op{key: k, mode: modeHash, ttl: rule.TTL, payload: rule.Hash(row)})
 		}
 	}
-	return ops, nil
+	return ops
 }

@@ -5,8 +5,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -67,7 +70,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return service.Permanent(err)
 	}
 	defer cl.Close()
-	a := &cacheApplier{rules: cacherule.Compile(cfg.Cache), w: &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic}
+	rules := cacherule.Compile(cfg.Cache)
+	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
+	a := &cacheApplier{rules: rules, w: w, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic,
+		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log}}
 	log.Info("consuming", "topic", topic, "group", cfg.Cache.Group, "redis", cfg.Redis.Address, "rules", len(cfg.Cache.Rules))
 	for {
 		if err := a.step(ctx, cl, topic); err != nil || ctx.Err() != nil {
@@ -80,13 +86,20 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 // group cannot rebalance between poll and commit, so no other instance
 // gets these partitions with uncommitted writes in flight.
 func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) error {
-	fs := cl.PollFetches(ctx)
+	// Poll at most a second, so an idle applier still looks at Redis.
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	fs := cl.PollFetches(pctx)
+	cancel()
 	defer cl.AllowRebalance()
 	if ctx.Err() != nil {
 		return nil
 	}
-	if err := fs.Err0(); err != nil {
+	if err := fs.Err0(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("read %s: %w", topic, err)
+	}
+	// Once per batch: has Redis lost its data since the last one?
+	if err := a.rebuild.check(ctx); err != nil {
+		return err
 	}
 	if err := a.apply(ctx, fs.Records()); err != nil {
 		return err
@@ -102,6 +115,7 @@ type cacheApplier struct {
 	log   *slog.Logger
 	// primaryTopic: at the primary site, versions are the record's own offsets.
 	primaryTopic bool
+	rebuild      *rebuilder
 }
 
 func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
@@ -122,6 +136,9 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
 			version = schemas.FormatVersion(kr.Offset)
 		} else if version == "" {
 			return service.Permanentf("record at %s[%d] offset %d has no standby section: is cache.topic the primary log?", kr.Topic, kr.Partition, kr.Offset)
+		}
+		if v, _ := strconv.ParseInt(version, 10, 64); v <= a.rebuild.floor {
+			continue // in the snapshot the cache was rebuilt from
 		}
 		for _, rule := range a.rules.Match(r.Database, r.Table) {
 			o, err := plan(rule, r)

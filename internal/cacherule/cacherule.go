@@ -91,12 +91,17 @@ func (s *Set) Match(db, table string) []*Rule {
 	}
 	var rs []*Rule
 	for _, r := range s.rules {
-		if ok, _ := path.Match(r.Table, name); ok {
+		if r.matches(name) {
 			rs = append(rs, r)
 		}
 	}
 	s.byTbl[name] = rs
 	return rs
+}
+
+func (r *Rule) matches(name string) bool {
+	ok, _ := path.Match(r.Table, name)
+	return ok
 }
 
 // Render renders the rule's key templates for a row. A key whose columns

@@ -7,7 +7,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 
@@ -113,20 +112,17 @@ func (c *Cache) OK() bool { return len(c.Missing)+len(c.Wrong)+len(c.Orphans) ==
 // CacheAgainst compares every refresh rule's keys with the standby rows of
 // the databases given.
 func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules *cacherule.Set, dbs []string) (*Cache, error) {
-	all, err := tables(ctx, standby, dbs)
-	if err != nil {
-		return nil, err
-	}
 	res := &Cache{}
 	expected := make(map[string]bool)
 	for _, r := range rules.Rules() {
 		if !r.Refresh() {
 			continue
 		}
-		for _, name := range all {
-			if ok, _ := path.Match(r.Table, name); !ok {
-				continue
-			}
+		names, err := r.Tables(ctx, standby, dbs)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range names {
 			if err := checkTable(ctx, standby, rdb, r, name, res, expected); err != nil {
 				return nil, err
 			}
@@ -152,38 +148,7 @@ func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules
 }
 
 func checkTable(ctx context.Context, standby *sql.DB, rdb *redis.Client, r *cacherule.Rule, name string, res *Cache, expected map[string]bool) error {
-	rows, err := standby.QueryContext(ctx, "SELECT * FROM "+quoted(name))
-	if err != nil {
-		return fmt.Errorf("read standby %s: %w", name, err)
-	}
-	defer rows.Close()
-	cols, err := rows.ColumnTypes()
-	if err != nil {
-		return err
-	}
-	row := cacherule.Row{Names: make([]string, len(cols)), Binary: make([]bool, len(cols))}
-	for i, c := range cols {
-		row.Names[i] = c.Name()
-		switch c.DatabaseTypeName() {
-		case "BINARY", "VARBINARY", "BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BIT":
-			row.Binary[i] = true
-		}
-	}
-	raw := make([]sql.RawBytes, len(cols))
-	dest := make([]any, len(cols))
-	for i := range raw {
-		dest[i] = &raw[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return err
-		}
-		row.Values = make([][]byte, len(cols))
-		for i, v := range raw {
-			if v != nil {
-				row.Values[i] = append([]byte{}, v...)
-			}
-		}
+	return cacherule.ScanTable(ctx, standby, quoted(name), func(row cacherule.Row) error {
 		keys, err := r.Render(row)
 		if err != nil {
 			return err
@@ -203,8 +168,8 @@ func checkTable(ctx context.Context, standby *sql.DB, rdb *redis.Client, r *cach
 				res.Wrong = append(res.Wrong, k)
 			}
 		}
-	}
-	return rows.Err()
+		return nil
+	})
 }
 
 func sameValue(ctx context.Context, rdb *redis.Client, r *cacherule.Rule, key string, row cacherule.Row) (ok, found bool, err error) {

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// rebuilder notices that Redis lost its data and rebuilds the cache from a
+// consistent snapshot of the standby.
+//
+// A marker key lives beside the cache; Redis that comes back empty has lost
+// it. The rebuild reads, in one snapshot, the standby's checkpoint V and the
+// rows of every cached table, and writes each row's keys with version V:
+// every change up to V is in the snapshot, every later one has a higher
+// version and wins. V is kept in the marker as a floor: records at or below
+// it are skipped, so replaying the log after a rebuild never shows an older
+// value, not even for a moment.
+type rebuilder struct {
+	cfg   *config.Config
+	rules *cacherule.Set
+	w     *writer
+	log   *slog.Logger
+	// floor is the version the cache was last rebuilt at; -1 for none.
+	floor int64
+}
+
+func markerKey(group string) string { return "lockstep:cache:" + group }
+
+const rebuildBatch = 500
+
+// check reads the marker, rebuilding the cache first if it is gone.
+func (b *rebuilder) check(ctx context.Context) error {
+	v, err := b.w.rdb.Get(ctx, markerKey(b.cfg.Cache.Group)).Int64()
+	if err == nil {
+		b.floor = v
+		return nil
+	}
+	if !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("read the cache marker in Redis %s: %w", b.cfg.Redis.Address, err)
+	}
+	floor := int64(-1)
+	if b.cfg.CacheTopic() == b.cfg.Kafka.PrimaryTopic {
+		b.log.Warn("Redis holds no lockstep marker (new, or its data was lost); at the primary site there is no standby snapshot to rebuild from, so keys refill as rows change")
+	} else {
+		if floor, err = b.rebuild(ctx); err != nil {
+			return err
+		}
+	}
+	if err := b.w.rdb.Set(ctx, markerKey(b.cfg.Cache.Group), floor, 0).Err(); err != nil {
+		return fmt.Errorf("write the cache marker: %w", err)
+	}
+	b.floor = floor
+	return nil
+}
+
+func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
+	b.log.Warn("Redis holds no lockstep marker (new, or its data was lost): rebuilding the cache from a snapshot of the standby")
+	db, err := mysql.Open(ctx, "standby", b.cfg.Standby)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	// The first read fixes the snapshot; the rows below are read in it.
+	var applied int64 = -1
+	err = tx.QueryRowContext(ctx, "SELECT applied_offset FROM lockstep.checkpoint WHERE name = ?", b.cfg.Applier.Name).Scan(&applied)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) && mysql.ErrorNumber(err) != 1146 { // no table yet: nothing applied
+		return 0, fmt.Errorf("read the standby checkpoint %q (applier.name): %w", b.cfg.Applier.Name, err)
+	}
+	version := schemas.FormatVersion(applied)
+	keys := 0
+	var ops []op
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		vs := make([]string, len(ops))
+		for i := range vs {
+			vs[i] = version
+		}
+		_, err := b.w.write(ctx, ops, vs)
+		keys += len(ops)
+		ops = ops[:0]
+		return err
+	}
+	for _, r := range b.rules.Rules() {
+		if !r.Refresh() {
+			continue
+		}
+		tables, err := r.Tables(ctx, tx, nil)
+		if err != nil {
+			return 0, err
+		}
+		for _, name := range tables {
+			db, table, _ := strings.Cut(name, ".")
+			err := cacherule.ScanTable(ctx, tx, mysql.QuoteTable(db, table), func(row cacherule.Row) error {
+				ks, err := r.Render(row)
+				if err != nil {
+					return err
+				}
+				ops = append(ops, rowOps(r, ks, row)...)
+				if len(ops) >= rebuildBatch {
+					return flush()
+				}
+				return nil
+			})
+			if err != nil {
+				return 0, fmt.Errorf("rebuild the cache of %s: %w", name, err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return 0, err
+	}
+	b.log.Info("cache rebuilt from the standby", "keys", keys, "version", applied)
+	return applied, nil
+}

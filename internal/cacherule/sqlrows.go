@@ -1,0 +1,74 @@
+package cacherule
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+)
+
+// Querier is a database or a transaction.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// ScanTable hands every row of a table (a quoted name) to fn, as the cache
+// sees rows: text as the server prints it, binary columns as raw bytes.
+// The Row passed to fn is reused; the value slices in it are new each row.
+func ScanTable(ctx context.Context, q Querier, table string, fn func(Row) error) error {
+	rows, err := q.QueryContext(ctx, "SELECT * FROM "+table)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", table, err)
+	}
+	defer rows.Close()
+	cols, err := rows.ColumnTypes()
+	if err != nil {
+		return err
+	}
+	row := Row{Names: make([]string, len(cols)), Binary: make([]bool, len(cols)), Values: make([][]byte, len(cols))}
+	for i, c := range cols {
+		row.Names[i] = c.Name()
+		row.Binary[i] = slices.Contains([]string{"BINARY", "VARBINARY", "BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BIT"}, c.DatabaseTypeName())
+	}
+	raw := make([]sql.RawBytes, len(cols))
+	dest := make([]any, len(cols))
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		for i, v := range raw {
+			row.Values[i] = nil
+			if v != nil {
+				row.Values[i] = append(row.Values[i][:0:0], v...)
+			}
+		}
+		if err := fn(row); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Tables lists the base tables of the databases given, as "db.table", that
+// match a rule's table pattern.
+func (r *Rule) Tables(ctx context.Context, q Querier, dbs []string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'`)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s, t string
+		if err := rows.Scan(&s, &t); err != nil {
+			return nil, err
+		}
+		if (dbs == nil || slices.Contains(dbs, s)) && r.matches(s+"."+t) {
+			out = append(out, s+"."+t)
+		}
+	}
+	return out, rows.Err()
+}
