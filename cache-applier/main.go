@@ -54,8 +54,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return service.Permanent(err)
 	}
 	topic := cfg.CacheTopic()
-	cl, err := kgo.NewClient(append(opts,
-		kgo.ConsumerGroup(cfg.Cache.Group),
+	group := []kgo.Opt{kgo.ConsumerGroup(cfg.Cache.Group), kgo.SessionTimeout(cfg.Cache.SessionTimeout)}
+	if cfg.Cache.InstanceID != "" {
+		group = append(group, kgo.InstanceID(cfg.Cache.InstanceID))
+	}
+	cl, err := kgo.NewClient(append(append(opts, group...),
 		kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Offsets are committed only after the batch is in Redis, and no

@@ -98,11 +98,16 @@ type Applier struct {
 type Cache struct {
 	// Topic is the standby log at the standby site; at the primary site a
 	// cache-applier may consume the primary log instead.
-	Topic        string        `mapstructure:"topic" yaml:"topic"`
-	Group        string        `mapstructure:"group" yaml:"group"`
-	TombstoneTTL time.Duration `mapstructure:"tombstone_ttl" yaml:"tombstone_ttl"`
-	KeyPrefix    string        `mapstructure:"key_prefix" yaml:"key_prefix"`
-	Rules        []Rule        `mapstructure:"rules" yaml:"rules"`
+	Topic string `mapstructure:"topic" yaml:"topic"`
+	Group string `mapstructure:"group" yaml:"group"`
+	// InstanceID, when set, makes the instance a static member of the
+	// group: restarted, it gets its partitions back at once instead of
+	// after SessionTimeout. It must differ between instances.
+	InstanceID     string        `mapstructure:"instance_id" yaml:"instance_id"`
+	SessionTimeout time.Duration `mapstructure:"session_timeout" yaml:"session_timeout"`
+	TombstoneTTL   time.Duration `mapstructure:"tombstone_ttl" yaml:"tombstone_ttl"`
+	KeyPrefix      string        `mapstructure:"key_prefix" yaml:"key_prefix"`
+	Rules          []Rule        `mapstructure:"rules" yaml:"rules"`
 }
 
 // Rule maps the rows of matching tables to Redis keys.
@@ -157,6 +162,8 @@ var defaults = map[string]any{
 	"applier.linger":            "20ms",
 	"cache.topic":               "",
 	"cache.group":               "lockstep-cache",
+	"cache.instance_id":         "",
+	"cache.session_timeout":     "10s",
 	"cache.tombstone_ttl":       "24h",
 	"cache.key_prefix":          "",
 	"cache.rules":               []Rule{},
@@ -325,6 +332,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.Topic != "" && c.Cache.Topic != c.Kafka.StandbyTopic && c.Cache.Topic != c.Kafka.PrimaryTopic {
 		bad("cache.topic", c.Cache.Topic, "want kafka.standby_topic, kafka.primary_topic (primary site) or empty (standby topic)")
+	}
+	if c.Cache.SessionTimeout < 6*time.Second || c.Cache.SessionTimeout > 5*time.Minute {
+		bad("cache.session_timeout", c.Cache.SessionTimeout, "want 6s to 5m (the broker's group session limits)")
 	}
 	if c.Cache.TombstoneTTL < time.Second {
 		bad("cache.tombstone_ttl", c.Cache.TombstoneTTL, "want 1s or more: an eviction's version must outlive any replay")

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+)
+
+// Ports of the chaos stack: apart from the demo's and the tests'.
+const (
+	primaryPort = 23307
+	standbyPort = 23308
+	redisPort   = 26380
+	kafkaPort   = 29092
+)
+
+// stack is the private servers and services the run owns, driven through
+// scripts/dev-up.sh (which starts only what is not running: after a fault
+// it plays the process supervisor) and the pid files under its folder.
+type stack struct {
+	o   options
+	log *slog.Logger
+	env []string
+	cfg *config.Config
+
+	primary, standby *sql.DB
+	rdb              *redis.Client
+	spare            *exec.Cmd
+}
+
+func newStack(ctx context.Context, o options, log *slog.Logger) (*stack, error) {
+	cfgFile := filepath.Join(o.root, "scripts", "chaos.yaml")
+	env := []string{
+		"LOCKSTEP_DEV_DIR=" + o.dev,
+		"LOCKSTEP_CONFIG=" + cfgFile,
+		fmt.Sprintf("LOCKSTEP_PRIMARY_PORT=%d", primaryPort),
+		fmt.Sprintf("LOCKSTEP_STANDBY_PORT=%d", standbyPort),
+		fmt.Sprintf("LOCKSTEP_REDIS_PORT=%d", redisPort),
+		fmt.Sprintf("LOCKSTEP_KAFKA_PORT=%d", kafkaPort),
+	}
+	addrs := []string{
+		fmt.Sprintf("kafka.brokers=127.0.0.1:%d", kafkaPort),
+		fmt.Sprintf("primary.address=127.0.0.1:%d", primaryPort),
+		fmt.Sprintf("standby.address=127.0.0.1:%d", standbyPort),
+		fmt.Sprintf("redis.address=127.0.0.1:%d", redisPort),
+	}
+	cfg, err := config.Load(cfgFile, addrs)
+	if err != nil {
+		return nil, err
+	}
+	s := &stack{o: o, log: log, env: env, cfg: cfg}
+	// A fresh stack every run: what a previous run left must not count.
+	_ = s.script(ctx, "dev-down.sh")
+	if err := os.RemoveAll(o.dev); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *stack) script(ctx context.Context, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.o.root, "scripts", name), args...)
+	cmd.Env = append(os.Environ(), s.env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w\n%s", name, err, out)
+	}
+	return nil
+}
+
+// up starts whatever is not running.
+func (s *stack) up(ctx context.Context) error { return s.script(ctx, "dev-up.sh", "--services") }
+
+func (s *stack) down() {
+	if s.spare != nil && s.spare.Process != nil {
+		_ = s.spare.Process.Signal(syscall.SIGTERM)
+		_ = s.spare.Wait()
+	}
+	_ = s.script(context.Background(), "dev-down.sh")
+}
+
+func (s *stack) connect(ctx context.Context) error {
+	var err error
+	if s.primary, err = mysql.Open(ctx, "primary", s.cfg.Primary); err != nil {
+		return err
+	}
+	if s.standby, err = mysql.Open(ctx, "standby", s.cfg.Standby); err != nil {
+		return err
+	}
+	s.primary.SetConnMaxLifetime(5 * time.Second)
+	s.standby.SetConnMaxLifetime(5 * time.Second)
+	s.rdb = redis.NewClient(&redis.Options{Addr: s.cfg.Redis.Address, MaxRetries: -1})
+	return s.rdb.Ping(ctx).Err()
+}
+
+func (s *stack) close() {
+	s.primary.Close()
+	s.standby.Close()
+	s.rdb.Close()
+}
+
+// startSpare runs a second storage-applier as the hot spare for the whole run.
+func (s *stack) startSpare() error {
+	dir := filepath.Join(s.o.dev, "storage-applier-spare")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "storage-applier.log"))
+	if err != nil {
+		return err
+	}
+	s.spare = exec.Command(filepath.Join(s.o.dev, "bin", "storage-applier"), "--config", filepath.Join(s.o.root, "scripts", "chaos.yaml"))
+	s.spare.Env = append(os.Environ(),
+		fmt.Sprintf("LOCKSTEP_KAFKA_BROKERS=127.0.0.1:%d", kafkaPort),
+		fmt.Sprintf("LOCKSTEP_STANDBY_ADDRESS=127.0.0.1:%d", standbyPort),
+		fmt.Sprintf("LOCKSTEP_PRIMARY_ADDRESS=127.0.0.1:%d", primaryPort),
+		fmt.Sprintf("LOCKSTEP_REDIS_ADDRESS=127.0.0.1:%d", redisPort))
+	s.spare.Stdout, s.spare.Stderr = f, f
+	return s.spare.Start()
+}
+
+// pid reads a pid file of the stack: "primary/mariadbd.pid" and the like.
+func (s *stack) pid(rel string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(s.o.dev, rel))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// signal sends sig to the process of a pid file and, for a stop, waits
+// until it is gone.
+func (s *stack) signal(rel string, sig syscall.Signal, wait bool) error {
+	pid, err := s.pid(rel)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("signal %s to %s (pid %d): %w", sig, rel, pid, err)
+	}
+	for deadline := time.Now().Add(90 * time.Second); wait && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if syscall.Kill(pid, 0) != nil {
+			return nil
+		}
+	}
+	if wait {
+		return fmt.Errorf("%s (pid %d) still runs 90s after %s", rel, pid, sig)
+	}
+	return nil
+}
