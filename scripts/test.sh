@@ -29,12 +29,35 @@ rm -f "$LOCKSTEP_TEST_RAN_FILE"
 
 cd "$ROOT"
 go vet ./...
-status=0
-go test -race -count=1 -timeout 20m "$@" ./... || status=$?
+# -v for the pass/fail count; the screen gets results and failure lines only.
+set +e
+go test -race -count=1 -timeout 20m -v "$@" ./... 2>&1 | tee "$DEV/go-test.log" | grep -E '^(ok|FAIL|---|panic:|\s+\S+_test\.go:[0-9]+:)'
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -cE '^\s*--- PASS' "$DEV/go-test.log" || true)
+failed=$(grep -cE '^\s*--- FAIL' "$DEV/go-test.log" || true)
+[ "$status" -ne 0 ] && log "go test failed; the whole output is in $DEV/go-test.log"
 ran=0
 [ -f "$LOCKSTEP_TEST_RAN_FILE" ] && ran=$(wc -l <"$LOCKSTEP_TEST_RAN_FILE")
 log "integration tests that ran against the real servers: $ran"
 if [ "$status" -eq 0 ] && [ "$ran" -eq 0 ]; then
 	die "no integration test ran"
 fi
-exit "$status"
+if [ "$status" -ne 0 ]; then
+	echo "tests: $passed passed, $((failed > 0 ? failed : 1)) failed"
+	exit "$status"
+fi
+
+# A short chaos run: every fault kind once (and one more), fixed seed.
+# LOCKSTEP_CHAOS_CYCLES=0 skips it; a longer run: scripts/chaos.sh --cycles 100.
+cycles="${LOCKSTEP_CHAOS_CYCLES:-12}"
+if [ "$cycles" -gt 0 ]; then
+	log "chaos run: $cycles fault cycles, seed 7"
+	if "$ROOT/scripts/chaos.sh" --seed 7 --cycles "$cycles" --duration 60s; then
+		passed=$((passed + 1))
+	else
+		echo "tests: $passed passed, 1 failed"
+		exit 1
+	fi
+fi
+echo "tests: $passed passed, 0 failed"

@@ -9,6 +9,8 @@ package main
 import (
 	"context"
 	"flag"
+	"io"
+	stdlog "log"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -16,6 +18,9 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	mysqldriver "github.com/go-sql-driver/mysql"
+	"github.com/redis/go-redis/v9"
 )
 
 type options struct {
@@ -36,6 +41,10 @@ func main() {
 	flag.StringVar(&o.root, "root", ".", "the repository root")
 	flag.Parse()
 	o.dev = filepath.Join(o.root, ".dev", "chaos")
+	// The clients' own reconnect chatter during faults is expected; the
+	// harness reports what matters.
+	redis.SetLogger(quiet{})
+	_ = mysqldriver.SetLogger(stdlog.New(io.Discard, "", 0))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -48,6 +57,10 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
 
 func run(ctx context.Context, o options, log *slog.Logger) (bool, error) {
 	s, err := newStack(ctx, o, log)
