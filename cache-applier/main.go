@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
@@ -54,6 +57,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return service.Permanent(err)
 	}
 	topic := cfg.CacheTopic()
+	info, err := waitForTopic(ctx, opts, topic, log)
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
 	group := []kgo.Opt{kgo.ConsumerGroup(cfg.Cache.Group), kgo.SessionTimeout(cfg.Cache.SessionTimeout)}
 	if cfg.Cache.InstanceID != "" {
 		group = append(group, kgo.InstanceID(cfg.Cache.InstanceID))
@@ -76,7 +83,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	rules := cacherule.Compile(cfg.Cache)
 	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
 	a := &cacheApplier{rules: rules, w: w, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic,
-		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log}}
+		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log, topicID: info.ID}}
 	log.Info("consuming", "topic", topic, "group", cfg.Cache.Group, "redis", cfg.Redis.Address, "rules", len(cfg.Cache.Rules))
 	for {
 		if err := a.step(ctx, cl, topic); err != nil || ctx.Err() != nil {
@@ -98,6 +105,9 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 		return nil
 	}
 	if err := fs.Err0(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, kerr.OffsetOutOfRange) {
+			return a.wentBack(ctx, cl, topic)
+		}
 		return fmt.Errorf("read %s: %w", topic, err)
 	}
 	// Once per batch: has Redis lost its data since the last one?
@@ -163,4 +173,45 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
 	}
 	a.log.Debug("cache written", "records", len(recs), "ops", len(ops), "applied", n)
 	return nil
+}
+
+// waitForTopic waits until the topic exists (the storage-applier creates
+// the standby log) and describes it.
+func waitForTopic(ctx context.Context, opts []kgo.Opt, topic string, log *slog.Logger) (kafka.Topic, error) {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return kafka.Topic{}, service.Permanent(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for logged := false; ; logged = true {
+		t, ok, err := kafka.Describe(ctx, adm, topic)
+		if err != nil || ok {
+			return t, err
+		}
+		if !logged {
+			log.Info("waiting for the topic to exist", "topic", topic)
+		}
+		select {
+		case <-ctx.Done():
+			return kafka.Topic{}, nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// wentBack builds the error for a committed position beyond a topic's end.
+func (a *cacheApplier) wentBack(ctx context.Context, cl *kgo.Client, topic string) error {
+	adm := kadm.NewClient(cl)
+	group := a.rebuild.cfg.Cache.Group
+	committed, _ := adm.FetchOffsetsForTopics(ctx, group, topic)
+	ends, _ := adm.ListEndOffsets(ctx, topic)
+	var parts []string
+	committed.Each(func(o kadm.OffsetResponse) {
+		if e, ok := ends.Lookup(o.Topic, o.Partition); ok && o.At > e.Offset {
+			parts = append(parts, fmt.Sprintf("partition %d: committed offset %d, topic ends at %d", o.Partition, o.At, e.Offset))
+		}
+	})
+	return service.Permanentf("topic %s went back below the committed position of group %s (%s): it was truncated or re-created. Nothing was applied; reset the group's offsets and delete the Redis key %s to rebuild the cache",
+		topic, group, strings.Join(parts, "; "), markerKey(group))
 }

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -33,6 +34,9 @@ type rebuilder struct {
 	log   *slog.Logger
 	// floor is the version the cache was last rebuilt at; -1 for none.
 	floor int64
+	// topicID is the identity of the topic consumed; the marker remembers
+	// the one the cache was built from.
+	topicID string
 }
 
 func markerKey(group string) string { return "lockstep:cache:" + group }
@@ -41,23 +45,29 @@ const rebuildBatch = 500
 
 // check reads the marker, rebuilding the cache first if it is gone.
 func (b *rebuilder) check(ctx context.Context) error {
-	v, err := b.w.rdb.Get(ctx, markerKey(b.cfg.Cache.Group)).Int64()
-	if err == nil {
-		b.floor = v
-		return nil
-	}
-	if !errors.Is(err, redis.Nil) {
+	key := markerKey(b.cfg.Cache.Group)
+	m, err := b.w.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
 		return fmt.Errorf("read the cache marker in Redis %s: %w", b.cfg.Redis.Address, err)
+	}
+	if len(m) > 0 {
+		if m["topic_id"] != b.topicID && m["topic_id"] != "" && b.topicID != "" {
+			return service.Permanentf("topic %s was deleted and re-created (its id is %s; the cache was built from %s): the committed offsets of group %s belong to the old topic. Reset them to the earliest offset (kafka-consumer-groups --group %s --topic %s --reset-offsets --to-earliest --execute) and delete the Redis key %s; the cache is then rebuilt from the standby",
+				b.cfg.CacheTopic(), b.topicID, m["topic_id"], b.cfg.Cache.Group, b.cfg.Cache.Group, b.cfg.CacheTopic(), key)
+		}
+		b.floor, err = strconv.ParseInt(m["floor"], 10, 64)
+		if err != nil {
+			return service.Permanentf("Redis key %s holds floor %q, not a number: delete the key to rebuild the cache", key, m["floor"])
+		}
+		return nil
 	}
 	floor := int64(-1)
 	if b.cfg.CacheTopic() == b.cfg.Kafka.PrimaryTopic {
 		b.log.Warn("Redis holds no lockstep marker (new, or its data was lost); at the primary site there is no standby snapshot to rebuild from, so keys refill as rows change")
-	} else {
-		if floor, err = b.rebuild(ctx); err != nil {
-			return err
-		}
+	} else if floor, err = b.rebuild(ctx); err != nil {
+		return err
 	}
-	if err := b.w.rdb.Set(ctx, markerKey(b.cfg.Cache.Group), floor, 0).Err(); err != nil {
+	if err := b.w.rdb.HSet(ctx, key, "floor", floor, "topic_id", b.topicID).Err(); err != nil {
 		return fmt.Errorf("write the cache marker: %w", err)
 	}
 	b.floor = floor

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/testenv"
+	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 // waitExit waits for a service to stop by itself and returns its log.
@@ -228,4 +229,94 @@ func TestRedisDataLossRebuildsTheCache(t *testing.T) {
 	consistent(t, e, 30*time.Second)
 	writeBatch(t, e, 100, 50)
 	consistent(t, e, 30*time.Second)
+}
+
+// Crafted records on a real primary log: a transaction whose row indexes
+// skip one. The storage-applier stops with an error that names the offset
+// and the transaction, and applies nothing of it (nor anything after it).
+func TestIncompleteTransactionIsNeverApplied(t *testing.T) {
+	e := newEnv(t)
+	testenv.Exec(t, e.Primary, "CREATE DATABASE "+e.DB)
+	testenv.Exec(t, e.Standby, "CREATE DATABASE "+e.DB, "CREATE TABLE "+e.DB+".items (id BIGINT UNSIGNED PRIMARY KEY, title TEXT)")
+	cl, err := kgo.NewClient(append(clientOpts(t, e), kgo.DefaultProduceTopic(e.Cfg.Kafka.PrimaryTopic))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, -1, nil, e.Cfg.Kafka.PrimaryTopic); err != nil {
+		t.Fatal(err)
+	}
+	row := func(gtid string, index int, last bool, id int) *kgo.Record {
+		r := &schemas.Record{Op: schemas.OpInsert, Database: e.DB, Table: "items",
+			Columns: []schemas.Column{{Name: "id", Type: "bigint unsigned", Key: true}, {Name: "title", Type: "text"}},
+			After:   schemas.Row{"id": ptr(fmt.Sprint(id)), "title": ptr("crafted")},
+			Txn:     schemas.Txn{GTID: gtid, Index: index, Last: last}}
+		r.Key = schemas.Row{"id": r.After["id"]}
+		b, err := schemas.Encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &kgo.Record{Value: b}
+	}
+	ctx := context.Background()
+	for _, r := range []*kgo.Record{
+		row("0-9-1", 0, true, 1),  // whole: applied
+		row("0-9-2", 0, false, 2), // row 1 missing
+		row("0-9-2", 2, true, 3),
+		row("0-9-3", 0, true, 4), // after the hole: never reached
+	} {
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applier := start(t, writeConfig(t, e.Cfg), "storage-applier")
+	mustContain(t, applier.waitExit(30*time.Second), "offset 2 is row 2 of transaction 0-9-2, expected row 1", "nothing of it was applied")
+	var ids []int
+	rows, err := e.Standby.Query("SELECT id FROM " + e.DB + ".items ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if fmt.Sprint(ids) != "[1]" {
+		t.Fatalf("standby rows %v, want only [1] (the whole transaction before the broken one)", ids)
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+// The standby log deleted and re-created: the storage-applier fills it again
+// from the primary log (its outbox), and the cache-applier, whose committed
+// offsets belong to the old topic, stops and says how to reset them.
+func TestRecreatedStandbyTopic(t *testing.T) {
+	e := newEnv(t)
+	p := startPipeline(t, e)
+	createTables(t, e)
+	writeBatch(t, e, 0, 30)
+	consistent(t, e, 30*time.Second)
+	p.applier.stop(syscall.SIGTERM)
+	p.cacheApplier.stop(syscall.SIGTERM)
+	cl, err := kgo.NewClient(clientOpts(t, e)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).DeleteTopic(context.Background(), e.Cfg.Kafka.StandbyTopic); err != nil {
+		t.Fatal(err)
+	}
+	p.applier = start(t, p.cfgPath, "storage-applier")
+	p.applier.waitLog("republishing transactions the standby committed but the standby log lacks")
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		n, m := len(records(t, e, e.Cfg.Kafka.StandbyTopic)), len(records(t, e, e.Cfg.Kafka.PrimaryTopic))
+		return n == m, fmt.Sprintf("standby log has %d records, primary log %d", n, m)
+	})
+	assertExactlyOnce(t, e)
+	cache := start(t, p.cfgPath, "cache-applier")
+	mustContain(t, cache.waitExit(30*time.Second), "was deleted and re-created", "--reset-offsets --to-earliest")
 }

@@ -95,7 +95,10 @@ start_redis() {
 }
 
 # build_tools: the three services and the dev helpers, into $DEV/bin.
+# LOCKSTEP_SKIP_BUILD=1 keeps binaries already built (the chaos harness
+# restarts services with the binaries it started with).
 build_tools() {
+	if [ -n "${LOCKSTEP_SKIP_BUILD:-}" ] && [ -x "$DEV/bin/producer" ]; then return 0; fi
 	mkdir -p "$DEV/bin"
 	(cd "$ROOT" && go build -o "$DEV/bin/" ./producer ./storage-applier ./cache-applier ./scripts/devkafka ./scripts/devtool) \
 		|| die "go build failed"

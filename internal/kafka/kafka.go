@@ -57,14 +57,9 @@ type Topic struct {
 // EnsureTopic creates the topic when it does not exist and describes it.
 // maxBytes is set as the topic's max.message.bytes.
 func EnsureTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int32, maxBytes int) (Topic, error) {
-	// All topics, not just this one: asking for a missing topic by name makes
-	// the client retry for seconds before it answers.
-	details, err := adm.ListTopics(ctx)
-	if err != nil {
-		return Topic{}, fmt.Errorf("list topic %s: %w", topic, err)
-	}
-	if d, ok := details[topic]; ok && d.Err == nil {
-		return Topic{Partitions: int32(len(d.Partitions)), ID: topicID(d.ID)}, nil
+	t, ok, err := Describe(ctx, adm, topic)
+	if err != nil || ok {
+		return t, err
 	}
 	cfg := map[string]*string{"max.message.bytes": kadm.StringPtr(fmt.Sprint(maxBytes))}
 	resp, err := adm.CreateTopic(ctx, partitions, -1, cfg, topic)
@@ -77,6 +72,21 @@ func EnsureTopic(ctx context.Context, adm *kadm.Client, topic string, partitions
 		return Topic{}, fmt.Errorf("create topic %s with %d partitions: %w", topic, partitions, err)
 	}
 	return Topic{Partitions: partitions, ID: topicID(resp.ID)}, nil
+}
+
+// Describe reports whether the topic exists and what it is.
+func Describe(ctx context.Context, adm *kadm.Client, topic string) (Topic, bool, error) {
+	// All topics, not just this one: asking for a missing topic by name makes
+	// the client retry for seconds before it answers.
+	details, err := adm.ListTopics(ctx)
+	if err != nil {
+		return Topic{}, false, fmt.Errorf("list topic %s: %w", topic, err)
+	}
+	d, ok := details[topic]
+	if !ok || d.Err != nil {
+		return Topic{}, false, nil
+	}
+	return Topic{Partitions: int32(len(d.Partitions)), ID: topicID(d.ID)}, true, nil
 }
 
 func topicID(id kadm.TopicID) string {

@@ -39,6 +39,7 @@ type stack struct {
 	primary, standby *sql.DB
 	rdb              *redis.Client
 	spare            *exec.Cmd
+	built            bool
 }
 
 func newStack(ctx context.Context, o options, log *slog.Logger) (*stack, error) {
@@ -80,8 +81,16 @@ func (s *stack) script(ctx context.Context, name string, args ...string) error {
 	return nil
 }
 
-// up starts whatever is not running.
-func (s *stack) up(ctx context.Context) error { return s.script(ctx, "dev-up.sh", "--services") }
+// up starts whatever is not running; after the first time, with the
+// binaries built then.
+func (s *stack) up(ctx context.Context) error {
+	err := s.script(ctx, "dev-up.sh", "--services")
+	if err == nil && !s.built {
+		s.built = true
+		s.env = append(s.env, "LOCKSTEP_SKIP_BUILD=1")
+	}
+	return err
+}
 
 func (s *stack) down() {
 	if s.spare != nil && s.spare.Process != nil {
