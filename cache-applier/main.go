@@ -105,6 +105,13 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 		return nil
 	}
 	if err := fs.Err0(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// kgo resets a partition whose log went back and reports it; we
+		// stop before reading anything past the reset.
+		var lost *kgo.ErrDataLoss
+		if errors.As(err, &lost) {
+			return service.Permanentf("topic %s went back below the committed position of group %s (partition %d: consumed to offset %d, the topic now starts over at %d): it was truncated or re-created. Nothing was applied; reset the group's offsets and delete the Redis key %s to rebuild the cache",
+				topic, a.rebuild.cfg.Cache.Group, lost.Partition, lost.ConsumedTo, lost.ResetTo, markerKey(a.rebuild.cfg.Cache.Group))
+		}
 		if errors.Is(err, kerr.OffsetOutOfRange) {
 			return a.wentBack(ctx, cl, topic)
 		}

@@ -77,24 +77,16 @@ func TestRecreatedTopicStopsTheApplier(t *testing.T) {
 	p.producer.stop(syscall.SIGTERM)
 	p.applier.stop(syscall.SIGTERM)
 
-	cl, err := kgo.NewClient(clientOpts(t, e)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx := context.Background()
-	if _, err := kadm.NewClient(cl).DeleteTopic(ctx, e.Cfg.Kafka.PrimaryTopic); err != nil {
-		t.Fatal(err)
-	}
+	deleteTopic(t, e, e.Cfg.Kafka.PrimaryTopic)
 	// The producer finds an empty topic and starts a new stream.
 	p.producer = start(t, p.cfgPath, "producer")
 	p.producer.waitLog("tailing binlog")
 	writeBatch(t, e, 20, 50)
-	before := testenv.Count(e.Standby, e.DB+".items")
+	before := testenv.Count(t, e.Standby, e.DB+".items")
 
 	applier := start(t, p.cfgPath, "storage-applier")
 	mustContain(t, applier.waitExit(30*time.Second), e.Cfg.Kafka.PrimaryTopic, "was deleted and re-created", "Nothing was applied")
-	if after := testenv.Count(e.Standby, e.DB+".items"); after != before {
+	if after := testenv.Count(t, e.Standby, e.DB+".items"); after != before {
 		t.Fatalf("standby items went from %d to %d after the topic was re-created", before, after)
 	}
 }
@@ -137,7 +129,7 @@ func TestPurgedBinlogStopsTheProducer(t *testing.T) {
 
 	producer := start(t, p.cfgPath, "producer")
 	mustContain(t, producer.waitExit(30*time.Second), "cannot send its binlog from GTID 0-", "was probably purged", "re-bootstrap")
-	if n := testenv.Count(e.Standby, e.DB+".items"); n != 10 {
+	if n := testenv.Count(t, e.Standby, e.DB+".items"); n != 10 {
 		t.Fatalf("standby has %d items, want the 10 published before the purge", n)
 	}
 }
@@ -302,14 +294,7 @@ func TestRecreatedStandbyTopic(t *testing.T) {
 	consistent(t, e, 30*time.Second)
 	p.applier.stop(syscall.SIGTERM)
 	p.cacheApplier.stop(syscall.SIGTERM)
-	cl, err := kgo.NewClient(clientOpts(t, e)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).DeleteTopic(context.Background(), e.Cfg.Kafka.StandbyTopic); err != nil {
-		t.Fatal(err)
-	}
+	deleteTopic(t, e, e.Cfg.Kafka.StandbyTopic)
 	p.applier = start(t, p.cfgPath, "storage-applier")
 	p.applier.waitLog("republishing transactions the standby committed but the standby log lacks")
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
@@ -319,4 +304,53 @@ func TestRecreatedStandbyTopic(t *testing.T) {
 	assertExactlyOnce(t, e)
 	cache := start(t, p.cfgPath, "cache-applier")
 	mustContain(t, cache.waitExit(30*time.Second), "was deleted and re-created", "--reset-offsets --to-earliest")
+}
+
+func deleteTopic(t *testing.T, e *testenv.Env, topic string) {
+	t.Helper()
+	cl, err := kgo.NewClient(clientOpts(t, e)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).DeleteTopic(context.Background(), topic); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Both topics emptied (DeleteRecords) and the broker restarted: kfake brings
+// such partitions back at offset 0 under the same topic id. The applier and
+// the cache-applier find their stored positions beyond the ends and stop,
+// naming topic, partition and offsets; nothing is applied.
+func TestTopicsThatWentBackStopTheServices(t *testing.T) {
+	e := newEnv(t)
+	p := startPipeline(t, e)
+	createTables(t, e)
+	writeBatch(t, e, 0, 20)
+	consistent(t, e, 30*time.Second)
+	for _, s := range []*proc{p.producer, p.applier, p.cacheApplier} {
+		s.stop(syscall.SIGTERM)
+	}
+	cl, err := kgo.NewClient(clientOpts(t, e)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	for _, topic := range []string{e.Cfg.Kafka.PrimaryTopic, e.Cfg.Kafka.StandbyTopic} {
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := adm.DeleteRecords(ctx, ends.Offsets()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	e.RestartKafka(t, 0)
+
+	applier := start(t, p.cfgPath, "storage-applier")
+	mustContain(t, applier.waitExit(30*time.Second), "topic "+e.Cfg.Kafka.PrimaryTopic+" partition 0 went back", "but the topic ends at 0", "Nothing was applied")
+	cache := start(t, p.cfgPath, "cache-applier")
+	mustContain(t, cache.waitExit(30*time.Second), "topic "+e.Cfg.Kafka.StandbyTopic+" went back below the committed position", "starts over at 0", "Nothing was applied")
 }

@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
+	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 // binDir holds the three service binaries, built once for the package.
@@ -187,24 +187,13 @@ func records(t testing.TB, e *testenv.Env, topic string) []*kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	opts := clientOpts(t, e)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	bounds, err := kafka.PartitionBounds(ctx, kadm.NewClient(cl), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []*kgo.Record
-	for p, b := range bounds {
-		if err := kafka.Scan(ctx, opts, topic, p, b.Start, b.End, func(r *kgo.Record) error {
-			out = append(out, r)
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+	err := kafka.ScanTopic(ctx, clientOpts(t, e), topic, func(kr *kgo.Record, _ *schemas.Record) error {
+		out = append(out, kr)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -112,7 +112,7 @@ func TestRowChangesReachStandbyAndCache(t *testing.T) {
 			"deleted rows still cached"
 	})
 	consistent(t, e, 30*time.Second)
-	if n := testenv.Count(e.Standby, db+".users"); n != 0 {
+	if n := testenv.Count(t, e.Standby, db+".users"); n != 0 {
 		t.Fatalf("standby users has %d rows after the delete, want 0", n)
 	}
 
@@ -140,7 +140,7 @@ func TestTransactionAppliedAtomically(t *testing.T) {
 	startPipeline(t, e)
 	createTables(t, e)
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
-		return testenv.Count(e.Standby, e.DB+".items") == 0, "tables not on the standby yet"
+		return testenv.Count(t, e.Standby, e.DB+".items") == 0, "tables not on the standby yet"
 	})
 
 	const txns, perTable = 6, 25
@@ -186,7 +186,7 @@ func TestTransactionAppliedAtomically(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
-		n := testenv.Count(e.Standby, e.DB+".items")
+		n := testenv.Count(t, e.Standby, e.DB+".items")
 		return n == txns*perTable, fmt.Sprintf("standby has %d items", n)
 	})
 	stop.Store(true)

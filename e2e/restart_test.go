@@ -73,7 +73,7 @@ func TestServicesRestartMidStream(t *testing.T) {
 	write()
 
 	consistent(t, e, 60*time.Second)
-	if n := testenv.Count(e.Standby, e.DB+".items"); n != next {
+	if n := testenv.Count(t, e.Standby, e.DB+".items"); n != next {
 		t.Fatalf("standby has %d items, want %d", n, next)
 	}
 	assertExactlyOnce(t, e)

@@ -23,7 +23,6 @@ type txn struct {
 func (t *txn) last() int64  { return t.offsets[len(t.offsets)-1] }
 func (t *txn) gtid() string { return t.records[0].Txn.GTID }
 func (t *txn) first() int64 { return t.offsets[0] }
-func (t *txn) rows() int    { return len(t.records) }
 
 // assembler groups primary-log records into whole transactions. The rule:
 // a transaction's records arrive with indexes 0, 1, 2, ... and end with the

@@ -65,7 +65,7 @@ func TestAssemblerStopsOnIncompleteTransactions(t *testing.T) {
 		}
 	}
 	tx, err := a.add(rec(t, 3, "0-1-1", 2, true))
-	if err != nil || tx == nil || tx.rows() != 3 || tx.last() != 3 {
+	if err != nil || tx == nil || len(tx.records) != 3 || tx.last() != 3 {
 		t.Fatalf("whole transaction: %+v %v", tx, err)
 	}
 

@@ -52,9 +52,9 @@ func ScanTable(ctx context.Context, q Querier, table string, fn func(Row) error)
 	return rows.Err()
 }
 
-// Tables lists the base tables of the databases given, as "db.table", that
-// match a rule's table pattern.
-func (r *Rule) Tables(ctx context.Context, q Querier, dbs []string) ([]string, error) {
+// BaseTables lists the base tables of the databases given (nil: all), as
+// "db.table".
+func BaseTables(ctx context.Context, q Querier, dbs []string) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'`)
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
@@ -66,9 +66,16 @@ func (r *Rule) Tables(ctx context.Context, q Querier, dbs []string) ([]string, e
 		if err := rows.Scan(&s, &t); err != nil {
 			return nil, err
 		}
-		if (dbs == nil || slices.Contains(dbs, s)) && r.matches(s+"."+t) {
+		if dbs == nil || slices.Contains(dbs, s) {
 			out = append(out, s+"."+t)
 		}
 	}
 	return out, rows.Err()
+}
+
+// Tables lists the base tables of the databases given (nil: all) that the
+// rule's table pattern matches.
+func (r *Rule) Tables(ctx context.Context, q Querier, dbs []string) ([]string, error) {
+	all, err := BaseTables(ctx, q, dbs)
+	return slices.DeleteFunc(all, func(n string) bool { return !r.matches(n) }), err
 }

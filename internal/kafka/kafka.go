@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 // Options are the connection options every client of the config shares.
@@ -190,4 +191,31 @@ func LastCommitted(ctx context.Context, opts []kgo.Opt, topic string, partition 
 			return last, err
 		}
 	}
+}
+
+// ScanTopic delivers the committed records of every partition of a topic,
+// partition by partition, each with its decoded lockstep record.
+func ScanTopic(ctx context.Context, opts []kgo.Opt, topic string, fn func(*kgo.Record, *schemas.Record) error) error {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	bounds, err := PartitionBounds(ctx, kadm.NewClient(cl), topic)
+	if err != nil {
+		return err
+	}
+	for p, b := range bounds {
+		err := Scan(ctx, opts, topic, p, b.Start, b.End, func(kr *kgo.Record) error {
+			r, err := schemas.Decode(kr.Value)
+			if err != nil {
+				return fmt.Errorf("%s[%d] offset %d: %w", topic, p, kr.Offset, err)
+			}
+			return fn(kr, r)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

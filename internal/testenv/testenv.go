@@ -172,17 +172,17 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string))
 	}
 }
 
-// Count is SELECT COUNT(*) of a table, -1 when the table does not exist.
-func Count(db *sql.DB, table string) int {
+// Count is SELECT COUNT(*) of a table, -1 while the table does not exist;
+// any other error fails the test.
+func Count(t testing.TB, db *sql.DB, table string) int {
+	t.Helper()
 	var n int
-	db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n)
-	if n == 0 {
-		var exists int
-		parts := strings.SplitN(strings.ReplaceAll(table, "`", ""), ".", 2)
-		db.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", parts[0], parts[1]).Scan(&exists)
-		if exists == 0 {
-			return -1
-		}
+	err := db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n)
+	if mysql.ErrorNumber(err) == 1146 || mysql.ErrorNumber(err) == 1049 { // no such table or database
+		return -1
+	}
+	if err != nil {
+		t.Fatalf("count %s: %v", table, err)
 	}
 	return n
 }

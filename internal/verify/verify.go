@@ -18,6 +18,9 @@ import (
 
 // Table is the comparison of one table.
 type Table struct {
+	// Diff lists, for a table whose checksums differ, the primary keys of
+	// the rows that differ (at most maxDiff), each with what is wrong.
+	Diff                           []string
 	Name                           string
 	PrimaryRows, StandbyRows       int64
 	PrimarySum, StandbySum         sql.NullInt64
@@ -29,13 +32,23 @@ func (t Table) OK() bool {
 	return !t.MissingPrimary && !t.MissingStandby && t.PrimaryRows == t.StandbyRows && t.PrimarySum == t.StandbySum
 }
 
+// AllEqual reports whether there are tables and all are equal.
+func AllEqual(ts []Table) bool {
+	for _, t := range ts {
+		if !t.OK() {
+			return false
+		}
+	}
+	return len(ts) > 0
+}
+
 // Databases compares every base table of the given databases on both sides.
 func Databases(ctx context.Context, primary, standby *sql.DB, dbs []string) ([]Table, error) {
-	pt, err := tables(ctx, primary, dbs)
+	pt, err := cacherule.BaseTables(ctx, primary, dbs)
 	if err != nil {
 		return nil, fmt.Errorf("list primary tables: %w", err)
 	}
-	st, err := tables(ctx, standby, dbs)
+	st, err := cacherule.BaseTables(ctx, standby, dbs)
 	if err != nil {
 		return nil, fmt.Errorf("list standby tables: %w", err)
 	}
@@ -55,28 +68,85 @@ func Databases(ctx context.Context, primary, standby *sql.DB, dbs []string) ([]T
 				return nil, fmt.Errorf("standby: %w", err)
 			}
 		}
+		if !t.OK() && !t.MissingPrimary && !t.MissingStandby {
+			if t.Diff, err = diffRows(ctx, primary, standby, n); err != nil {
+				return nil, err
+			}
+		}
 		out = append(out, t)
 	}
 	return out, nil
 }
 
-func tables(ctx context.Context, db *sql.DB, dbs []string) ([]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'`)
+const maxDiff = 20
+
+// diffRows compares a table row by row, keyed by its primary key (or the
+// whole row for a table without one), and names the rows that differ.
+func diffRows(ctx context.Context, primary, standby *sql.DB, name string) ([]string, error) {
+	p, err := rowDigests(ctx, primary, name)
+	if err != nil {
+		return nil, fmt.Errorf("primary: %w", err)
+	}
+	s, err := rowDigests(ctx, standby, name)
+	if err != nil {
+		return nil, fmt.Errorf("standby: %w", err)
+	}
+	var diff []string
+	for k, d := range p {
+		switch sd, ok := s[k]; {
+		case !ok:
+			diff = append(diff, k+": missing on the standby")
+		case sd != d:
+			diff = append(diff, k+": different")
+		}
+	}
+	for k := range s {
+		if _, ok := p[k]; !ok {
+			diff = append(diff, k+": only on the standby")
+		}
+	}
+	slices.Sort(diff)
+	return diff[:min(len(diff), maxDiff)], nil
+}
+
+// rowDigests maps each row's key to the text of the whole row.
+func rowDigests(ctx context.Context, db *sql.DB, name string) (map[string]string, error) {
+	dbName, table, _ := strings.Cut(name, ".")
+	var keyCols []string
+	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION`, dbName, table)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []string
 	for rows.Next() {
-		var s, t string
-		if err := rows.Scan(&s, &t); err != nil {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			rows.Close()
 			return nil, err
 		}
-		if slices.Contains(dbs, s) {
-			out = append(out, s+"."+t)
-		}
+		keyCols = append(keyCols, c)
 	}
-	return out, rows.Err()
+	rows.Close()
+	out := make(map[string]string)
+	err = cacherule.ScanTable(ctx, db, quoted(name), func(r cacherule.Row) error {
+		var key, all []string
+		for i, n := range r.Names {
+			v := "NULL"
+			if r.Values[i] != nil {
+				v = fmt.Sprintf("%q", r.Values[i])
+			}
+			all = append(all, n+"="+v)
+			if slices.Contains(keyCols, n) {
+				key = append(key, n+"="+v)
+			}
+		}
+		if len(key) == 0 {
+			key = all
+		}
+		out[strings.Join(key, ",")] = strings.Join(all, ",")
+		return nil
+	})
+	return out, err
 }
 
 func quoted(name string) string {

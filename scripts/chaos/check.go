@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
@@ -37,7 +36,7 @@ func (s *stack) check(ctx context.Context, timeout time.Duration) (*final, error
 		if f.tables, err = verify.Databases(ctx, s.primary, s.standby, []string{"chaos"}); err == nil {
 			f.cache, err = verify.CacheAgainst(ctx, s.standby, s.rdb, rules, []string{"chaos"})
 		}
-		if err == nil && allEqual(f.tables) && f.cache.OK() {
+		if err == nil && verify.AllEqual(f.tables) && f.cache.OK() {
 			break
 		}
 		if time.Since(start) > timeout {
@@ -52,15 +51,6 @@ func (s *stack) check(ctx context.Context, timeout time.Duration) (*final, error
 	return f, s.countOnce(ctx, f)
 }
 
-func allEqual(ts []verify.Table) bool {
-	for _, t := range ts {
-		if !t.OK() {
-			return false
-		}
-	}
-	return len(ts) > 0
-}
-
 // countOnce checks that every row of every transaction is once in the
 // primary log, and every primary-log record once in the standby log.
 func (s *stack) countOnce(ctx context.Context, f *final) error {
@@ -68,30 +58,11 @@ func (s *stack) countOnce(ctx context.Context, f *final) error {
 	if err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	read := func(topic string, fn func(*kgo.Record, *schemas.Record)) error {
-		bounds, err := kafka.PartitionBounds(ctx, adm, topic)
-		if err != nil {
-			return err
-		}
-		for p, b := range bounds {
-			if err := kafka.Scan(ctx, opts, topic, p, b.Start, b.End, func(kr *kgo.Record) error {
-				r, err := schemas.Decode(kr.Value)
-				if err != nil {
-					return fmt.Errorf("%s[%d] offset %d: %w", topic, p, kr.Offset, err)
-				}
-				fn(kr, r)
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
+		return kafka.ScanTopic(ctx, opts, topic, func(kr *kgo.Record, r *schemas.Record) error {
+			fn(kr, r)
+			return nil
+		})
 	}
 	rowsOf := make(map[string]int) // GTID -> rows in the primary log
 	seen := make(map[string]bool)  // GTID#index in the primary log
@@ -174,6 +145,9 @@ func report(o options, results []faultResult, w *workload, obs *observer, f *fin
 			violations++
 		}
 		fmt.Printf("  %-12s primary %6d rows sum %10d, standby %6d rows sum %10d: %s\n", t.Name, t.PrimaryRows, t.PrimarySum.Int64, t.StandbyRows, t.StandbySum.Int64, v)
+		for _, d := range t.Diff {
+			fmt.Println("    " + d)
+		}
 	}
 	fmt.Printf("  cache: %d keys checked, %d missing, %d stale, %d extra\n", f.cache.Checked, len(f.cache.Missing), len(f.cache.Wrong), len(f.cache.Orphans))
 	for _, l := range [][]string{f.cache.Missing, f.cache.Wrong, f.cache.Orphans} {

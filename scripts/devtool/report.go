@@ -10,7 +10,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
@@ -76,7 +75,7 @@ func report(ctx context.Context, cfg *config.Config, dbs []string, wait time.Dur
 		if err != nil {
 			return false, err
 		}
-		if (allOK(tables) && cache.OK()) || time.Since(start) > wait {
+		if (verify.AllEqual(tables) && cache.OK()) || time.Since(start) > wait {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -92,6 +91,9 @@ func report(ctx context.Context, cfg *config.Config, dbs []string, wait time.Dur
 			v, ok = "DIFFERENT", false
 		}
 		fmt.Printf("  %-20s %12d %12d %14d %14d  %s\n", t.Name, t.PrimaryRows, t.StandbyRows, t.PrimarySum.Int64, t.StandbySum.Int64, v)
+		for _, d := range t.Diff {
+			fmt.Println("    " + d)
+		}
 	}
 	fmt.Printf("  cache: %d keys expected from standby rows, %d checked, %d missing, %d with a different value, %d orphan keys\n",
 		cache.Keys, cache.Checked, len(cache.Missing), len(cache.Wrong), len(cache.Orphans))
@@ -116,15 +118,6 @@ func report(ctx context.Context, cfg *config.Config, dbs []string, wait time.Dur
 	return ok, nil
 }
 
-func allOK(ts []verify.Table) bool {
-	for _, t := range ts {
-		if !t.OK() {
-			return false
-		}
-	}
-	return len(ts) > 0
-}
-
 // carried reads the standby log and prints how much went through and how
 // fast, from the standby commit times the records carry.
 func carried(ctx context.Context, cfg *config.Config) error {
@@ -132,34 +125,19 @@ func carried(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
 	topic := cfg.Kafka.StandbyTopic
-	bounds, err := kafka.PartitionBounds(ctx, kadm.NewClient(cl), topic)
-	if err != nil {
-		return err
-	}
 	var rows, txns int
 	first, last := int64(math.MaxInt64), int64(0)
-	for p, b := range bounds {
-		err := kafka.Scan(ctx, opts, topic, p, b.Start, b.End, func(r *kgo.Record) error {
-			rec, err := schemas.Decode(r.Value)
-			if err != nil {
-				return err
-			}
-			rows++
-			if rec.Txn.Last {
-				txns++
-			}
-			first, last = min(first, rec.Standby.CommitTimeMS), max(last, rec.Standby.CommitTimeMS)
-			return nil
-		})
-		if err != nil {
-			return err
+	err = kafka.ScanTopic(ctx, opts, topic, func(_ *kgo.Record, rec *schemas.Record) error {
+		rows++
+		if rec.Txn.Last {
+			txns++
 		}
+		first, last = min(first, rec.Standby.CommitTimeMS), max(last, rec.Standby.CommitTimeMS)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if rows == 0 {
 		fmt.Printf("  standby log %s is empty\n", topic)
