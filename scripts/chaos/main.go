@@ -46,8 +46,14 @@ func main() {
 	redis.SetLogger(quiet{})
 	_ = mysqldriver.SetLogger(stdlog.New(io.Discard, "", 0))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		log.Warn("stopping on a signal", "signal", s.String())
+		cancel()
+	}()
 	ok, err := run(ctx, o, log)
 	if err != nil {
 		log.Error("chaos run failed", "err", err)
