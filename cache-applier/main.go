@@ -21,6 +21,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/metrics"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -143,11 +144,13 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
 		ops      []op
 		versions []string
 	)
+	metrics.Rows.WithLabelValues("cached").Add(float64(len(recs)))
 	for _, kr := range recs {
 		r, err := schemas.Decode(kr.Value)
 		if err != nil {
 			return service.Permanentf("record at %s[%d] offset %d: %w", kr.Topic, kr.Partition, kr.Offset, err)
 		}
+		metrics.ObserveLag("cached", r.Source.CommitTimeMS)
 		if !r.ChangesRows() {
 			continue
 		}
@@ -178,6 +181,8 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
 	if err != nil {
 		return err
 	}
+	metrics.CacheOps.WithLabelValues("applied").Add(float64(n))
+	metrics.CacheOps.WithLabelValues("older, skipped").Add(float64(len(ops) - n))
 	a.log.Debug("cache written", "records", len(recs), "ops", len(ops), "applied", n)
 	return nil
 }

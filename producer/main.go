@@ -91,7 +91,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	if err != nil {
 		return err
 	}
-	w := &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log, CrashPoint: crashpoint.ProducerMidTxn}
+	w := &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log, CrashPoint: crashpoint.ProducerMidTxn, Stage: "published"}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return t.run(ctx) })
 	g.Go(func() error { return w.Run(ctx, items) })

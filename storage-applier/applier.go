@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lockstep-dr/lockstep/internal/metrics"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/schemas"
@@ -112,6 +113,9 @@ func (a *applier) apply(ctx context.Context, t *txn) error {
 		return fmt.Errorf("commit transaction %s at offset %d: %w", t.gtid(), t.last(), err)
 	}
 	a.cp.committed(t.last(), t.gtid())
+	metrics.Rows.WithLabelValues("applied").Add(float64(len(t.records)))
+	metrics.Transactions.WithLabelValues("applied").Inc()
+	metrics.ObserveLag("applied", t.records[0].Source.CommitTimeMS)
 	return nil
 }
 

@@ -100,7 +100,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer pub.Close()
 	items := make(chan kafka.Item, 4096)
-	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Log: log}
+	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Log: log, Stage: "republished"}
 	rp := &republisher{topic: standbyTopic, out: items}
 	a := &applier{db: db, cp: cp, log: log}
 

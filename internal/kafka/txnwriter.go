@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/crashpoint"
+	"github.com/lockstep-dr/lockstep/internal/metrics"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -52,6 +53,8 @@ type TxnWriter struct {
 	Log       *slog.Logger
 	// CrashPoint names this writer's crash point (see package crashpoint).
 	CrashPoint string
+	// Stage labels the writer's metrics ("published", "republished").
+	Stage string
 }
 
 // Run publishes until in is drained and closed, ctx ends, or a write fails.
@@ -95,11 +98,14 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 			mu.Unlock()
 		}
 	}
-	started, rows := time.Now(), 0
+	started, rows, txns := time.Now(), 0, 0
 	for {
 		w.Client.Produce(ctx, it.Rec, done)
 		crashpoint.Hit(w.CrashPoint)
 		rows++
+		if it.Last {
+			txns++
+		}
 		if it.Last && (rows >= w.BatchRows || time.Since(started) >= w.Linger || len(in) == 0) {
 			break
 		}
@@ -125,6 +131,8 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 	if err := w.Client.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		return fmt.Errorf("commit Kafka transaction of %d records up to %s %s: %w", rows, schemas.HeaderGTID, it.Rec.Headers[0].Value, err)
 	}
+	metrics.Rows.WithLabelValues(w.Stage).Add(float64(rows))
+	metrics.Transactions.WithLabelValues(w.Stage).Add(float64(txns))
 	return nil
 }
 

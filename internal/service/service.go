@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/metrics"
 )
 
 // permanent marks an error that a restart cannot fix.
@@ -107,6 +108,9 @@ func Command(name, short string, stage Stage) *cobra.Command {
 			log.Info("starting", "config", fmt.Sprintf("%+v", cfg.Redacted()))
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if err := metrics.Serve(ctx, cfg.Metrics.Listen, log); err != nil {
+				return err
+			}
 			err = Supervise(ctx, log, func(ctx context.Context) error { return stage(ctx, cfg, log) })
 			if err != nil {
 				log.Error("stopped", "err", err)

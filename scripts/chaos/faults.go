@@ -76,17 +76,20 @@ func (s *stack) probe(ctx context.Context, timeout time.Duration) error {
 			id, _ = res.LastInsertId()
 			break
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("probe insert: %w", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	key := fmt.Sprintf("probe:%d", id)
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if n, err := s.rdb.Exists(ctx, key).Result(); err == nil && n == 1 {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	return fmt.Errorf("probe %s did not reach the cache within %s", key, timeout)
 }

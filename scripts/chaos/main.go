@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	stdlog "log"
 	"log/slog"
@@ -69,6 +70,15 @@ type quiet struct{}
 func (quiet) Printf(context.Context, string, ...any) {}
 
 func run(ctx context.Context, o options, log *slog.Logger) (bool, error) {
+	// One run at a time: two would fight over the same stack.
+	lock, err := os.OpenFile(o.dev+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return false, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return false, fmt.Errorf("another chaos run holds %s.lock: %w", o.dev, err)
+	}
 	s, err := newStack(ctx, o, log)
 	if err != nil {
 		return false, err
@@ -106,7 +116,10 @@ func run(ctx context.Context, o options, log *slog.Logger) (bool, error) {
 		if i >= len(kinds) {
 			k = kinds[rng.IntN(len(kinds))]
 		}
-		time.Sleep(time.Duration(rng.Int64N(int64(pause/2) + 1)))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(rng.Int64N(int64(pause/2) + 1))):
+		}
 		r := s.inject(ctx, k, rng)
 		results = append(results, r)
 		log.Info("fault", "cycle", i+1, "kind", k, "recovered_in", r.recovery.Round(time.Millisecond), "err", r.err)

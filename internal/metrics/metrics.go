@@ -1,0 +1,70 @@
+// Package metrics holds the Prometheus metrics the services export on
+// metrics.listen (GET /metrics), and the server that exports them.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+var (
+	// Rows counts row records by stage: published (producer), applied and
+	// republished (storage-applier), cached (cache-applier, records read).
+	Rows = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lockstep_rows_total", Help: "Row records handled, by stage.",
+	}, []string{"stage"})
+	// Transactions counts whole source transactions by stage.
+	Transactions = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lockstep_transactions_total", Help: "Source transactions handled, by stage.",
+	}, []string{"stage"})
+	// CacheOps counts guarded Redis writes: applied, or skipped as older.
+	CacheOps = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lockstep_cache_ops_total", Help: "Versioned cache writes, by result.",
+	}, []string{"result"})
+	// Lag is the age of the newest change a stage handled, measured from the
+	// primary's commit (binlog time has one-second resolution).
+	Lag = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lockstep_lag_seconds", Help: "Now minus the primary commit time of the last change handled, by stage.",
+	}, []string{"stage"})
+)
+
+// ObserveLag sets a stage's lag from a primary commit time in milliseconds.
+func ObserveLag(stage string, commitMS int64) {
+	Lag.WithLabelValues(stage).Set(time.Since(time.UnixMilli(commitMS)).Seconds())
+}
+
+// Serve exports /metrics on addr until ctx ends; an empty addr exports nothing.
+func Serve(ctx context.Context, addr string, log *slog.Logger) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics.listen = %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shut)
+	}()
+	log.Info("metrics", "listen", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	return nil
+}
