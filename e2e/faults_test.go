@@ -223,11 +223,10 @@ func TestRedisDataLossRebuildsTheCache(t *testing.T) {
 	consistent(t, e, 30*time.Second)
 }
 
-// Crafted records on a real primary log: a transaction whose row indexes
-// skip one. The storage-applier stops with an error that names the offset
-// and the transaction, and applies nothing of it (nor anything after it).
-func TestIncompleteTransactionIsNeverApplied(t *testing.T) {
-	e := newEnv(t)
+// craft writes hand-made records to the test's primary log, which it
+// creates, with a standby table ready for them.
+func craft(t *testing.T, e *testenv.Env, recs ...*schemas.Record) {
+	t.Helper()
 	testenv.Exec(t, e.Primary, "CREATE DATABASE "+e.DB)
 	testenv.Exec(t, e.Standby, "CREATE DATABASE "+e.DB, "CREATE TABLE "+e.DB+".items (id BIGINT UNSIGNED PRIMARY KEY, title TEXT)")
 	cl, err := kgo.NewClient(append(clientOpts(t, e), kgo.DefaultProduceTopic(e.Cfg.Kafka.PrimaryTopic))...)
@@ -235,34 +234,33 @@ func TestIncompleteTransactionIsNeverApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, -1, nil, e.Cfg.Kafka.PrimaryTopic); err != nil {
+	ctx := context.Background()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, nil, e.Cfg.Kafka.PrimaryTopic); err != nil {
 		t.Fatal(err)
 	}
-	row := func(gtid string, index int, last bool, id int) *kgo.Record {
-		r := &schemas.Record{Op: schemas.OpInsert, Database: e.DB, Table: "items",
-			Columns: []schemas.Column{{Name: "id", Type: "bigint unsigned", Key: true}, {Name: "title", Type: "text"}},
-			After:   schemas.Row{"id": ptr(fmt.Sprint(id)), "title": ptr("crafted")},
-			Txn:     schemas.Txn{GTID: gtid, Index: index, Last: last}}
-		r.Key = schemas.Row{"id": r.After["id"]}
+	for _, r := range recs {
 		b, err := schemas.Encode(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &kgo.Record{Value: b}
-	}
-	ctx := context.Background()
-	for _, r := range []*kgo.Record{
-		row("0-9-1", 0, true, 1),  // whole: applied
-		row("0-9-2", 0, false, 2), // row 1 missing
-		row("0-9-2", 2, true, 3),
-		row("0-9-3", 0, true, 4), // after the hole: never reached
-	} {
-		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: b}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	applier := start(t, writeConfig(t, e.Cfg), "storage-applier")
-	mustContain(t, applier.waitExit(30*time.Second), "offset 2 is row 2 of transaction 0-9-2, expected row 1", "nothing of it was applied")
+}
+
+// itemRow is row index of transaction gtid, inserting item id.
+func itemRow(e *testenv.Env, gtid string, index int, last bool, id int) *schemas.Record {
+	r := &schemas.Record{Op: schemas.OpInsert, Database: e.DB, Table: "items",
+		Columns: []schemas.Column{{Name: "id", Type: "bigint unsigned", Key: true}, {Name: "title", Type: "text"}},
+		After:   schemas.Row{"id": ptr(fmt.Sprint(id)), "title": ptr("crafted")},
+		Txn:     schemas.Txn{GTID: gtid, Index: index, Last: last}}
+	r.Key = schemas.Row{"id": r.After["id"]}
+	return r
+}
+
+func standbyItems(t *testing.T, e *testenv.Env) string {
+	t.Helper()
 	var ids []int
 	rows, err := e.Standby.Query("SELECT id FROM " + e.DB + ".items ORDER BY id")
 	if err != nil {
@@ -276,8 +274,52 @@ func TestIncompleteTransactionIsNeverApplied(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	if fmt.Sprint(ids) != "[1]" {
-		t.Fatalf("standby rows %v, want only [1] (the whole transaction before the broken one)", ids)
+	return fmt.Sprint(ids)
+}
+
+// Crafted records on a real primary log: a transaction whose row indexes
+// skip one. The storage-applier stops with an error that names the offset
+// and the transaction, and applies nothing of it (nor anything after it).
+func TestIncompleteTransactionIsNeverApplied(t *testing.T) {
+	e := newEnv(t)
+	craft(t, e,
+		itemRow(e, "0-9-1", 0, true, 1),  // whole: applied
+		itemRow(e, "0-9-2", 0, false, 2), // row 1 missing
+		itemRow(e, "0-9-2", 2, true, 3),
+		itemRow(e, "0-9-3", 0, true, 4), // after the hole: never reached
+	)
+	applier := start(t, writeConfig(t, e.Cfg), "storage-applier")
+	mustContain(t, applier.waitExit(30*time.Second), "offset 2 is row 2 of transaction 0-9-2, expected row 1", "nothing of it was applied")
+	if got := standbyItems(t, e); got != "[1]" {
+		t.Fatalf("standby rows %v, want only [1] (the whole transaction before the broken one)", got)
+	}
+}
+
+// A transaction twice in the primary log (a producer that resumed too early,
+// or an aborted copy a broker delivered) is applied once: the standby's
+// applied GTID set covers it the second time, and it is skipped.
+func TestDuplicateTransactionIsAppliedOnce(t *testing.T) {
+	e := newEnv(t)
+	craft(t, e,
+		itemRow(e, "0-9-1", 0, false, 1),
+		itemRow(e, "0-9-1", 1, true, 2),
+		itemRow(e, "0-9-1", 0, false, 1), // the same transaction again
+		itemRow(e, "0-9-1", 1, true, 2),
+		itemRow(e, "0-9-2", 0, true, 3),
+	)
+	p := &pipeline{e: e, cfgPath: writeConfig(t, e.Cfg)}
+	applier := start(t, p.cfgPath, "storage-applier")
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		got := standbyItems(t, e)
+		return got == "[1 2 3]", "standby items " + got
+	})
+	applier.waitLog("transaction already applied: a duplicate in the primary log, skipped")
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		n := len(records(t, e, e.Cfg.Kafka.StandbyTopic))
+		return n == 3, fmt.Sprintf("standby log has %d records, want 3 (the duplicate not republished)", n)
+	})
+	if done, err := applier.exited(); done {
+		t.Fatalf("the applier stopped: %v", err)
 	}
 }
 

@@ -9,7 +9,9 @@ CREATE TABLE IF NOT EXISTS lockstep.checkpoint (
   -- the primary log's topic id: a re-created topic restarts its offsets
   topic_id         VARCHAR(64) NOT NULL DEFAULT '',
   applied_offset   BIGINT NOT NULL,
-  gtid             VARCHAR(255) NOT NULL,
+  -- every primary transaction applied, as a MariaDB GTID set (last
+  -- sequence number per domain): a duplicate in the log is skipped
+  gtid             VARCHAR(1024) NOT NULL,
   -- the offset of a DDL statement that was started but may not have finished
   -- (DDL commits on its own and cannot join the checkpoint's transaction)
   ddl_offset       BIGINT NULL,

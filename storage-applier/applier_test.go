@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -58,7 +59,7 @@ func rec(t *testing.T, off int64, gtid string, index int, last bool) *kgo.Record
 // 2, ... of one GTID up to the last-row flag; anything else stops the
 // applier before any of the transaction is applied.
 func TestAssemblerStopsOnIncompleteTransactions(t *testing.T) {
-	a := &assembler{topic: "p"}
+	a := &assembler{topic: "p", log: slog.Default()}
 	for i, r := range []*kgo.Record{rec(t, 0, "0-1-1", 0, false), rec(t, 1, "0-1-1", 1, false)} {
 		if tx, err := a.add(r); err != nil || tx != nil {
 			t.Fatalf("row %d: %v %v", i, tx, err)
@@ -67,6 +68,18 @@ func TestAssemblerStopsOnIncompleteTransactions(t *testing.T) {
 	tx, err := a.add(rec(t, 3, "0-1-1", 2, true))
 	if err != nil || tx == nil || len(tx.records) != 3 || tx.last() != 3 {
 		t.Fatalf("whole transaction: %+v %v", tx, err)
+	}
+
+	// The same transaction starting over replaces the partial rows of an
+	// aborted Kafka transaction that a broker delivered.
+	for _, r := range []*kgo.Record{rec(t, 10, "0-1-2", 0, false), rec(t, 11, "0-1-2", 1, false), rec(t, 13, "0-1-2", 0, false)} {
+		if tx, err := a.add(r); err != nil || tx != nil {
+			t.Fatalf("offset %d: %v %v", r.Offset, tx, err)
+		}
+	}
+	tx, err = a.add(rec(t, 14, "0-1-2", 1, true))
+	if err != nil || tx == nil || len(tx.records) != 2 || tx.first() != 13 {
+		t.Fatalf("transaction that started over: %+v %v", tx, err)
 	}
 
 	for _, c := range []struct {
@@ -79,7 +92,7 @@ func TestAssemblerStopsOnIncompleteTransactions(t *testing.T) {
 		{"starts mid-transaction", []*kgo.Record{rec(t, 5, "0-1-4", 3, true)}, "expected row 0"},
 		{"malformed", []*kgo.Record{{Topic: "p", Offset: 9, Value: []byte("garbage")}}, "offset 9"},
 	} {
-		a := &assembler{topic: "p"}
+		a := &assembler{topic: "p", log: slog.Default()}
 		var err error
 		for _, r := range c.recs {
 			var tx *txn

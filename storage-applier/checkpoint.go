@@ -19,8 +19,9 @@ type checkpoint struct {
 	// ddlOffset is the offset of a DDL statement that was started and may
 	// have finished; -1 when none.
 	ddlOffset int64
-	gtid      string
-	topicID   string
+	// applied is every primary transaction the standby holds, by GTID.
+	applied gtidSet
+	topicID string
 }
 
 // loadCheckpoint creates lockstep's table if needed and reads (or creates)
@@ -30,15 +31,18 @@ func loadCheckpoint(ctx context.Context, db *sql.DB, name, topic string) (*check
 		return nil, fmt.Errorf("create lockstep.checkpoint on the standby (the user needs CREATE on lockstep.*): %w", err)
 	}
 	cp := &checkpoint{name: name}
-	err := db.QueryRowContext(ctx, sqlSelectCheckpoint, name).Scan(&cp.offset, &cp.ddlOffset, &cp.gtid, &cp.topicID)
+	var gtids string
+	err := db.QueryRowContext(ctx, sqlSelectCheckpoint, name).Scan(&cp.offset, &cp.ddlOffset, &gtids, &cp.topicID)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := db.ExecContext(ctx, sqlInsertCheckpoint, name, topic); err != nil {
 			return nil, fmt.Errorf("create checkpoint %q: %w", name, err)
 		}
-		return &checkpoint{name: name, offset: -1, ddlOffset: -1}, nil
-	}
-	if err != nil {
+		cp.offset, cp.ddlOffset = -1, -1
+	} else if err != nil {
 		return nil, classify(fmt.Errorf("read checkpoint %q: %w", name, err))
+	}
+	if cp.applied, err = parseGTIDSet(gtids); err != nil {
+		return nil, service.Permanentf("checkpoint %q in lockstep.checkpoint: %w", name, err)
 	}
 	return cp, nil
 }
@@ -47,10 +51,10 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// advance moves the checkpoint to offset, only if it is still where this
-// applier last saw it.
-func (cp *checkpoint) advance(ctx context.Context, ex execer, offset int64, gtid string) error {
-	res, err := ex.ExecContext(ctx, sqlAdvanceCheckpoint, offset, gtid, cp.name, cp.offset)
+// advance moves the checkpoint to offset and the applied set, only if it is
+// still where this applier last saw it.
+func (cp *checkpoint) advance(ctx context.Context, ex execer, offset int64, applied gtidSet) error {
+	res, err := ex.ExecContext(ctx, sqlAdvanceCheckpoint, offset, applied.String(), cp.name, cp.offset)
 	if err != nil {
 		return fmt.Errorf("advance checkpoint %q to %d: %w", cp.name, offset, err)
 	}
@@ -83,6 +87,6 @@ func (cp *checkpoint) checkTopic(ctx context.Context, db *sql.DB, topic, id stri
 }
 
 // committed records the new position after the transaction committed.
-func (cp *checkpoint) committed(offset int64, gtid string) {
-	cp.offset, cp.gtid, cp.ddlOffset = offset, gtid, -1
+func (cp *checkpoint) committed(offset int64, applied gtidSet) {
+	cp.offset, cp.applied, cp.ddlOffset = offset, applied, -1
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 func main() {
@@ -78,7 +79,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	published, err := lastPublished(ctx, opts, standbyTopic, sb)
+	published, publishedGTID, err := lastPublished(ctx, opts, standbyTopic, sb)
 	if err != nil {
 		return err
 	}
@@ -110,15 +111,30 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g.Go(func() error {
 		if published < cp.offset {
 			log.Info("republishing transactions the standby committed but the standby log lacks", "from_offset", published+1, "to_offset", cp.offset)
-			if err := replay(ctx, opts, primaryTopic, published+1, cp.offset+1, func(t *txn) error {
+			// The duplicates the applier skipped are skipped again.
+			seen, err := parseGTIDSet(publishedGTID)
+			if err != nil {
+				return service.Permanent(err)
+			}
+			err = replay(ctx, opts, primaryTopic, published+1, cp.offset+1, func(t *txn) error {
+				if t.records[0].Op != schemas.OpPosition {
+					if dup, err := seen.covers(t.gtid()); err != nil || dup {
+						return err
+					}
+					if seen, err = seen.with(t.gtid()); err != nil {
+						return err
+					}
+				}
 				return rp.publish(ctx, t, time.Now())
-			}); err != nil {
+			})
+			if err != nil {
 				return err
 			}
 		}
 		log.Info("applying", "topic", primaryTopic, "from_offset", cp.offset+1, "standby", cfg.Standby.Address)
-		return consume(ctx, opts, primaryTopic, cp.offset+1, func(t *txn) error {
-			if err := a.apply(ctx, t); err != nil {
+		return consume(ctx, opts, primaryTopic, cp.offset+1, log, func(t *txn) error {
+			publish, err := a.apply(ctx, t)
+			if err != nil || !publish {
 				return err
 			}
 			crashpoint.Hit(crashpoint.ApplierCommitted)
@@ -130,7 +146,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 // replay hands over the whole transactions of [from, end) of the primary log.
 func replay(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, fn func(*txn) error) error {
-	asm := &assembler{topic: topic}
+	asm := &assembler{topic: topic, log: slog.Default()}
 	err := kafka.Scan(ctx, opts, topic, 0, from, end, func(rec *kgo.Record) error {
 		t, err := asm.add(rec)
 		if err != nil || t == nil {
@@ -146,7 +162,7 @@ func replay(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, 
 
 // consume hands over whole transactions of the primary log from offset on,
 // until ctx ends.
-func consume(ctx context.Context, opts []kgo.Opt, topic string, from int64, fn func(*txn) error) error {
+func consume(ctx context.Context, opts []kgo.Opt, topic string, from int64, log *slog.Logger, fn func(*txn) error) error {
 	cl, err := kgo.NewClient(append(opts,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -157,7 +173,7 @@ func consume(ctx context.Context, opts []kgo.Opt, topic string, from int64, fn f
 		return service.Permanent(err)
 	}
 	defer cl.Close()
-	asm := &assembler{topic: topic}
+	asm := &assembler{topic: topic, log: log}
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {

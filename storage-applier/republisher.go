@@ -39,14 +39,15 @@ func (p *republisher) publish(ctx context.Context, t *txn, committedAt time.Time
 }
 
 // lastPublished is the highest primary-log offset already in the standby
-// log. Every Kafka transaction there holds whole database transactions in
-// primary order, so everything up to it has been published. -1 when empty.
-func lastPublished(ctx context.Context, opts []kgo.Opt, topic string, bounds map[int32]kafka.Bounds) (int64, error) {
-	last := int64(-1)
+// log, and the GTID of its transaction. Every Kafka transaction there holds
+// whole database transactions in primary order, so everything up to it has
+// been published. -1 when empty.
+func lastPublished(ctx context.Context, opts []kgo.Opt, topic string, bounds map[int32]kafka.Bounds) (int64, string, error) {
+	last, gtid := int64(-1), ""
 	for p, b := range bounds {
 		rec, err := kafka.LastCommitted(ctx, opts, topic, p, b)
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		if rec == nil {
 			continue
@@ -56,9 +57,12 @@ func lastPublished(ctx context.Context, opts []kgo.Opt, topic string, bounds map
 			err = fmt.Errorf("it has no standby section")
 		}
 		if err != nil {
-			return 0, service.Permanentf("last record of %s[%d] at offset %d: %w", topic, p, rec.Offset, err)
+			return 0, "", service.Permanentf("last record of %s[%d] at offset %d: %w", topic, p, rec.Offset, err)
+		}
+		if r.Standby.PrimaryOffset > last && r.Op != schemas.OpPosition {
+			gtid = r.Txn.GTID
 		}
 		last = max(last, r.Standby.PrimaryOffset)
 	}
-	return last, nil
+	return last, gtid, nil
 }
