@@ -307,8 +307,7 @@ func TestDuplicateTransactionIsAppliedOnce(t *testing.T) {
 		itemRow(e, "0-9-1", 1, true, 2),
 		itemRow(e, "0-9-2", 0, true, 3),
 	)
-	p := &pipeline{e: e, cfgPath: writeConfig(t, e.Cfg)}
-	applier := start(t, p.cfgPath, "storage-applier")
+	applier := start(t, writeConfig(t, e.Cfg), "storage-applier")
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		got := standbyItems(t, e)
 		return got == "[1 2 3]", "standby items " + got

@@ -165,7 +165,6 @@ func (p *proc) waitLog(text string) {
 
 // pipeline is the three services of one test.
 type pipeline struct {
-	e                               *testenv.Env
 	cfgPath                         string
 	producer, applier, cacheApplier *proc
 }
@@ -174,7 +173,7 @@ type pipeline struct {
 // tails the binlog, so every later write on the primary is carried.
 func startPipeline(t testing.TB, e *testenv.Env) *pipeline {
 	t.Helper()
-	p := &pipeline{e: e, cfgPath: writeConfig(t, e.Cfg)}
+	p := &pipeline{cfgPath: writeConfig(t, e.Cfg)}
 	p.producer = start(t, p.cfgPath, "producer")
 	p.producer.waitLog("tailing binlog")
 	p.applier = start(t, p.cfgPath, "storage-applier")
