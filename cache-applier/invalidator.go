@@ -7,10 +7,10 @@ import (
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
-// plan lists the cache ops one change makes under one rule. An update that
-// changes a key column evicts the key built from the before image, so no
-// key is left pointing at old data.
-func plan(rule *cacherule.Rule, rec *schemas.Record) ([]op, error) {
+// plan lists the cache ops one change, at version, makes under one rule. An
+// update that changes a key column evicts the key built from the before
+// image, so no key is left pointing at old data.
+func plan(rule *cacherule.Rule, rec *schemas.Record, version string) ([]op, error) {
 	var before, after []string
 	var afterRow cacherule.Row
 	if rec.Before != nil {
@@ -34,23 +34,23 @@ func plan(rule *cacherule.Rule, rec *schemas.Record) ([]op, error) {
 	var ops []op
 	for _, k := range before {
 		if !slices.Contains(after, k) {
-			ops = append(ops, op{key: k, mode: modeDelete})
+			ops = append(ops, op{key: k, version: version, mode: modeDelete})
 		}
 	}
-	return append(ops, rowOps(rule, after, afterRow)...), nil
+	return append(ops, rowOps(rule, after, afterRow, version)...), nil
 }
 
 // rowOps are the ops that leave a row's keys as the rule wants them.
-func rowOps(rule *cacherule.Rule, keys []string, row cacherule.Row) []op {
+func rowOps(rule *cacherule.Rule, keys []string, row cacherule.Row, version string) []op {
 	ops := make([]op, 0, len(keys))
 	for _, k := range keys {
 		switch {
 		case !rule.Refresh():
-			ops = append(ops, op{key: k, mode: modeDelete})
+			ops = append(ops, op{key: k, version: version, mode: modeDelete})
 		case rule.Format == "json":
-			ops = append(ops, op{key: k, mode: modeString, ttl: rule.TTL, payload: []any{rule.JSON(row)}})
+			ops = append(ops, op{key: k, version: version, mode: modeString, ttl: rule.TTL, payload: []any{rule.JSON(row)}})
 		default:
-			ops = append(ops, op{key: k, mode: modeHash, ttl: rule.TTL, payload: rule.Hash(row)})
+			ops = append(ops, op{key: k, version: version, mode: modeHash, ttl: rule.TTL, payload: rule.Hash(row)})
 		}
 	}
 	return ops

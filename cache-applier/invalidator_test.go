@@ -27,7 +27,7 @@ func TestPlanEvictsTheOldKeyWhenAKeyColumnChanges(t *testing.T) {
 	}
 	var got []string
 	for _, r := range rs {
-		ops, err := plan(r, rec)
+		ops, err := plan(r, rec, "v")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +53,7 @@ func TestPlanRefusesAKeyColumnTheTableLacks(t *testing.T) {
 	rules := cacherule.Compile(config.Cache{Rules: []config.Rule{{Table: "d.t", Keys: []string{"t:{nope}"}, Action: "evict"}}})
 	rec := &schemas.Record{Op: schemas.OpInsert, Database: "d", Table: "t",
 		Columns: []schemas.Column{{Name: "id", Type: "int"}}, After: schemas.Row{"id": s("1")}}
-	if _, err := plan(rules.Rules()[0], rec); err == nil {
+	if _, err := plan(rules.Rules()[0], rec, "v"); err == nil {
 		t.Fatal("a key template naming a missing column must be an error")
 	}
 }

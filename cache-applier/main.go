@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -140,44 +139,43 @@ type cacheApplier struct {
 }
 
 func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
-	var (
-		ops      []op
-		versions []string
-	)
+	var ops []op
 	metrics.Rows.WithLabelValues("cached").Add(float64(len(recs)))
-	for _, kr := range recs {
+	for i, kr := range recs {
 		r, err := schemas.Decode(kr.Value)
 		if err != nil {
 			return service.Permanentf("record at %s[%d] offset %d: %w", kr.Topic, kr.Partition, kr.Offset, err)
 		}
-		metrics.ObserveLag("cached", r.Source.CommitTimeMS)
+		if i == len(recs)-1 {
+			metrics.ObserveLag("cached", r.Source.CommitTimeMS)
+		}
 		if !r.ChangesRows() {
 			continue
 		}
-		version := r.Version()
-		if a.primaryTopic {
-			version = schemas.FormatVersion(kr.Offset)
-		} else if version == "" {
-			return service.Permanentf("record at %s[%d] offset %d has no standby section: is cache.topic the primary log?", kr.Topic, kr.Partition, kr.Offset)
+		// The version is the change's place in primary commit order: its
+		// primary-log offset, which the standby log carries.
+		pos := kr.Offset
+		if !a.primaryTopic {
+			if r.Standby == nil {
+				return service.Permanentf("record at %s[%d] offset %d has no standby section: is cache.topic the primary log?", kr.Topic, kr.Partition, kr.Offset)
+			}
+			pos = r.Standby.PrimaryOffset
 		}
-		if v, _ := strconv.ParseInt(version, 10, 64); v <= a.rebuild.floor {
+		if pos <= a.rebuild.floor {
 			continue // in the snapshot the cache was rebuilt from
 		}
 		for _, rule := range a.rules.Match(r.Database, r.Table) {
-			o, err := plan(rule, r)
+			o, err := plan(rule, r, schemas.FormatVersion(pos))
 			if err != nil {
 				return service.Permanentf("record at %s[%d] offset %d: %w", kr.Topic, kr.Partition, kr.Offset, err)
 			}
 			ops = append(ops, o...)
-			for range o {
-				versions = append(versions, version)
-			}
 		}
 	}
 	if len(ops) == 0 {
 		return nil
 	}
-	n, err := a.w.write(ctx, ops, versions)
+	n, err := a.w.write(ctx, ops)
 	if err != nil {
 		return err
 	}

@@ -98,11 +98,7 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 		if len(ops) == 0 {
 			return nil
 		}
-		vs := make([]string, len(ops))
-		for i := range vs {
-			vs[i] = version
-		}
-		_, err := b.w.write(ctx, ops, vs)
+		_, err := b.w.write(ctx, ops)
 		keys += len(ops)
 		ops = ops[:0]
 		return err
@@ -122,7 +118,7 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 				if err != nil {
 					return err
 				}
-				ops = append(ops, rowOps(r, ks, row)...)
+				ops = append(ops, rowOps(r, ks, row, version)...)
 				if len(ops) >= rebuildBatch {
 					return flush()
 				}

@@ -34,6 +34,7 @@ const (
 // op is one guarded write of one key.
 type op struct {
 	key     string
+	version string // schemas.FormatVersion of the change's position
 	mode    string
 	ttl     time.Duration
 	payload []any // hash field/value pairs, or the one string value
@@ -45,29 +46,28 @@ type writer struct {
 	tombstoneTTL time.Duration
 }
 
-// write runs every op of a batch, all with the batch's version order kept:
-// ops on one key run in the order given. It returns how many ops changed a
-// key (the rest were older than what Redis had).
-func (w *writer) write(ctx context.Context, ops []op, versions []string) (applied int, err error) {
-	applied, err = w.pipeline(ctx, ops, versions)
+// write runs every op of a batch: ops on one key run in the order given. It
+// returns how many ops changed a key (the rest were older than what Redis had).
+func (w *writer) write(ctx context.Context, ops []op) (applied int, err error) {
+	applied, err = w.pipeline(ctx, ops)
 	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
 		// Redis lost its script cache (restart): load and run the batch again;
 		// the version guard makes the repeat harmless.
 		if err := cas.Load(ctx, w.rdb).Err(); err != nil {
 			return 0, fmt.Errorf("load cache script: %w", err)
 		}
-		applied, err = w.pipeline(ctx, ops, versions)
+		applied, err = w.pipeline(ctx, ops)
 	}
 	return applied, err
 }
 
-func (w *writer) pipeline(ctx context.Context, ops []op, versions []string) (int, error) {
+func (w *writer) pipeline(ctx context.Context, ops []op) (int, error) {
 	pipe := w.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(ops))
 	tomb := strconv.FormatInt(int64(w.tombstoneTTL/time.Second), 10)
 	for i, o := range ops {
 		args := make([]any, 0, 4+len(o.payload))
-		args = append(args, versions[i], o.mode, strconv.FormatInt(int64(o.ttl/time.Second), 10), tomb)
+		args = append(args, o.version, o.mode, strconv.FormatInt(int64(o.ttl/time.Second), 10), tomb)
 		args = append(args, o.payload...)
 		cmds[i] = cas.EvalSha(ctx, pipe, []string{o.key, cacherule.VersionKey(o.key)}, args...)
 	}

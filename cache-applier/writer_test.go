@@ -36,7 +36,8 @@ func TestOlderVersionNeverOverwritesNewer(t *testing.T) {
 		{"newer write after the eviction", hash("v11"), 11, 1, "v11"},
 	}
 	for _, s := range steps {
-		n, err := w.write(ctx, []op{s.op}, []string{schemas.FormatVersion(s.version)})
+		s.op.version = schemas.FormatVersion(s.version)
+		n, err := w.write(ctx, []op{s.op})
 		if err != nil {
 			t.Fatalf("%s: %v", s.what, err)
 		}
@@ -63,7 +64,7 @@ func TestWriterReloadsScriptAfterFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := e.Cfg.Cache.KeyPrefix + "k"
-	n, err := w.write(ctx, []op{{key: key, mode: modeString, ttl: time.Minute, payload: []any{"v"}}}, []string{schemas.FormatVersion(1)})
+	n, err := w.write(ctx, []op{{key: key, version: schemas.FormatVersion(1), mode: modeString, ttl: time.Minute, payload: []any{"v"}}})
 	if err != nil || n != 1 {
 		t.Fatalf("write after SCRIPT FLUSH: %d, %v", n, err)
 	}

@@ -76,8 +76,20 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	}
 	defer cl.Close()
 
+	w := &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log, CrashPoint: crashpoint.ProducerMidTxn, Stage: "published"}
 	if isNew {
-		if err := markStart(ctx, cl, cfg.Kafka.PrimaryTopic, *pos); err != nil {
+		// The start position is committed, in a Kafka transaction of its
+		// own, before anything is read: a producer that dies before its
+		// first transaction then resumes here, not at whatever is "current"
+		// when it comes back.
+		start, err := kafka.NewItem(cfg.Kafka.PrimaryTopic, 0, positionRecord(*pos))
+		if err != nil {
+			return service.Permanent(err)
+		}
+		one := make(chan kafka.Item, 1)
+		one <- start
+		close(one)
+		if err := w.Run(ctx, one); err != nil || ctx.Err() != nil {
 			return err
 		}
 		log.Info("primary log was empty: started a new stream", "from_gtid", *pos, "from_start", fromStart)
@@ -91,7 +103,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	if err != nil {
 		return err
 	}
-	w := &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log, CrashPoint: crashpoint.ProducerMidTxn, Stage: "published"}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return t.run(ctx) })
 	g.Go(func() error { return w.Run(ctx, items) })
@@ -156,10 +167,8 @@ func loadCharsets(ctx context.Context, db *sql.DB) (charsets, error) {
 	return cs, rows.Err()
 }
 
-// markStart makes a new stream's start position durable before anything is
-// read: a producer that dies before its first transaction then resumes here,
-// not at whatever is "current" when it comes back.
-func markStart(ctx context.Context, cl *kgo.Client, topic, pos string) error {
+// positionRecord marks where a new stream starts: the GTID set pos.
+func positionRecord(pos string) *schemas.Record {
 	gtid := "0-0-0"
 	if set, err := gomysql.ParseMariadbGTIDSet(pos); err == nil {
 		for _, g := range set.(*gomysql.MariadbGTIDSet).Sets {
@@ -167,23 +176,9 @@ func markStart(ctx context.Context, cl *kgo.Client, topic, pos string) error {
 			break
 		}
 	}
-	it, err := kafka.NewItem(topic, 0, &schemas.Record{
+	return &schemas.Record{
 		SchemaVersion: schemas.SchemaVersion, Op: schemas.OpPosition,
 		Txn:    schemas.Txn{GTID: gtid, Last: true},
 		Source: schemas.Source{GTIDSet: pos, CommitTimeMS: time.Now().UnixMilli()},
-	})
-	if err != nil {
-		return service.Permanent(err)
 	}
-	if err := cl.BeginTransaction(); err != nil {
-		return err
-	}
-	if err := cl.ProduceSync(ctx, it.Rec).FirstErr(); err != nil {
-		_ = cl.EndTransaction(ctx, kgo.TryAbort)
-		return fmt.Errorf("publish the stream's start position to %s: %w", topic, err)
-	}
-	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return fmt.Errorf("commit the stream's start position to %s: %w", topic, err)
-	}
-	return nil
 }

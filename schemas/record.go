@@ -174,16 +174,9 @@ func (r *Record) KafkaKey() []byte {
 	return b
 }
 
-// Version is the record's position in primary commit order, as a fixed-width
-// string so that Redis can compare two versions as strings.
-func (r *Record) Version() string {
-	if r.Standby == nil {
-		return ""
-	}
-	return FormatVersion(r.Standby.PrimaryOffset)
-}
-
-// FormatVersion renders a primary-log offset as a cache version.
+// FormatVersion renders a primary-log offset (a change's position in primary
+// commit order) as a cache version: fixed-width, so that Redis can compare
+// two versions as strings.
 func FormatVersion(offset int64) string { return fmt.Sprintf("%020d", offset) }
 
 // Bytes returns a column's raw value: base64 decoded for binary columns.

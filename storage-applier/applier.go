@@ -96,18 +96,14 @@ func (a *applier) apply(ctx context.Context, t *txn) (bool, error) {
 		}
 		return true, a.advanceOnly(ctx, t, next)
 	}
-	dup, err := a.cp.applied.covers(t.gtid())
+	next, dup, err := a.cp.applied.add(t.gtid())
 	if err != nil {
 		return false, service.Permanentf("transaction at offset %d: %w", t.first(), err)
 	}
 	if dup {
 		a.log.Warn("transaction already applied: a duplicate in the primary log, skipped", "gtid", t.gtid(), "offset", t.first(), "applied", a.cp.applied.String())
 		metrics.Transactions.WithLabelValues("duplicate, skipped").Inc()
-		return false, a.advanceOnly(ctx, t, a.cp.applied)
-	}
-	next, err := a.cp.applied.with(t.gtid())
-	if err != nil {
-		return false, service.Permanent(err)
+		return false, a.advanceOnly(ctx, t, next)
 	}
 	if r0.Op == schemas.OpDDL {
 		return true, a.applyDDL(ctx, t, next)

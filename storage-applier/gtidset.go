@@ -30,6 +30,17 @@ func (g gtidSet) covers(gtid string) (bool, error) {
 	return ok && cur.SequenceNumber >= t.SequenceNumber, nil
 }
 
+// add is the set after the transaction gtid, and whether the set already
+// covered it: a duplicate, which leaves the set as it is.
+func (g gtidSet) add(gtid string) (gtidSet, bool, error) {
+	dup, err := g.covers(gtid)
+	if err != nil || dup {
+		return g, dup, err
+	}
+	next, err := g.with(gtid)
+	return next, false, err
+}
+
 // with is the set after the transaction gtid, or after a whole set given
 // as its string (a stream's start position): per domain, the later one.
 func (g gtidSet) with(gtids string) (gtidSet, error) {

@@ -116,12 +116,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			if err != nil {
 				return service.Permanent(err)
 			}
-			err = replay(ctx, opts, primaryTopic, published+1, cp.offset+1, func(t *txn) error {
+			err = replay(ctx, opts, primaryTopic, published+1, cp.offset+1, log, func(t *txn) error {
 				if t.records[0].Op != schemas.OpPosition {
-					if dup, err := seen.covers(t.gtid()); err != nil || dup {
-						return err
-					}
-					if seen, err = seen.with(t.gtid()); err != nil {
+					var dup bool
+					if seen, dup, err = seen.add(t.gtid()); err != nil || dup {
 						return err
 					}
 				}
@@ -145,8 +143,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 }
 
 // replay hands over the whole transactions of [from, end) of the primary log.
-func replay(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, fn func(*txn) error) error {
-	asm := &assembler{topic: topic, log: slog.Default()}
+func replay(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, log *slog.Logger, fn func(*txn) error) error {
+	asm := &assembler{topic: topic, log: log}
 	err := kafka.Scan(ctx, opts, topic, 0, from, end, func(rec *kgo.Record) error {
 		t, err := asm.add(rec)
 		if err != nil || t == nil {
