@@ -75,6 +75,13 @@ func newTable(tm *replication.TableMapEvent, cs charsets) (*table, error) {
 		case tp == gomysql.MYSQL_TYPE_BIT:
 			nbits := int(meta>>8)*8 + int(meta&0xff)
 			col.Type, col.Binary, dec = fmt.Sprintf("bit(%d)", nbits), true, bits((nbits+7)/8)
+		case tp == gomysql.MYSQL_TYPE_YEAR:
+			col.Type, dec = "year", year
+		case tp == gomysql.MYSQL_TYPE_STRING && col.Binary && collations[i] == binaryCollation:
+			// BINARY(n): the binlog drops the trailing zero bytes the column keeps
+			col.Type, dec = "binary", padded(stringLength(meta))
+		case (tp == gomysql.MYSQL_TYPE_TIME || tp == gomysql.MYSQL_TYPE_TIME2) && meta > 0:
+			col.Type, dec = typeName(tp, meta, false, false), fraction(int(meta))
 		default:
 			col.Type = typeName(tp, meta, col.Binary, unsigned[i])
 			dec = scalar(col.Binary, conv)
@@ -247,6 +254,57 @@ func bits(size int) func(any) (*string, error) {
 		s := base64.StdEncoding.EncodeToString(b[8-size:])
 		return &s, nil
 	}
+}
+
+// binaryCollation is the collation id of the binary character set.
+const binaryCollation = 63
+
+// stringLength is the byte length of a CHAR/BINARY column from its binlog
+// metadata, which packs the real type and a 10-bit length into two bytes.
+func stringLength(meta uint16) int {
+	hi, lo := meta>>8, meta&0xff
+	if hi&0x30 != 0x30 {
+		return int(lo | ((hi&0x30)^0x30)<<4)
+	}
+	return int(lo)
+}
+
+// padded renders BINARY(n) values at their full length.
+func padded(n int) func(any) (*string, error) {
+	raw := scalar(true, nil)
+	return func(v any) (*string, error) {
+		s, ok := v.(string)
+		if !ok || len(s) >= n {
+			return raw(v)
+		}
+		return raw(s + strings.Repeat("\x00", n-len(s)))
+	}
+}
+
+// fraction renders TIME(fsp) with all its fraction digits, as the server
+// prints it: the binlog decoder leaves out a fraction of zero.
+func fraction(fsp int) func(any) (*string, error) {
+	raw := scalar(false, nil)
+	return func(v any) (*string, error) {
+		if s, ok := v.(string); ok && !strings.Contains(s, ".") {
+			v = s + "." + strings.Repeat("0", fsp)
+		}
+		return raw(v)
+	}
+}
+
+// year renders YEAR as its four digits: the binlog gives 0 for the year
+// 0000, which as the text '0' a server would read as 2000.
+func year(v any) (*string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	n, ok := v.(int)
+	if !ok {
+		return nil, fmt.Errorf("unexpected %T for year", v)
+	}
+	s := fmt.Sprintf("%04d", n)
+	return &s, nil
 }
 
 // latin1 is MySQL's latin1: Windows-1252, with the five bytes that code page

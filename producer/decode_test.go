@@ -32,6 +32,12 @@ func TestScalarRendersLosslessText(t *testing.T) {
 		{"decimal string", text, "-12345678901234567890.123456789", "-12345678901234567890.123456789"},
 		{"utf8mb4", text, "🦊 größe", "🦊 größe"},
 		{"binary is base64", bin, []byte{0, 0xff, '\n'}, base64.StdEncoding.EncodeToString([]byte{0, 0xff, '\n'})},
+		{"year 0000 keeps four digits", year, 0, "0000"},
+		{"year", year, 2155, "2155"},
+		{"BINARY(4) padded", padded(4), "\x01", base64.StdEncoding.EncodeToString([]byte{1, 0, 0, 0})},
+		{"BINARY(4) full", padded(4), "\x01\x02\x03\x04", base64.StdEncoding.EncodeToString([]byte{1, 2, 3, 4})},
+		{"TIME(6) zero fraction", fraction(6), "-838:59:59", "-838:59:59.000000"},
+		{"TIME(3) fraction kept", fraction(3), "-00:00:00.001", "-00:00:00.001"},
 	} {
 		got, err := c.dec(c.in)
 		if err != nil {
@@ -136,4 +142,20 @@ func latin1Encode(b []byte) ([]byte, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+func TestStringLengthFromBinlogMetadata(t *testing.T) {
+	for _, c := range []struct {
+		meta uint16
+		want int
+	}{
+		{0xfe04, 4},    // BINARY(4): real type STRING, length 4
+		{0xfeff, 255},  // 255 bytes
+		{0xee00, 256},  // CHAR(64) utf8mb4: 256 bytes, two high bits folded into the type byte
+		{0xcee8, 1000}, // CHAR(250) utf8mb4
+	} {
+		if got := stringLength(c.meta); got != c.want {
+			t.Errorf("stringLength(%#x) = %d, want %d", c.meta, got, c.want)
+		}
+	}
 }

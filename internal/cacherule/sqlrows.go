@@ -10,13 +10,21 @@ import (
 // Querier is a database or a transaction.
 type Querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
-// ScanTable hands every row of a table (a quoted name) to fn, as the cache
-// sees rows: text as the server prints it, binary columns as raw bytes.
+// ScanTable hands every row of a table (a quoted name) to fn in the text
+// form records carry (see schemas/README.md), binary columns as raw bytes.
+// It reads through a prepared statement: the binary protocol sends FLOAT and
+// DOUBLE as their exact bits, which text SELECT output rounds.
 // The Row passed to fn is reused; the value slices in it are new each row.
 func ScanTable(ctx context.Context, q Querier, table string, fn func(Row) error) error {
-	rows, err := q.QueryContext(ctx, "SELECT * FROM "+table)
+	stmt, err := q.PrepareContext(ctx, "SELECT * FROM "+table)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", table, err)
+	}
+	defer stmt.Close()
+	rows, err := stmt.QueryContext(ctx)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", table, err)
 	}
@@ -26,9 +34,11 @@ func ScanTable(ctx context.Context, q Querier, table string, fn func(Row) error)
 		return err
 	}
 	row := Row{Names: make([]string, len(cols)), Binary: make([]bool, len(cols)), Values: make([][]byte, len(cols))}
+	year := make([]bool, len(cols))
 	for i, c := range cols {
 		row.Names[i] = c.Name()
 		row.Binary[i] = slices.Contains([]string{"BINARY", "VARBINARY", "BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BIT"}, c.DatabaseTypeName())
+		year[i] = c.DatabaseTypeName() == "YEAR"
 	}
 	raw := make([]sql.RawBytes, len(cols))
 	dest := make([]any, len(cols))
@@ -40,9 +50,13 @@ func ScanTable(ctx context.Context, q Querier, table string, fn func(Row) error)
 			return err
 		}
 		for i, v := range raw {
-			row.Values[i] = nil
-			if v != nil {
-				row.Values[i] = append(row.Values[i][:0:0], v...)
+			switch {
+			case v == nil:
+				row.Values[i] = nil
+			case year[i] && string(v) == "0":
+				row.Values[i] = []byte("0000") // as records carry it
+			default:
+				row.Values[i] = append(make([]byte, 0, len(v)), v...)
 			}
 		}
 		if err := fn(row); err != nil {

@@ -92,12 +92,14 @@ func diffRows(ctx context.Context, primary, standby *sql.DB, name string) ([]str
 		return nil, fmt.Errorf("standby: %w", err)
 	}
 	var diff []string
-	for k, d := range p {
-		switch sd, ok := s[k]; {
+	for k, pr := range p {
+		switch sr, ok := s[k]; {
 		case !ok:
 			diff = append(diff, k+": missing on the standby")
-		case sd != d:
-			diff = append(diff, k+": different")
+		default:
+			if d := rowDiff(pr, sr); d != "" {
+				diff = append(diff, k+": "+d)
+			}
 		}
 	}
 	for k := range s {
@@ -109,8 +111,27 @@ func diffRows(ctx context.Context, primary, standby *sql.DB, name string) ([]str
 	return diff[:min(len(diff), maxDiff)], nil
 }
 
-// rowDigests maps each row's key to the text of the whole row.
-func rowDigests(ctx context.Context, db *sql.DB, name string) (map[string]string, error) {
+// rowDiff names the columns in which two versions of a row differ, with
+// both values; "" when they are equal.
+func rowDiff(p, s []string) string {
+	var out []string
+	for i := range max(len(p), len(s)) {
+		pv, sv := "(none)", "(none)"
+		if i < len(p) {
+			pv = p[i]
+		}
+		if i < len(s) {
+			sv = s[i]
+		}
+		if pv != sv {
+			out = append(out, "primary "+pv+", standby "+sv)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// rowDigests maps each row's key to its columns, as "name=value".
+func rowDigests(ctx context.Context, db *sql.DB, name string) (map[string][]string, error) {
 	dbName, table, _ := strings.Cut(name, ".")
 	var keyCols []string
 	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
@@ -127,7 +148,7 @@ func rowDigests(ctx context.Context, db *sql.DB, name string) (map[string]string
 		keyCols = append(keyCols, c)
 	}
 	rows.Close()
-	out := make(map[string]string)
+	out := make(map[string][]string)
 	err = cacherule.ScanTable(ctx, db, quoted(name), func(r cacherule.Row) error {
 		var key, all []string
 		for i, n := range r.Names {
@@ -143,7 +164,7 @@ func rowDigests(ctx context.Context, db *sql.DB, name string) (map[string]string
 		if len(key) == 0 {
 			key = all
 		}
-		out[strings.Join(key, ",")] = strings.Join(all, ",")
+		out[strings.Join(key, ",")] = all
 		return nil
 	})
 	return out, err
@@ -226,7 +247,7 @@ func checkTable(ctx context.Context, standby *sql.DB, rdb *redis.Client, r *cach
 		for _, k := range keys {
 			expected[k] = true
 			res.Keys++
-			ok, found, err := sameValue(ctx, rdb, r, k, row)
+			diff, found, err := compareKey(ctx, rdb, r, k, row)
 			if err != nil {
 				return err
 			}
@@ -234,40 +255,49 @@ func checkTable(ctx context.Context, standby *sql.DB, rdb *redis.Client, r *cach
 			switch {
 			case !found:
 				res.Missing = append(res.Missing, k)
-			case !ok:
-				res.Wrong = append(res.Wrong, k)
+			case diff != "":
+				res.Wrong = append(res.Wrong, k+" ("+diff+")")
 			}
 		}
 		return nil
 	})
 }
 
-func sameValue(ctx context.Context, rdb *redis.Client, r *cacherule.Rule, key string, row cacherule.Row) (ok, found bool, err error) {
+// compareKey compares a key's value with the standby row it should hold:
+// diff names what differs ("" when equal).
+func compareKey(ctx context.Context, rdb *redis.Client, r *cacherule.Rule, key string, row cacherule.Row) (diff string, found bool, err error) {
 	if r.Format == "json" {
 		got, err := rdb.Get(ctx, key).Result()
 		if err == redis.Nil {
-			return false, false, nil
+			return "", false, nil
 		}
 		if err != nil {
-			return false, false, err
+			return "", false, err
 		}
-		return got == r.JSON(row), true, nil
+		if want := r.JSON(row); got != want {
+			return fmt.Sprintf("cache %.200q, standby %.200q", got, want), true, nil
+		}
+		return "", true, nil
 	}
 	got, err := rdb.HGetAll(ctx, key).Result()
 	if err != nil {
-		return false, false, err
+		return "", false, err
 	}
 	if len(got) == 0 {
-		return false, false, nil
+		return "", false, nil
 	}
 	want := r.Hash(row)
-	if len(want) != 2*len(got) {
-		return false, true, nil
-	}
+	var diffs []string
 	for i := 0; i < len(want); i += 2 {
-		if v, ok := got[want[i].(string)]; !ok || v != string(want[i+1].([]byte)) {
-			return false, true, nil
+		f, w := want[i].(string), string(want[i+1].([]byte))
+		if v, ok := got[f]; !ok || v != w {
+			diffs = append(diffs, fmt.Sprintf("field %s: cache %.100q, standby %.100q", f, v, w))
 		}
+		delete(got, f)
 	}
-	return true, true, nil
+	for f := range got {
+		diffs = append(diffs, "field "+f+" only in the cache")
+	}
+	slices.Sort(diffs)
+	return strings.Join(diffs, "; "), true, nil
 }

@@ -24,7 +24,7 @@ func TestDatabasesNamesTheRowsThatDiffer(t *testing.T) {
 		t.Fatalf("want one differing table, got %+v", tables)
 	}
 	got := strings.Join(tables[0].Diff, "; ")
-	want := `id="2": different; id="3": missing on the standby; id="4": only on the standby`
+	want := `id="2": primary v="b", standby v="B"; id="3": missing on the standby; id="4": only on the standby`
 	if got != want {
 		t.Fatalf("diff:\n got %s\nwant %s", got, want)
 	}
