@@ -132,10 +132,13 @@ func (r *Record) Check() error {
 		if r.Statement == "" {
 			return fmt.Errorf("ddl record without a statement")
 		}
+		if r.Txn.Index != 0 || !r.Txn.Last {
+			return fmt.Errorf("ddl record that is not a whole transaction of its own")
+		}
 		return nil
 	case OpPosition:
-		if !r.Txn.Last {
-			return fmt.Errorf("position record that is not a whole transaction")
+		if r.Txn.Index != 0 || !r.Txn.Last {
+			return fmt.Errorf("position record that is not a whole transaction of its own")
 		}
 		return nil
 	default:

@@ -15,141 +15,190 @@ import (
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
-// txn is one whole primary transaction read from the primary log.
-type txn struct {
-	records []*schemas.Record
-	offsets []int64
-}
-
-func (t *txn) last() int64  { return t.offsets[len(t.offsets)-1] }
-func (t *txn) gtid() string { return t.records[0].Txn.GTID }
-func (t *txn) first() int64 { return t.offsets[0] }
-
-// assembler groups primary-log records into whole transactions. The rule:
+// sequencer checks that the primary log holds whole transactions. The rule:
 // a transaction's records arrive with indexes 0, 1, 2, ... and end with the
 // last-row flag; any other sequence is a broken log, and the applier stops
 // rather than apply part of a transaction.
-type assembler struct {
+type sequencer struct {
 	topic string
 	log   *slog.Logger
-	cur   *txn
+	gtid  string // the open transaction; "" between transactions
+	next  int    // the index its next record must have
 }
 
-func (a *assembler) add(rec *kgo.Record) (*txn, error) {
-	r, err := schemas.Decode(rec.Value)
+// place decodes a record and checks its place in the transaction. restart
+// reports that the open transaction starts over: its records so far came
+// from an aborted Kafka transaction that the broker delivered anyway
+// (committed Kafka transactions end only at transaction boundaries; the
+// embedded broker does so on some reads), and must be dropped.
+func (s *sequencer) place(rec *kgo.Record) (r *schemas.Record, restart bool, err error) {
+	r, err = schemas.Decode(rec.Value)
 	if err != nil {
-		return nil, service.Permanentf("record at %s[%d] offset %d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+		return nil, false, service.Permanentf("record at %s[%d] offset %d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 	}
-	want := 0
-	if a.cur != nil {
-		want = len(a.cur.records)
-		// The one exception: the same transaction starting over. Committed
-		// Kafka transactions end only at transaction boundaries, so the
-		// partial rows came from an aborted one that the broker delivered
-		// anyway (the embedded broker does so on some reads); drop them.
-		if r.Txn.Index == 0 && r.Txn.GTID == a.cur.gtid() {
-			a.log.Warn("transaction starts over: dropping the rows of an aborted Kafka transaction", "gtid", r.Txn.GTID, "dropped_rows", want, "at_offset", rec.Offset)
-			a.cur, want = nil, 0
+	if s.gtid != "" && r.Txn.Index == 0 && r.Txn.GTID == s.gtid {
+		s.log.Warn("transaction starts over: dropping the rows of an aborted Kafka transaction", "gtid", r.Txn.GTID, "dropped_rows", s.next, "at_offset", rec.Offset)
+		restart, s.gtid, s.next = true, "", 0
+	}
+	if r.Txn.Index != s.next || (s.gtid != "" && r.Txn.GTID != s.gtid) {
+		open := ""
+		if s.gtid != "" {
+			open = " of transaction " + s.gtid
 		}
+		return nil, false, service.Permanentf("record at %s[%d] offset %d is row %d of transaction %s, expected row %d%s: the primary log has an incomplete transaction; nothing of it was applied",
+			rec.Topic, rec.Partition, rec.Offset, r.Txn.Index, r.Txn.GTID, s.next, open)
 	}
-	if r.Txn.Index != want || (a.cur != nil && r.Txn.GTID != a.cur.gtid()) {
-		return nil, service.Permanentf("record at %s[%d] offset %d is row %d of transaction %s, expected row %d%s: the primary log has an incomplete transaction; nothing of it was applied",
-			rec.Topic, rec.Partition, rec.Offset, r.Txn.Index, r.Txn.GTID, want, a.curDesc())
+	s.gtid, s.next = r.Txn.GTID, s.next+1
+	if r.Txn.Last {
+		s.gtid, s.next = "", 0
 	}
-	if a.cur == nil {
-		a.cur = &txn{}
-	}
-	a.cur.records = append(a.cur.records, r)
-	a.cur.offsets = append(a.cur.offsets, rec.Offset)
-	if !r.Txn.Last {
-		return nil, nil
-	}
-	t := a.cur
-	a.cur = nil
-	return t, nil
+	return r, restart, nil
 }
 
-func (a *assembler) curDesc() string {
-	if a.cur == nil {
-		return ""
-	}
-	return " of transaction " + a.cur.gtid()
-}
-
-// applier applies whole transactions to the standby, each in one database
-// transaction together with the checkpoint.
+// applier applies the primary log to the standby record by record: a
+// transaction's rows go into one standby transaction as they arrive, which
+// commits together with the checkpoint at the last row. Memory does not grow
+// with the size of a transaction.
 type applier struct {
-	db  *sql.DB
-	cp  *checkpoint
-	log *slog.Logger
+	db     *sql.DB
+	cp     *checkpoint
+	log    *slog.Logger
+	topic  string
+	tables *standbyTables
+	// out collects each transaction for the standby log.
+	out *outbox
+
+	// the open transaction
+	tx   *sql.Tx
+	skip bool    // a duplicate: its records are passed over
+	next gtidSet // the applied set once it commits
+	rows int
 }
 
-// apply applies a transaction, or skips it when the standby already holds
-// it; it reports whether the transaction goes on to the standby log.
-func (a *applier) apply(ctx context.Context, t *txn) (bool, error) {
-	r0 := t.records[0]
-	if r0.Op == schemas.OpPosition {
-		// no rows: the stream starts here, nothing before it is expected
-		next, err := a.cp.applied.with(r0.Source.GTIDSet)
-		if err != nil {
-			return false, service.Permanentf("position record at offset %d: %w", t.first(), err)
+// add applies one record. It reports whether a transaction has just been
+// committed that goes on to the standby log (in a.out).
+func (a *applier) add(ctx context.Context, r *schemas.Record, off int64, size int, restart bool) (bool, error) {
+	if restart {
+		a.rollback()
+	}
+	if r.Txn.Index == 0 {
+		if err := a.begin(ctx, r, off); err != nil {
+			return false, err
 		}
-		return true, a.advanceOnly(ctx, t, next)
 	}
-	next, dup, err := a.cp.applied.add(t.gtid())
-	if err != nil {
-		return false, service.Permanentf("transaction at offset %d: %w", t.first(), err)
-	}
-	if dup {
-		a.log.Warn("transaction already applied: a duplicate in the primary log, skipped", "gtid", t.gtid(), "offset", t.first(), "applied", a.cp.applied.String())
+	if a.skip {
+		if !r.Txn.Last {
+			return false, nil
+		}
 		metrics.Transactions.WithLabelValues("duplicate, skipped").Inc()
-		return false, a.advanceOnly(ctx, t, next)
+		return false, a.advanceOnly(ctx, off, a.next)
 	}
-	if r0.Op == schemas.OpDDL {
-		return true, a.applyDDL(ctx, t, next)
+	a.out.add(r, off, size)
+	switch r.Op {
+	case schemas.OpPosition: // no rows: the stream starts here
+		return true, a.advanceOnly(ctx, off, a.next)
+	case schemas.OpDDL:
+		return true, a.applyDDL(ctx, r, off, a.next)
 	}
-	return true, a.applyRows(ctx, t, next)
+	if err := a.applyRow(ctx, r, off); err != nil {
+		a.rollback()
+		return false, err
+	}
+	if !r.Txn.Last {
+		return false, nil
+	}
+	if err := a.commit(ctx, r, off); err != nil {
+		a.rollback()
+		return false, err
+	}
+	return true, nil
 }
 
-// advanceOnly moves the checkpoint past a transaction that changes no row.
-func (a *applier) advanceOnly(ctx context.Context, t *txn, applied gtidSet) error {
-	if err := a.cp.advance(ctx, a.db, t.last(), applied); err != nil {
-		return err
+// begin opens a transaction at its first record, or marks it to be skipped
+// when the standby already holds it.
+func (a *applier) begin(ctx context.Context, r *schemas.Record, off int64) error {
+	a.skip, a.rows = false, 0
+	var err error
+	if r.Op == schemas.OpPosition {
+		if a.next, err = a.cp.applied.with(r.Source.GTIDSet); err != nil {
+			return service.Permanentf("position record at %s offset %d: %w", a.topic, off, err)
+		}
+		return nil
 	}
-	a.cp.committed(t.last(), applied)
+	if a.next, a.skip, err = a.cp.applied.add(r.Txn.GTID); err != nil {
+		return service.Permanentf("transaction at %s offset %d: %w", a.topic, off, err)
+	}
+	if a.skip {
+		a.log.Warn("transaction already applied: a duplicate in the primary log, skipped", "gtid", r.Txn.GTID, "offset", off, "applied", a.cp.applied.String())
+		return nil
+	}
+	if r.Op == schemas.OpDDL {
+		return nil
+	}
+	if a.tx, err = a.db.BeginTx(ctx, nil); err != nil {
+		return fmt.Errorf("begin standby transaction for %s: %w", r.Txn.GTID, err)
+	}
 	return nil
 }
 
-func (a *applier) applyRows(ctx context.Context, t *txn, next gtidSet) error {
-	tx, err := a.db.BeginTx(ctx, nil)
+// applyRow applies one row change inside the open standby transaction.
+func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) error {
+	at := func() string {
+		return fmt.Sprintf("%s offset %d, transaction %s row %d (%s on %s)", a.topic, off, r.Txn.GTID, r.Txn.Index, r.Op, r.Name())
+	}
+	if a.tx == nil {
+		return service.Permanentf("%s: a row change in a transaction that began with %s", at(), "a DDL or position record")
+	}
+	t, err := a.tables.check(ctx, r)
 	if err != nil {
-		return fmt.Errorf("begin standby transaction for %s: %w", t.gtid(), err)
+		return fmt.Errorf("%s: %w; nothing of the transaction was applied", at(), err)
 	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	for i, r := range t.records {
-		q, args, err := rowStatement(r)
-		if err != nil {
-			return service.Permanentf("transaction %s row %d at offset %d: %w", t.gtid(), i, t.offsets[i], err)
-		}
-		res, err := tx.ExecContext(ctx, q, args...)
-		if err != nil {
-			return classify(fmt.Errorf("apply transaction %s row %d (%s on %s) at offset %d: %w", t.gtid(), i, r.Op, r.Name(), t.offsets[i], err))
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return service.Permanentf("apply transaction %s row %d (%s on %s, key %v) at offset %d: %d rows matched on the standby, want 1: the standby has diverged from the primary",
-				t.gtid(), i, r.Op, r.Name(), keyText(r), t.offsets[i], n)
-		}
+	q, args, err := rowStatement(r, t)
+	if err != nil {
+		return service.Permanentf("%s: %w; nothing of the transaction was applied", at(), err)
 	}
-	if err := a.cp.advance(ctx, tx, t.last(), next); err != nil {
+	res, err := a.tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return classify(fmt.Errorf("apply %s: %w", at(), err))
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return service.Permanentf("apply %s, key %v: %d rows matched on the standby, want 1: the standby has diverged from the primary; nothing of the transaction was applied",
+			at(), keyText(r), n)
+	}
+	a.rows++
+	return nil
+}
+
+// commit commits the open transaction together with the checkpoint.
+func (a *applier) commit(ctx context.Context, r *schemas.Record, off int64) error {
+	if err := a.cp.advance(ctx, a.tx, off, a.next); err != nil {
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit transaction %s at offset %d: %w", t.gtid(), t.last(), err)
+	if err := a.tx.Commit(); err != nil {
+		return fmt.Errorf("commit transaction %s at %s offset %d: %w", r.Txn.GTID, a.topic, off, err)
 	}
-	a.cp.committed(t.last(), next)
-	metrics.Rows.WithLabelValues("applied").Add(float64(len(t.records)))
+	a.tx = nil
+	a.cp.committed(off, a.next)
+	metrics.Rows.WithLabelValues("applied").Add(float64(a.rows))
 	metrics.Transactions.WithLabelValues("applied").Inc()
-	metrics.ObserveLag("applied", t.records[0].Source.CommitTimeMS)
+	metrics.ObserveLag("applied", r.Source.CommitTimeMS)
+	return nil
+}
+
+// rollback drops the open standby transaction, if any.
+func (a *applier) rollback() {
+	if a.tx != nil {
+		_ = a.tx.Rollback()
+		a.tx = nil
+	}
+}
+
+// advanceOnly moves the checkpoint past a transaction that changes no row.
+func (a *applier) advanceOnly(ctx context.Context, off int64, applied gtidSet) error {
+	if err := a.cp.advance(ctx, a.db, off, applied); err != nil {
+		return err
+	}
+	a.cp.committed(off, applied)
 	return nil
 }
 
@@ -157,8 +206,8 @@ func (a *applier) applyRows(ctx context.Context, t *txn, next gtidSet) error {
 // the checkpoint's transaction: the checkpoint first marks the statement as
 // started; a restart that finds the mark re-runs it and accepts "already
 // done" errors, which without the mark would mean a diverged standby.
-func (a *applier) applyDDL(ctx context.Context, t *txn, next gtidSet) error {
-	r, off := t.records[0], t.first()
+func (a *applier) applyDDL(ctx context.Context, r *schemas.Record, off int64, next gtidSet) error {
+	a.tables.forget()
 	res, err := a.db.ExecContext(ctx, sqlMarkDDL, off, a.cp.name, a.cp.offset)
 	if err != nil {
 		return fmt.Errorf("mark DDL at offset %d: %w", off, err)
@@ -185,14 +234,14 @@ func (a *applier) applyDDL(ctx context.Context, t *txn, next gtidSet) error {
 	}
 	_, err = conn.ExecContext(ctx, r.Statement)
 	if err != nil && retried && alreadyDone(err) {
-		a.log.Warn("DDL was already applied before a restart", "gtid", t.gtid(), "offset", off, "statement", r.Statement, "err", err)
+		a.log.Warn("DDL was already applied before a restart", "gtid", r.Txn.GTID, "offset", off, "statement", r.Statement, "err", err)
 		err = nil
 	}
 	if err != nil {
-		return classify(fmt.Errorf("apply DDL of transaction %s at offset %d (%s): %w", t.gtid(), off, r.Statement, err))
+		return classify(fmt.Errorf("apply DDL of transaction %s at %s offset %d (%s): %w", r.Txn.GTID, a.topic, off, r.Statement, err))
 	}
-	a.log.Info("applied DDL", "gtid", t.gtid(), "offset", off, "statement", r.Statement)
-	return a.advanceOnly(ctx, t, next)
+	a.log.Info("applied DDL", "gtid", r.Txn.GTID, "offset", off, "statement", r.Statement)
+	return a.advanceOnly(ctx, off, next)
 }
 
 // alreadyDone lists the errors a DDL statement gives when it ran before.

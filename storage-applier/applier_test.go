@@ -31,11 +31,14 @@ func TestRowStatements(t *testing.T) {
 			"UPDATE `d`.`t` SET `id` = ?, `bin` = ?, `txt` = ? WHERE `id` <=> ?", []any{"2", nil, "größe", "1"}},
 		{schemas.Record{Op: schemas.OpDelete, Database: "d", Table: "t", Columns: cols, Before: before},
 			"DELETE FROM `d`.`t` WHERE `id` <=> ?", []any{"1"}},
-		// no primary key: the whole before image, one row
-		{schemas.Record{Op: schemas.OpDelete, Database: "d", Table: "t", Columns: []schemas.Column{{Name: "a", Type: "int"}, {Name: "bin", Type: "blob", Binary: true}}, Before: before},
-			"DELETE FROM `d`.`t` WHERE `a` <=> ? AND `bin` <=> ? LIMIT 1", []any{nil, []byte{0, 0xff}}},
+		// no primary key: the whole before image, one row; a FLOAT compared as one
+		{schemas.Record{Op: schemas.OpDelete, Database: "d", Table: "t", Columns: []schemas.Column{{Name: "a", Type: "float"}, {Name: "bin", Type: "blob", Binary: true}}, Before: before},
+			"DELETE FROM `d`.`t` WHERE `a` <=> CAST(? AS FLOAT) AND `bin` <=> ? LIMIT 1", []any{nil, []byte{0, 0xff}}},
+		// the generated column txt is the standby's to compute
+		{schemas.Record{Op: schemas.OpInsert, Database: "d", Table: "g", Columns: cols, After: after},
+			"INSERT INTO `d`.`g` (`id`, `bin`) VALUES (?, ?)", []any{"2", nil}},
 	} {
-		q, args, err := rowStatement(&c.rec)
+		q, args, err := rowStatement(&c.rec, &standbyTable{generated: map[string]bool{"txt": c.rec.Table == "g"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,29 +61,33 @@ func rec(t *testing.T, off int64, gtid string, index int, last bool) *kgo.Record
 // The rule for incomplete transactions: rows must arrive with indexes 0, 1,
 // 2, ... of one GTID up to the last-row flag; anything else stops the
 // applier before any of the transaction is applied.
-func TestAssemblerStopsOnIncompleteTransactions(t *testing.T) {
-	a := &assembler{topic: "p", log: slog.Default()}
-	for i, r := range []*kgo.Record{rec(t, 0, "0-1-1", 0, false), rec(t, 1, "0-1-1", 1, false)} {
-		if tx, err := a.add(r); err != nil || tx != nil {
-			t.Fatalf("row %d: %v %v", i, tx, err)
+func TestSequencerStopsOnIncompleteTransactions(t *testing.T) {
+	s := &sequencer{topic: "p", log: slog.Default()}
+	place := func(r *kgo.Record) bool {
+		t.Helper()
+		_, restart, err := s.place(r)
+		if err != nil {
+			t.Fatalf("offset %d: %v", r.Offset, err)
+		}
+		return restart
+	}
+	for _, r := range []*kgo.Record{rec(t, 0, "0-1-1", 0, false), rec(t, 1, "0-1-1", 1, false), rec(t, 3, "0-1-1", 2, true)} {
+		if place(r) {
+			t.Fatalf("offset %d: a restart in a whole transaction", r.Offset)
 		}
 	}
-	tx, err := a.add(rec(t, 3, "0-1-1", 2, true))
-	if err != nil || tx == nil || len(tx.records) != 3 || tx.last() != 3 {
-		t.Fatalf("whole transaction: %+v %v", tx, err)
+	if s.gtid != "" {
+		t.Fatalf("transaction %s still open after its last row", s.gtid)
 	}
 
 	// The same transaction starting over replaces the partial rows of an
 	// aborted Kafka transaction that a broker delivered.
-	for _, r := range []*kgo.Record{rec(t, 10, "0-1-2", 0, false), rec(t, 11, "0-1-2", 1, false), rec(t, 13, "0-1-2", 0, false)} {
-		if tx, err := a.add(r); err != nil || tx != nil {
-			t.Fatalf("offset %d: %v %v", r.Offset, tx, err)
-		}
+	place(rec(t, 10, "0-1-2", 0, false))
+	place(rec(t, 11, "0-1-2", 1, false))
+	if !place(rec(t, 13, "0-1-2", 0, false)) {
+		t.Fatal("row 0 of the open transaction again is not reported as a restart")
 	}
-	tx, err = a.add(rec(t, 14, "0-1-2", 1, true))
-	if err != nil || tx == nil || len(tx.records) != 2 || tx.first() != 13 {
-		t.Fatalf("transaction that started over: %+v %v", tx, err)
-	}
+	place(rec(t, 14, "0-1-2", 1, true))
 
 	for _, c := range []struct {
 		name string
@@ -92,19 +99,36 @@ func TestAssemblerStopsOnIncompleteTransactions(t *testing.T) {
 		{"starts mid-transaction", []*kgo.Record{rec(t, 5, "0-1-4", 3, true)}, "expected row 0"},
 		{"malformed", []*kgo.Record{{Topic: "p", Offset: 9, Value: []byte("garbage")}}, "offset 9"},
 	} {
-		a := &assembler{topic: "p", log: slog.Default()}
+		s := &sequencer{topic: "p", log: slog.Default()}
 		var err error
 		for _, r := range c.recs {
-			var tx *txn
-			if tx, err = a.add(r); tx != nil {
-				t.Fatalf("%s: a transaction was completed", c.name)
-			}
-			if err != nil {
+			if _, _, err = s.place(r); err != nil {
 				break
 			}
 		}
 		if err == nil || !strings.Contains(err.Error(), c.want) || !service.IsPermanent(err) {
 			t.Errorf("%s: error %v, want a permanent error containing %q", c.name, err, c.want)
 		}
+	}
+}
+
+// An outbox keeps small transactions and only the offset range of big ones.
+func TestOutboxSpillsBigTransactions(t *testing.T) {
+	var o outbox
+	r := func(i int, last bool) *schemas.Record { return &schemas.Record{Txn: schemas.Txn{GTID: "0-1-1", Index: i, Last: last}} }
+	o.add(r(0, false), 5, 10)
+	o.add(r(1, true), 6, 10)
+	if o.spilled || len(o.records) != 2 || o.first != 5 || o.last != 6 {
+		t.Fatalf("small transaction: %+v", o)
+	}
+	for i := range outboxRecords + 5 {
+		o.add(r(i, false), int64(100+i), 10)
+	}
+	if !o.spilled || len(o.records) != 0 || o.first != 100 || o.last != int64(100+outboxRecords+4) {
+		t.Fatalf("big transaction: spilled %v, %d records kept, range %d..%d", o.spilled, len(o.records), o.first, o.last)
+	}
+	o.add(r(0, false), 900, outboxBytes+1)
+	if !o.spilled || o.first != 900 {
+		t.Fatalf("a record over the byte bound: spilled %v, first %d", o.spilled, o.first)
 	}
 }

@@ -102,8 +102,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer pub.Close()
 	items := make(chan kafka.Item, 4096)
 	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Log: log, Stage: "republished"}
-	rp := &republisher{topic: standbyTopic, out: items}
-	a := &applier{db: db, cp: cp, log: log}
+	rp := &republisher{topic: standbyTopic, out: items, source: primaryTopic, opts: opts}
+	a := &applier{db: db, cp: cp, log: log, topic: primaryTopic, tables: newStandbyTables(db, cfg.Primary.Databases), out: &outbox{}}
+	defer a.rollback()
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return lk.watch(ctx) })
@@ -111,56 +112,68 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g.Go(func() error {
 		if published < cp.offset {
 			log.Info("republishing transactions the standby committed but the standby log lacks", "from_offset", published+1, "to_offset", cp.offset)
-			// The duplicates the applier skipped are skipped again.
-			seen, err := parseGTIDSet(publishedGTID)
-			if err != nil {
-				return service.Permanent(err)
-			}
-			err = replay(ctx, opts, primaryTopic, published+1, cp.offset+1, log, func(t *txn) error {
-				if t.records[0].Op != schemas.OpPosition {
-					var dup bool
-					if seen, dup, err = seen.add(t.gtid()); err != nil || dup {
-						return err
-					}
-				}
-				return rp.publish(ctx, t, time.Now())
-			})
-			if err != nil {
+			if err := republish(ctx, rp, publishedGTID, published+1, cp.offset+1, log); err != nil {
 				return err
 			}
 		}
 		log.Info("applying", "topic", primaryTopic, "from_offset", cp.offset+1, "standby", cfg.Standby.Address)
-		return consume(ctx, opts, primaryTopic, cp.offset+1, log, func(t *txn) error {
-			publish, err := a.apply(ctx, t)
-			if err != nil || !publish {
+		return read(ctx, opts, primaryTopic, cp.offset+1, -1, log, func(r *schemas.Record, off int64, size int, restart bool) error {
+			done, err := a.add(ctx, r, off, size, restart)
+			if err != nil || !done {
 				return err
 			}
 			crashpoint.Hit(crashpoint.ApplierCommitted)
-			return rp.publish(ctx, t, time.Now())
+			return rp.publish(ctx, a.out, time.Now())
 		})
 	})
 	return g.Wait()
 }
 
-// replay hands over the whole transactions of [from, end) of the primary log.
-func replay(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, log *slog.Logger, fn func(*txn) error) error {
-	asm := &assembler{topic: topic, log: log}
-	err := kafka.Scan(ctx, opts, topic, 0, from, end, func(rec *kgo.Record) error {
-		t, err := asm.add(rec)
-		if err != nil || t == nil {
-			return err
-		}
-		return fn(t)
-	})
-	if err == nil && asm.cur != nil {
-		err = service.Permanentf("replay of %s offsets %d..%d ended inside transaction %s", topic, from, end-1, asm.cur.gtid())
+// republish sends the transactions of [from, end) of the primary log to the
+// standby log, but for those the standby log already holds: every GTID up to
+// its last one (published), which the applier skipped as duplicates then too.
+func republish(ctx context.Context, rp *republisher, published string, from, end int64, log *slog.Logger) error {
+	seen, err := parseGTIDSet(published)
+	if err != nil {
+		return service.Permanent(err)
 	}
-	return err
+	out := &outbox{}
+	skip := false
+	return read(ctx, rp.opts, rp.source, from, end, log, func(r *schemas.Record, off int64, size int, restart bool) error {
+		if r.Txn.Index == 0 && !restart && r.Op != schemas.OpPosition {
+			if seen, skip, err = seen.add(r.Txn.GTID); err != nil {
+				return service.Permanentf("%s offset %d: %w", rp.source, off, err)
+			}
+		}
+		if skip {
+			return nil
+		}
+		out.add(r, off, size)
+		if !r.Txn.Last {
+			return nil
+		}
+		return rp.publish(ctx, out, time.Now())
+	})
 }
 
-// consume hands over whole transactions of the primary log from offset on,
-// until ctx ends.
-func consume(ctx context.Context, opts []kgo.Opt, topic string, from int64, log *slog.Logger, fn func(*txn) error) error {
+// read hands over, in order and checked by a sequencer, the records of the
+// primary log from offset from: up to end, or, with end -1, until ctx ends.
+func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, log *slog.Logger, fn func(r *schemas.Record, off int64, size int, restart bool) error) error {
+	seq := &sequencer{topic: topic, log: log}
+	each := func(rec *kgo.Record) error {
+		r, restart, err := seq.place(rec)
+		if err != nil {
+			return err
+		}
+		return fn(r, rec.Offset, len(rec.Value), restart)
+	}
+	if end >= 0 {
+		err := kafka.Scan(ctx, opts, topic, 0, from, end, each)
+		if err == nil && seq.gtid != "" {
+			err = service.Permanentf("%s offsets %d..%d end inside transaction %s", topic, from, end-1, seq.gtid)
+		}
+		return err
+	}
 	cl, err := kgo.NewClient(append(opts,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -171,7 +184,6 @@ func consume(ctx context.Context, opts []kgo.Opt, topic string, from int64, log 
 		return service.Permanent(err)
 	}
 	defer cl.Close()
-	asm := &assembler{topic: topic, log: log}
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -181,14 +193,8 @@ func consume(ctx context.Context, opts []kgo.Opt, topic string, from int64, log 
 			return fmt.Errorf("read %s from offset %d: %w", topic, from, err)
 		}
 		for _, rec := range fs.Records() {
-			t, err := asm.add(rec)
-			if err != nil {
+			if err := each(rec); err != nil {
 				return err
-			}
-			if t != nil {
-				if err := fn(t); err != nil {
-					return err
-				}
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/lockstep-dr/lockstep/internal/mysql"
@@ -9,8 +10,8 @@ import (
 )
 
 // rowStatement is the SQL and arguments that apply one row change to the
-// standby, and how many rows it must touch.
-func rowStatement(r *schemas.Record) (string, []any, error) {
+// standby table t. Generated columns are left for the standby to compute.
+func rowStatement(r *schemas.Record, t *standbyTable) (string, []any, error) {
 	var (
 		b    strings.Builder
 		args []any
@@ -29,11 +30,12 @@ func rowStatement(r *schemas.Record) (string, []any, error) {
 		}
 		return nil
 	}
+	stored := slices.DeleteFunc(slices.Clone(r.Columns), func(c schemas.Column) bool { return t.generated[c.Name] })
 	table := mysql.QuoteTable(r.Database, r.Table)
 	switch r.Op {
 	case schemas.OpInsert:
 		fmt.Fprintf(&b, "INSERT INTO %s (", table)
-		for i, c := range r.Columns {
+		for i, c := range stored {
 			if i > 0 {
 				b.WriteString(", ")
 			}
@@ -42,10 +44,10 @@ func rowStatement(r *schemas.Record) (string, []any, error) {
 				return "", nil, err
 			}
 		}
-		b.WriteString(") VALUES (" + strings.Repeat("?, ", len(r.Columns)-1) + "?)")
+		b.WriteString(") VALUES (" + strings.Repeat("?, ", len(stored)-1) + "?)")
 	case schemas.OpUpdate:
 		fmt.Fprintf(&b, "UPDATE %s SET ", table)
-		for i, c := range r.Columns {
+		for i, c := range stored {
 			if i > 0 {
 				b.WriteString(", ")
 			}
@@ -54,12 +56,12 @@ func rowStatement(r *schemas.Record) (string, []any, error) {
 				return "", nil, err
 			}
 		}
-		if err := where(&b, r, add); err != nil {
+		if err := where(&b, r, stored, add); err != nil {
 			return "", nil, err
 		}
 	case schemas.OpDelete:
 		fmt.Fprintf(&b, "DELETE FROM %s", table)
-		if err := where(&b, r, add); err != nil {
+		if err := where(&b, r, stored, add); err != nil {
 			return "", nil, err
 		}
 	default:
@@ -69,19 +71,25 @@ func rowStatement(r *schemas.Record) (string, []any, error) {
 }
 
 // where matches the row by its primary key, or, for a table without one, by
-// its whole before image (NULL-safe) and one row only, as MySQL replication does.
-func where(b *strings.Builder, r *schemas.Record, add func(schemas.Row, schemas.Column) error) error {
+// its whole stored before image (NULL-safe) and one row only, as MySQL
+// replication does. A FLOAT value is compared as a FLOAT: its text read as
+// a DOUBLE would not equal the stored single-precision value.
+func where(b *strings.Builder, r *schemas.Record, stored []schemas.Column, add func(schemas.Row, schemas.Column) error) error {
 	cols := r.KeyColumns()
 	limit := ""
 	if len(cols) == 0 {
-		cols, limit = r.Columns, " LIMIT 1"
+		cols, limit = stored, " LIMIT 1"
 	}
 	b.WriteString(" WHERE ")
 	for i, c := range cols {
 		if i > 0 {
 			b.WriteString(" AND ")
 		}
-		b.WriteString(mysql.Quote(c.Name) + " <=> ?")
+		if c.Type == "float" {
+			b.WriteString(mysql.Quote(c.Name) + " <=> CAST(? AS FLOAT)")
+		} else {
+			b.WriteString(mysql.Quote(c.Name) + " <=> ?")
+		}
 		if err := add(r.Before, c); err != nil {
 			return err
 		}
