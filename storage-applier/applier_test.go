@@ -115,7 +115,9 @@ func TestSequencerStopsOnIncompleteTransactions(t *testing.T) {
 // An outbox keeps small transactions and only the offset range of big ones.
 func TestOutboxSpillsBigTransactions(t *testing.T) {
 	var o outbox
-	r := func(i int, last bool) *schemas.Record { return &schemas.Record{Txn: schemas.Txn{GTID: "0-1-1", Index: i, Last: last}} }
+	r := func(i int, last bool) *schemas.Record {
+		return &schemas.Record{Txn: schemas.Txn{GTID: "0-1-1", Index: i, Last: last}}
+	}
 	o.add(r(0, false), 5, 10)
 	o.add(r(1, true), 6, 10)
 	if o.spilled || len(o.records) != 2 || o.first != 5 || o.last != 6 {
