@@ -34,7 +34,7 @@ type sequencer struct {
 func (s *sequencer) place(rec *kgo.Record) (r *schemas.Record, restart bool, err error) {
 	r, err = schemas.Decode(rec.Value)
 	if err != nil {
-		return nil, false, service.Permanentf("record at %s[%d] offset %d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+		return nil, false, service.Permanentf("record at %s[%d] offset %d: %w; nothing of its transaction was applied", rec.Topic, rec.Partition, rec.Offset, err)
 	}
 	if s.gtid != "" && r.Txn.Index == 0 && r.Txn.GTID == s.gtid {
 		s.log.Warn("transaction starts over: dropping the rows of an aborted Kafka transaction", "gtid", r.Txn.GTID, "dropped_rows", s.next, "at_offset", rec.Offset)
