@@ -92,13 +92,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 }
 
+const pollRecords = 2000
+
 // step polls one batch, writes it to Redis, then commits its offsets. The
 // group cannot rebalance between poll and commit, so no other instance
 // gets these partitions with uncommitted writes in flight.
 func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) error {
-	// Poll at most a second, so an idle applier still looks at Redis.
+	// Poll at most a second, so an idle applier still looks at Redis, and
+	// at most pollRecords, which bounds the memory of a batch.
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
-	fs := cl.PollFetches(pctx)
+	fs := cl.PollRecords(pctx, pollRecords)
 	cancel()
 	defer cl.AllowRebalance()
 	if ctx.Err() != nil {

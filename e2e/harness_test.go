@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,24 +26,51 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "lockstep-e2e-bin")
+	dir, err := buildServices(raceEnabled)
 	if err != nil {
-		panic(err)
-	}
-	args := []string{"build", "-o", dir + "/"}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "../producer", "../storage-applier", "../cache-applier")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "build the services: %v\n", err)
 		os.Exit(1)
 	}
 	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
+	if plain.dir != "" && plain.dir != dir {
+		os.RemoveAll(plain.dir)
+	}
 	os.Exit(code)
+}
+
+// buildServices builds the three services into a new folder.
+func buildServices(race bool) (string, error) {
+	dir, err := os.MkdirTemp("", "lockstep-e2e-bin")
+	if err != nil {
+		return "", err
+	}
+	args := []string{"build", "-o", dir + "/"}
+	if race {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../producer", "../storage-applier", "../cache-applier")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	return dir, build.Run()
+}
+
+// plain holds the services built without the race detector, whose memory
+// use is the one users see; built on first use.
+var plain struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func plainBinDir() (string, error) {
+	plain.once.Do(func() {
+		plain.dir, plain.err = binDir, nil
+		if raceEnabled {
+			plain.dir, plain.err = buildServices(false)
+		}
+	})
+	return plain.dir, plain.err
 }
 
 // proc is one running service.
@@ -69,8 +97,8 @@ func writeConfig(t testing.TB, cfg *config.Config) string {
 	return path
 }
 
-// start runs a service binary with the config file; its log goes to a file
-// that is printed when the test fails.
+// start runs a service binary (a name in binDir, or a path) with the config
+// file; its log goes to a file that is printed when the test fails.
 func start(t testing.TB, cfgPath, name string, args ...string) *proc {
 	t.Helper()
 	return startEnv(t, cfgPath, name, nil, args...)
@@ -79,12 +107,17 @@ func start(t testing.TB, cfgPath, name string, args ...string) *proc {
 // startEnv is start with extra environment variables (e.g. a crash point).
 func startEnv(t testing.TB, cfgPath, name string, env []string, args ...string) *proc {
 	t.Helper()
+	bin := name
+	if !filepath.IsAbs(bin) {
+		bin = filepath.Join(binDir, name)
+	}
+	name = filepath.Base(name)
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, name), append([]string{"--config", cfgPath, "--set", "log.level=debug"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"--config", cfgPath, "--set", "log.level=debug"}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The config file is the whole truth: no LOCKSTEP_* from the caller.
 	for _, kv := range os.Environ() {

@@ -76,7 +76,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	}
 	defer cl.Close()
 
-	w := &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log, CrashPoint: crashpoint.ProducerMidTxn, Stage: "published"}
+	w := &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log, CrashPoint: crashpoint.ProducerMidTxn, Stage: "published", MaxBytes: cfg.Kafka.MaxMessageBytes}
 	if isNew {
 		// The start position is committed, in a Kafka transaction of its
 		// own, before anything is read: a producer that dies before its

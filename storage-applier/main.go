@@ -101,7 +101,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer pub.Close()
 	items := make(chan kafka.Item, 4096)
-	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Log: log, Stage: "republished"}
+	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Log: log, Stage: "republished", MaxBytes: cfg.Kafka.MaxMessageBytes}
 	rp := &republisher{topic: standbyTopic, out: items, source: primaryTopic, opts: opts}
 	a := &applier{db: db, cp: cp, log: log, topic: primaryTopic, tables: newStandbyTables(db, cfg.Primary.Databases), out: &outbox{}}
 	defer a.rollback()

@@ -146,7 +146,7 @@ var defaults = map[string]any{
 	"kafka.sasl.user":           "",
 	"kafka.sasl.password":       "",
 	"kafka.sasl.password_file":  "",
-	"kafka.max_message_bytes":   32 << 20,
+	"kafka.max_message_bytes":   64 << 20,
 	"kafka.client_id":           "lockstep",
 	"kafka.transaction_timeout": "60s",
 	"redis.address":             "127.0.0.1:6380",
@@ -293,8 +293,8 @@ func (c *Config) Validate() error {
 	if c.Kafka.TransactionTimeout < time.Second {
 		bad("kafka.transaction_timeout", c.Kafka.TransactionTimeout, "want 1s or more")
 	}
-	if c.Kafka.MaxMessageBytes < 1<<20 {
-		bad("kafka.max_message_bytes", c.Kafka.MaxMessageBytes, "want at least 1048576")
+	if c.Kafka.MaxMessageBytes < 1<<20 || c.Kafka.MaxMessageBytes > 1<<30 {
+		bad("kafka.max_message_bytes", c.Kafka.MaxMessageBytes, "want 1048576 (1 MiB) to 1073741824 (1 GiB)")
 	}
 	switch c.Kafka.SASL.Mechanism {
 	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":

@@ -17,6 +17,12 @@ import (
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
+// fetchBytes bounds what one fetch brings: compressed bytes, which JSON
+// records inflate about tenfold in memory. A broker still returns a first
+// batch bigger than that whole (up to max_message_bytes), so this limits
+// memory, not record size.
+const fetchBytes = 1 << 20
+
 // Options are the connection options every client of the config shares.
 func Options(c config.Kafka) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{
@@ -24,8 +30,8 @@ func Options(c config.Kafka) ([]kgo.Opt, error) {
 		kgo.ClientID(c.ClientID),
 		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
 		kgo.BrokerMaxReadBytes(int32(2 * c.MaxMessageBytes)),
-		kgo.FetchMaxBytes(int32(c.MaxMessageBytes)),
-		kgo.FetchMaxPartitionBytes(int32(c.MaxMessageBytes)),
+		kgo.FetchMaxBytes(fetchBytes),
+		kgo.FetchMaxPartitionBytes(fetchBytes),
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.RetryTimeout(30 * time.Second),
 	}

@@ -2,8 +2,11 @@ package kafka
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -108,5 +112,57 @@ func TestTxnWriterAndLastCommitted(t *testing.T) {
 	}
 	if n != 20 {
 		t.Fatalf("scan saw %d committed records, want 20", n)
+	}
+}
+
+// A record over kafka.max_message_bytes, or over a topic's smaller limit,
+// stops the writer with a permanent error that says what to raise; nothing
+// of its transaction becomes visible.
+func TestTxnWriterRefusesRecordsOverTheLimit(t *testing.T) {
+	opts := broker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(append(opts, kgo.TransactionalID("big"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	// the topic accepts 100 KiB, lockstep is told 1 MiB
+	if _, err := EnsureTopic(ctx, adm, "small", 1, 100<<10); err != nil {
+		t.Fatal(err)
+	}
+	big := func(size int) Item {
+		r := record("0-1-1", 0, true)
+		random := make([]byte, size*3/4) // incompressible: the broker sees it whole
+		if _, err := rand.Read(random); err != nil {
+			t.Fatal(err)
+		}
+		r.Statement = base64.StdEncoding.EncodeToString(random)
+		it, err := NewItem("small", 0, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return it
+	}
+	for _, c := range []struct {
+		name string
+		size int
+	}{{"over max_message_bytes", 2 << 20}, {"over the topic's max.message.bytes", 200 << 10}} {
+		in := make(chan Item, 1)
+		in <- big(c.size)
+		close(in)
+		w := &TxnWriter{Client: cl, BatchRows: 10, Linger: time.Second, Log: slog.Default(), MaxBytes: 1 << 20}
+		err := w.Run(ctx, in)
+		if err == nil || !service.IsPermanent(err) || !strings.Contains(err.Error(), "raise kafka.max_message_bytes") || !strings.Contains(err.Error(), "(ddl, transaction 0-1-1)") {
+			t.Errorf("%s: error %v, want a permanent error naming the record and what to raise", c.name, err)
+		}
+	}
+	b, err := PartitionBounds(ctx, adm, "small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last, err := LastCommitted(ctx, opts, "small", 0, b[0]); err != nil || last != nil {
+		t.Fatalf("a refused record became visible (err %v)", err)
 	}
 }

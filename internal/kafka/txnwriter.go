@@ -2,15 +2,18 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/metrics"
+	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -55,6 +58,34 @@ type TxnWriter struct {
 	CrashPoint string
 	// Stage labels the writer's metrics ("published", "republished").
 	Stage string
+	// MaxBytes is kafka.max_message_bytes: a bigger record stops the writer.
+	MaxBytes int
+}
+
+// flushBytes bounds the records produced between flushes inside a Kafka
+// transaction. kgo fills a batch up to max_message_bytes while a request is
+// in flight, and every consumer then holds whole batches in memory: flushing
+// keeps batches small, so memory stays bounded under a huge transaction.
+const flushBytes = 4 << 20
+
+// recordOverhead bounds what a record adds to its key, value and headers
+// in a batch of its own.
+const recordOverhead = 512
+
+// tooLarge is the error for a record over kafka.max_message_bytes.
+func tooLarge(rec *kgo.Record, size, limit int) error {
+	return service.Permanentf("the record of %s on %s (%s, transaction %s) is %d bytes, over kafka.max_message_bytes = %d: raise kafka.max_message_bytes on every service "+
+		"(a topic lockstep creates gets it as max.message.bytes; an existing topic needs kafka-configs --alter --add-config max.message.bytes=..., and the brokers message.max.bytes and replica.fetch.max.bytes at least as large), then restart. Nothing of the transaction was published",
+		header(rec, schemas.HeaderTable), rec.Topic, header(rec, schemas.HeaderOp), header(rec, schemas.HeaderGTID), size, limit)
+}
+
+func header(rec *kgo.Record, key string) string {
+	for _, h := range rec.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 // Run publishes until in is drained and closed, ctx ends, or a write fails.
@@ -91,6 +122,10 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 	)
 	done := func(rec *kgo.Record, err error) {
 		if err != nil {
+			if errors.Is(err, kerr.MessageTooLarge) {
+				// the broker's or the topic's limit is below ours
+				err = tooLarge(rec, len(rec.Value), w.MaxBytes)
+			}
 			mu.Lock()
 			if firstErr == nil {
 				firstErr = fmt.Errorf("produce to %s[%d]: %w", rec.Topic, rec.Partition, err)
@@ -98,10 +133,23 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 			mu.Unlock()
 		}
 	}
-	started, rows, txns := time.Now(), 0, 0
+	started, rows, txns, unflushed := time.Now(), 0, 0, 0
 	for {
+		size := len(it.Rec.Key) + len(it.Rec.Value) + recordOverhead
+		for _, h := range it.Rec.Headers {
+			size += len(h.Key) + len(h.Value)
+		}
+		if w.MaxBytes > 0 && size > w.MaxBytes {
+			return tooLarge(it.Rec, size, w.MaxBytes)
+		}
 		w.Client.Produce(ctx, it.Rec, done)
 		crashpoint.Hit(w.CrashPoint)
+		if unflushed += size; unflushed >= flushBytes {
+			if err := w.Client.Flush(ctx); err != nil {
+				return fmt.Errorf("flush %d records: %w", rows, err)
+			}
+			unflushed = 0
+		}
 		rows++
 		if it.Last {
 			txns++
@@ -129,7 +177,7 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 		return err
 	}
 	if err := w.Client.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return fmt.Errorf("commit Kafka transaction of %d records up to %s %s: %w", rows, schemas.HeaderGTID, it.Rec.Headers[0].Value, err)
+		return fmt.Errorf("commit Kafka transaction of %d records up to %s %s: %w", rows, schemas.HeaderGTID, header(it.Rec, schemas.HeaderGTID), err)
 	}
 	metrics.Rows.WithLabelValues(w.Stage).Add(float64(rows))
 	metrics.Transactions.WithLabelValues(w.Stage).Add(float64(txns))

@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockstep-dr/lockstep/internal/testenv"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// Records on the primary log are input: a transaction whose second row is
+// wrong stops the storage-applier with an error naming the topic, the
+// offset, the table and what is wrong, and its first row (valid) is not
+// applied either.
+func TestBadRecordsStopTheApplierAndApplyNothing(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		spoil func(e *testenv.Env, r *schemas.Record)
+		want  []string
+	}{
+		{"unknown table", func(_ *testenv.Env, r *schemas.Record) { r.Table = "nosuch" },
+			[]string{".nosuch does not exist on the standby"}},
+		{"a column the standby lacks", func(_ *testenv.Env, r *schemas.Record) {
+			r.Columns = append(r.Columns, schemas.Column{Name: "color", Type: "text"})
+			r.After["color"] = ptr("red")
+		}, []string{"the record has 3 columns (id, title, color)", "has 2 (id, title)", "not on the standby: color"}},
+		{"a column missing from the record", func(_ *testenv.Env, r *schemas.Record) {
+			r.Columns = r.Columns[:1]
+			delete(r.After, "title")
+		}, []string{"the record has 1 columns (id)", "has 2 (id, title)"}},
+		{"a database that is not replicated", func(_ *testenv.Env, r *schemas.Record) { r.Database = "mysql" },
+			[]string{"database mysql is not replicated"}},
+		{"a value that is not base64 in a binary column", func(_ *testenv.Env, r *schemas.Record) {
+			r.Columns[1].Binary = true
+			r.After["title"] = ptr("not base64!")
+		}, []string{"column title of", "is not base64"}},
+		{"a row change after DDL in one transaction", func(_ *testenv.Env, r *schemas.Record) {
+			r.Op, r.Statement, r.Txn.Last = schemas.OpDDL, "DROP TABLE items", false
+		}, []string{"offset 2", "ddl record that is not a whole transaction of its own"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			bad := itemRow(e, "0-9-2", 1, true, 3)
+			c.spoil(e, bad)
+			craft(t, e,
+				itemRow(e, "0-9-1", 0, true, 1),
+				itemRow(e, "0-9-2", 0, false, 2), // valid, but its transaction is not
+				bad,
+			)
+			applier := start(t, writeConfig(t, e.Cfg), "storage-applier")
+			log := applier.waitExit(30 * time.Second)
+			mustContain(t, log, append(c.want, e.Cfg.Kafka.PrimaryTopic, "offset 2")...)
+			if !strings.Contains(log, "nothing of") {
+				t.Errorf("the error does not say that nothing of the transaction was applied")
+			}
+			if got := standbyItems(t, e); got != "[1]" {
+				t.Fatalf("standby rows %v, want only [1] (nothing of the bad transaction)", got)
+			}
+		})
+	}
+}
