@@ -83,7 +83,7 @@ func TestServicesRestartMidStream(t *testing.T) {
 // and every primary-log record is in the standby log once.
 func assertExactlyOnce(t *testing.T, e *testenv.Env) {
 	t.Helper()
-	seen := make(map[string]int)
+	seen := make(map[string]int64)
 	data := make(map[int64]bool)
 	for _, r := range records(t, e, e.Cfg.Kafka.PrimaryTopic) {
 		rec, err := schemas.Decode(r.Value)
@@ -91,9 +91,10 @@ func assertExactlyOnce(t *testing.T, e *testenv.Env) {
 			t.Fatal(err)
 		}
 		id := fmt.Sprintf("%s#%d", rec.Txn.GTID, rec.Txn.Index)
-		if seen[id]++; seen[id] > 1 {
-			t.Fatalf("row %s published twice to the primary log", id)
+		if first, ok := seen[id]; ok {
+			t.Fatalf("row %s published twice to the primary log, at offsets %d and %d", id, first, r.Offset)
 		}
+		seen[id] = r.Offset
 		data[r.Offset] = true
 	}
 	got := make(map[int64]int)

@@ -34,8 +34,9 @@ func broker(t *testing.T) []kgo.Opt {
 }
 
 func record(gtid string, index int, last bool) *schemas.Record {
-	return &schemas.Record{Op: schemas.OpDDL, Database: "d", Statement: "CREATE TABLE t (id INT)",
-		Txn: schemas.Txn{GTID: gtid, Index: index, Last: last}}
+	id := fmt.Sprint(index)
+	return &schemas.Record{Op: schemas.OpInsert, Database: "d", Table: "t", Columns: []schemas.Column{{Name: "id", Type: "int", Key: true}},
+		After: schemas.Row{"id": &id}, Txn: schemas.Txn{GTID: gtid, Index: index, Last: last}}
 }
 
 // A writer's aborted batch is invisible, and LastCommitted finds the last
@@ -138,7 +139,8 @@ func TestTxnWriterRefusesRecordsOverTheLimit(t *testing.T) {
 		if _, err := rand.Read(random); err != nil {
 			t.Fatal(err)
 		}
-		r.Statement = base64.StdEncoding.EncodeToString(random)
+		v := base64.StdEncoding.EncodeToString(random)
+		r.After["id"] = &v
 		it, err := NewItem("small", 0, r)
 		if err != nil {
 			t.Fatal(err)
@@ -154,7 +156,7 @@ func TestTxnWriterRefusesRecordsOverTheLimit(t *testing.T) {
 		close(in)
 		w := &TxnWriter{Client: cl, BatchRows: 10, Linger: time.Second, Log: slog.Default(), MaxBytes: 1 << 20}
 		err := w.Run(ctx, in)
-		if err == nil || !service.IsPermanent(err) || !strings.Contains(err.Error(), "raise kafka.max_message_bytes") || !strings.Contains(err.Error(), "(ddl, transaction 0-1-1)") {
+		if err == nil || !service.IsPermanent(err) || !strings.Contains(err.Error(), "raise kafka.max_message_bytes") || !strings.Contains(err.Error(), "d.t on small (insert, transaction 0-1-1)") {
 			t.Errorf("%s: error %v, want a permanent error naming the record and what to raise", c.name, err)
 		}
 	}

@@ -62,12 +62,6 @@ type TxnWriter struct {
 	MaxBytes int
 }
 
-// flushBytes bounds the records produced between flushes inside a Kafka
-// transaction. kgo fills a batch up to max_message_bytes while a request is
-// in flight, and every consumer then holds whole batches in memory: flushing
-// keeps batches small, so memory stays bounded under a huge transaction.
-const flushBytes = 4 << 20
-
 // recordOverhead bounds what a record adds to its key, value and headers
 // in a batch of its own.
 const recordOverhead = 512
@@ -133,7 +127,7 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 			mu.Unlock()
 		}
 	}
-	started, rows, txns, unflushed := time.Now(), 0, 0, 0
+	started, rows, txns := time.Now(), 0, 0
 	for {
 		size := len(it.Rec.Key) + len(it.Rec.Value) + recordOverhead
 		for _, h := range it.Rec.Headers {
@@ -144,12 +138,6 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 		}
 		w.Client.Produce(ctx, it.Rec, done)
 		crashpoint.Hit(w.CrashPoint)
-		if unflushed += size; unflushed >= flushBytes {
-			if err := w.Client.Flush(ctx); err != nil {
-				return fmt.Errorf("flush %d records: %w", rows, err)
-			}
-			unflushed = 0
-		}
 		rows++
 		if it.Last {
 			txns++
