@@ -84,6 +84,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
 	a := &cacheApplier{rules: rules, w: w, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic,
 		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log, topicID: info.ID}}
+	defer a.rebuild.close()
 	log.Info("consuming", "topic", topic, "group", cfg.Cache.Group, "redis", cfg.Redis.Address, "rules", len(cfg.Cache.Rules))
 	for {
 		if err := a.step(ctx, cl, topic); err != nil || ctx.Err() != nil {
@@ -152,7 +153,7 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
 		if i == len(recs)-1 {
 			metrics.ObserveLag("cached", r.Source.CommitTimeMS)
 		}
-		if !r.ChangesRows() {
+		if r.Op == schemas.OpPosition {
 			continue
 		}
 		// The version is the change's place in primary commit order: its
@@ -167,6 +168,17 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
 		if pos <= a.rebuild.floor {
 			continue // in the snapshot the cache was rebuilt from
 		}
+		if r.Op == schemas.OpDDL {
+			// what came before the statement first
+			if err := a.write(ctx, len(recs), ops); err != nil {
+				return err
+			}
+			ops = ops[:0]
+			if err := a.afterDDL(ctx, r, schemas.FormatVersion(pos)); err != nil {
+				return err
+			}
+			continue
+		}
 		for _, rule := range a.rules.Match(r.Database, r.Table) {
 			o, err := plan(rule, r, schemas.FormatVersion(pos))
 			if err != nil {
@@ -175,6 +187,11 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
 			ops = append(ops, o...)
 		}
 	}
+	return a.write(ctx, len(recs), ops)
+}
+
+// write writes the ops of a batch of records.
+func (a *cacheApplier) write(ctx context.Context, records int, ops []op) error {
 	if len(ops) == 0 {
 		return nil
 	}
@@ -184,7 +201,7 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
 	}
 	metrics.CacheOps.WithLabelValues("applied").Add(float64(n))
 	metrics.CacheOps.WithLabelValues("older, skipped").Add(float64(len(ops) - n))
-	a.log.Debug("cache written", "records", len(recs), "ops", len(ops), "applied", n)
+	a.log.Debug("cache written", "records", records, "ops", len(ops), "applied", n)
 	return nil
 }
 

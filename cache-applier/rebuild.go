@@ -36,11 +36,10 @@ type rebuilder struct {
 	// topicID is the identity of the topic consumed; the marker remembers
 	// the one the cache was built from.
 	topicID string
+	db      *sql.DB
 }
 
 func markerKey(group string) string { return "lockstep:cache:" + group }
-
-const rebuildBatch = 500
 
 // check reads the marker, rebuilding the cache first if it is gone.
 func (b *rebuilder) check(ctx context.Context) error {
@@ -73,13 +72,30 @@ func (b *rebuilder) check(ctx context.Context) error {
 	return nil
 }
 
+// standby is the connection to the standby database, opened on first use.
+func (b *rebuilder) standby(ctx context.Context) (*sql.DB, error) {
+	if b.db == nil {
+		db, err := mysql.Open(ctx, "standby", b.cfg.Standby)
+		if err != nil {
+			return nil, err
+		}
+		b.db = db
+	}
+	return b.db, nil
+}
+
+func (b *rebuilder) close() {
+	if b.db != nil {
+		b.db.Close()
+	}
+}
+
 func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 	b.log.Warn("Redis holds no lockstep marker (new, or its data was lost): rebuilding the cache from a snapshot of the standby")
-	db, err := mysql.Open(ctx, "standby", b.cfg.Standby)
+	db, err := b.standby(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer db.Close()
 	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
 		return 0, err
@@ -92,17 +108,7 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("read the standby checkpoint %q (applier.name): %w", b.cfg.Applier.Name, err)
 	}
 	version := schemas.FormatVersion(applied)
-	keys := 0
-	var ops []op
-	flush := func() error {
-		if len(ops) == 0 {
-			return nil
-		}
-		_, err := b.w.write(ctx, ops)
-		keys += len(ops)
-		ops = ops[:0]
-		return err
-	}
+	out := &batch{w: b.w}
 	for _, r := range b.rules.Rules() {
 		if !r.Refresh() {
 			continue
@@ -112,26 +118,32 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 		for _, name := range tables {
-			db, table, _ := strings.Cut(name, ".")
-			err := cacherule.ScanTable(ctx, tx, mysql.QuoteTable(db, table), func(row cacherule.Row) error {
-				ks, err := r.Render(row)
-				if err != nil {
-					return err
-				}
-				ops = append(ops, rowOps(r, ks, row, version)...)
-				if len(ops) >= rebuildBatch {
-					return flush()
-				}
-				return nil
-			})
-			if err != nil {
+			if err := refill(ctx, tx, out, r, name, version, nil); err != nil {
 				return 0, fmt.Errorf("rebuild the cache of %s: %w", name, err)
 			}
 		}
 	}
-	if err := flush(); err != nil {
+	if err := out.flush(ctx); err != nil {
 		return 0, err
 	}
-	b.log.Info("cache rebuilt from the standby", "keys", keys, "version", applied)
+	b.log.Info("cache rebuilt from the standby", "keys", out.written, "version", applied)
 	return applied, nil
+}
+
+// refill writes a rule's keys for every row of a table ("db.table") as q
+// reads it, at version; keys, if not nil, collects the keys written.
+func refill(ctx context.Context, q cacherule.Querier, out *batch, r *cacherule.Rule, name, version string, keys map[string]bool) error {
+	db, table, _ := strings.Cut(name, ".")
+	return cacherule.ScanTable(ctx, q, mysql.QuoteTable(db, table), func(row cacherule.Row) error {
+		ks, err := r.Render(row)
+		if err != nil {
+			return err
+		}
+		for _, k := range ks {
+			if keys != nil {
+				keys[k] = true
+			}
+		}
+		return out.add(ctx, rowOps(r, ks, row, version)...)
+	})
 }

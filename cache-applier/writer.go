@@ -82,3 +82,32 @@ func (w *writer) pipeline(ctx context.Context, ops []op) (int, error) {
 	}
 	return applied, nil
 }
+
+// batchOps is how many ops a batch sends in one pipeline.
+const batchOps = 500
+
+// batch collects ops and writes them in pipelines of batchOps.
+type batch struct {
+	w   *writer
+	ops []op
+	// written counts the ops sent so far.
+	written int
+}
+
+func (b *batch) add(ctx context.Context, ops ...op) error {
+	b.ops = append(b.ops, ops...)
+	if len(b.ops) >= batchOps {
+		return b.flush(ctx)
+	}
+	return nil
+}
+
+func (b *batch) flush(ctx context.Context) error {
+	if len(b.ops) == 0 {
+		return nil
+	}
+	_, err := b.w.write(ctx, b.ops)
+	b.written += len(b.ops)
+	b.ops = b.ops[:0]
+	return err
+}

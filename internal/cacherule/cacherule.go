@@ -91,7 +91,7 @@ func (s *Set) Match(db, table string) []*Rule {
 	}
 	var rs []*Rule
 	for _, r := range s.rules {
-		if r.matches(name) {
+		if r.Matches(name) {
 			rs = append(rs, r)
 		}
 	}
@@ -99,7 +99,8 @@ func (s *Set) Match(db, table string) []*Rule {
 	return rs
 }
 
-func (r *Rule) matches(name string) bool {
+// Matches reports whether the rule covers the table "db.table".
+func (r *Rule) Matches(name string) bool {
 	ok, _ := path.Match(r.Table, name)
 	return ok
 }

@@ -91,5 +91,5 @@ func BaseTables(ctx context.Context, q Querier, dbs []string) ([]string, error) 
 // rule's table pattern matches.
 func (r *Rule) Tables(ctx context.Context, q Querier, dbs []string) ([]string, error) {
 	all, err := BaseTables(ctx, q, dbs)
-	return slices.DeleteFunc(all, func(n string) bool { return !r.matches(n) }), err
+	return slices.DeleteFunc(all, func(n string) bool { return !r.Matches(n) }), err
 }

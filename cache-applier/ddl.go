@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+var (
+	// statements that change which rows a table holds or its columns, and
+	// the list of tables that follows them
+	ddlOnTables = regexp.MustCompile("(?is)^\\s*(ALTER\\s+(?:ONLINE\\s+|IGNORE\\s+)*TABLE|DROP\\s+(?:TEMPORARY\\s+)?TABLES?(?:\\s+IF\\s+EXISTS)?|TRUNCATE(?:\\s+TABLE)?|RENAME\\s+TABLES?|CREATE\\s+OR\\s+REPLACE\\s+TABLE)\\s+(.*)$")
+	ddlDropDB   = regexp.MustCompile("(?is)^\\s*DROP\\s+(?:DATABASE|SCHEMA)\\s+(?:IF\\s+EXISTS\\s+)?(`(?:[^`]|``)+`|[\\w$]+)")
+	tableName   = regexp.MustCompile("^\\s*(`(?:[^`]|``)+`|[\\w$]+)(?:\\s*\\.\\s*(`(?:[^`]|``)+`|[\\w$]+))?")
+	nextTable   = regexp.MustCompile(`(?is)^\s*(?:,|TO\b)`)
+)
+
+// ddlTables names the tables ("db.table") whose rows or columns a DDL
+// statement may have changed, or the database it dropped whole.
+func ddlTables(r *schemas.Record) (tables []string, droppedDB string) {
+	if m := ddlDropDB.FindStringSubmatch(r.Statement); m != nil {
+		return nil, unquote(m[1])
+	}
+	m := ddlOnTables.FindStringSubmatch(r.Statement)
+	if m == nil {
+		return nil, ""
+	}
+	defaultDB := r.Schema
+	if defaultDB == "" {
+		defaultDB = r.Database
+	}
+	verb, rest := strings.ToUpper(strings.Fields(m[1])[0]), m[2]
+	for {
+		n := tableName.FindStringSubmatch(rest)
+		if n == nil {
+			break
+		}
+		db, table := defaultDB, unquote(n[1])
+		if n[2] != "" {
+			db, table = table, unquote(n[2])
+		}
+		tables = append(tables, db+"."+table)
+		rest = rest[len(n[0]):]
+		if verb == "ALTER" || verb == "CREATE" {
+			break // one table; what follows are its clauses
+		}
+		// DROP TABLE a, b; TRUNCATE a; RENAME TABLE a TO b, c TO d
+		sep := nextTable.FindString(rest)
+		if sep == "" {
+			break
+		}
+		rest = rest[len(sep):]
+	}
+	return tables, ""
+}
+
+func unquote(id string) string {
+	if strings.HasPrefix(id, "`") {
+		return strings.ReplaceAll(id[1:len(id)-1], "``", "`")
+	}
+	return id
+}
+
+// afterDDL brings the keys of every cached table a DDL statement changed
+// in line with the standby, at the statement's version: each row's keys are
+// written again (new columns, a new shape), and keys that no row explains
+// any more (a dropped, truncated or renamed table) are evicted. Changes
+// after the statement have higher versions and win over this refresh.
+func (a *cacheApplier) afterDDL(ctx context.Context, r *schemas.Record, version string) error {
+	tables, dropped := ddlTables(r)
+	for _, rule := range a.rules.Rules() {
+		var names []string
+		for _, t := range tables {
+			if rule.Matches(t) {
+				names = append(names, t)
+			}
+		}
+		if dropped != "" && strings.HasPrefix(rule.Table, dropped+".") {
+			names = append(names, rule.Table)
+		}
+		for _, name := range names {
+			if err := a.refreshTable(ctx, r, rule, name, version); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (a *cacheApplier) refreshTable(ctx context.Context, r *schemas.Record, rule *cacherule.Rule, name, version string) error {
+	b := &batch{w: a.w}
+	keys := make(map[string]bool)
+	// At the primary site there is no standby to read: keys are evicted.
+	if rule.Refresh() && !a.primaryTopic {
+		db, err := a.rebuild.standby(ctx)
+		if err != nil {
+			return err
+		}
+		err = refill(ctx, db, b, rule, name, version, keys)
+		if mysql.ErrorNumber(err) == 1146 || mysql.ErrorNumber(err) == 1049 { // gone: no rows
+			err = nil
+		}
+		if err != nil {
+			return service.Permanentf("after DDL %q: %w; update cache.rules and restart", r.Statement, err)
+		}
+	}
+	refreshed := len(keys)
+	for _, tpl := range rule.Rule.Keys {
+		iter := a.w.rdb.Scan(ctx, 0, rule.Pattern(tpl), 1000).Iterator()
+		for iter.Next(ctx) {
+			if k := iter.Val(); !keys[k] {
+				keys[k] = true
+				if err := b.add(ctx, op{key: k, version: version, mode: modeDelete}); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("scan Redis for the keys of %s: %w", name, err)
+		}
+	}
+	if err := b.flush(ctx); err != nil {
+		return err
+	}
+	a.log.Info("DDL on a cached table: its keys brought in line with the standby", "table", name, "statement", r.Statement,
+		"refreshed", refreshed, "evicted", len(keys)-refreshed)
+	return nil
+}

@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/testenv"
+)
+
+// Schema changes travel in commit order with the rows around them. The
+// producer is stopped while the schema changes, so it reads rows written
+// before and after each change later: it maps each through the columns the
+// binlog says it was written with. The cache-applier brings the keys of a
+// changed table in line (a dropped column leaves no field behind) and
+// evicts those of a dropped table.
+func TestDDLInOrderWhileTheProducerLags(t *testing.T) {
+	e := newEnv(t)
+	e.Cfg.Cache.Rules = append(e.Cfg.Cache.Rules,
+		config.Rule{Table: e.DB + ".t", Keys: []string{"t:{id}"}, Action: "refresh", Format: "hash"},
+		config.Rule{Table: e.DB + ".gone", Keys: []string{"gone:{id}"}, Action: "refresh", Format: "json"},
+	)
+	p := startPipeline(t, e)
+	testenv.Exec(t, e.Primary,
+		"CREATE DATABASE "+e.DB,
+		"CREATE TABLE "+e.DB+".t (id INT PRIMARY KEY, a INT, b VARCHAR(20))",
+		"CREATE TABLE "+e.DB+".gone (id INT PRIMARY KEY)",
+		"INSERT INTO "+e.DB+".t VALUES (1, 10, 'one'), (2, 20, 'two'), (3, 30, 'three')",
+		"INSERT INTO "+e.DB+".gone VALUES (1), (2)",
+	)
+	consistent(t, e, 60*time.Second)
+	if !exists(t, e, "gone:1") || hget(t, e, "t:1", "a") != "10" {
+		t.Fatal("the cache does not hold the rows before the schema changes")
+	}
+
+	p.producer.stop(syscall.SIGTERM)
+	db := e.DB
+	testenv.Exec(t, e.Primary,
+		"INSERT INTO "+db+".t VALUES (4, 40, 'four')",
+		"ALTER TABLE "+db+".t ADD COLUMN c VARCHAR(10) DEFAULT 'new'",
+		"INSERT INTO "+db+".t VALUES (5, 50, 'five', 'c5')",
+		"UPDATE "+db+".t SET c = 'x' WHERE id = 1",
+		"ALTER TABLE "+db+".t DROP COLUMN a",
+		"INSERT INTO "+db+".t VALUES (6, 'six', 'c6')",
+		"ALTER TABLE "+db+".t MODIFY b VARCHAR(200) NOT NULL",
+		"CREATE INDEX ib ON "+db+".t (b)",
+		"UPDATE "+db+".t SET b = REPEAT('b', 150) WHERE id = 2",
+		"CREATE TABLE "+db+".u (id INT PRIMARY KEY, v TEXT)",
+		"INSERT INTO "+db+".u VALUES (1, 'u')",
+		"RENAME TABLE "+db+".u TO "+db+".u2",
+		"INSERT INTO "+db+".u2 VALUES (2, 'u2')",
+		"TRUNCATE TABLE "+db+".u2",
+		"INSERT INTO "+db+".u2 VALUES (3, 'after truncate')",
+		"DROP TABLE "+db+".gone",
+	)
+	p.producer = start(t, p.cfgPath, "producer")
+	consistent(t, e, 60*time.Second)
+	if got := hget(t, e, "t:6", "c"); got != "c6" {
+		t.Errorf("t:6 field c = %q, want c6", got)
+	}
+	if hget(t, e, "t:1", "a") != "" {
+		t.Error("t:1 still has the dropped column a in the cache")
+	}
+	if exists(t, e, "gone:1") {
+		t.Error("a key of the dropped table is still in the cache")
+	}
+	p.cacheApplier.waitLog("DDL on a cached table: its keys brought in line with the standby")
+	if n := testenv.Count(t, e.Standby, db+".u2"); n != 1 {
+		t.Errorf("standby u2 has %d rows, want 1", n)
+	}
+	var cols string
+	if err := e.Standby.QueryRow("SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 't'", db).Scan(&cols); err != nil || !strings.EqualFold(cols, "id,b,c") {
+		t.Errorf("standby t columns %q (%v), want id,b,c", cols, err)
+	}
+}
