@@ -147,6 +147,29 @@ func (r *Record) Check() error {
 	if r.Table == "" || r.Database == "" || len(r.Columns) == 0 {
 		return fmt.Errorf("%s record without database, table or columns", r.Op)
 	}
+	names := make(map[string]bool, len(r.Columns))
+	for _, c := range r.Columns {
+		if c.Name == "" || names[c.Name] {
+			return fmt.Errorf("%s record for %s with an empty or repeated column name %q", r.Op, r.Name(), c.Name)
+		}
+		names[c.Name] = true
+	}
+	for _, img := range []struct {
+		name string
+		row  Row
+	}{{"before", r.Before}, {"after", r.After}} {
+		if img.row == nil {
+			continue
+		}
+		if len(img.row) != len(names) {
+			return fmt.Errorf("%s record for %s: the %s image has %d values for %d columns", r.Op, r.Name(), img.name, len(img.row), len(names))
+		}
+		for c := range img.row {
+			if !names[c] {
+				return fmt.Errorf("%s record for %s: the %s image has a value for %q, which is not in its column list", r.Op, r.Name(), img.name, c)
+			}
+		}
+	}
 	return nil
 }
 

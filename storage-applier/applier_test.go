@@ -50,7 +50,7 @@ func TestRowStatements(t *testing.T) {
 
 func rec(t *testing.T, off int64, gtid string, index int, last bool) *kgo.Record {
 	r := schemas.Record{SchemaVersion: 1, Op: schemas.OpInsert, Database: "d", Table: "t", Columns: cols,
-		After: schemas.Row{"id": sp("1")}, Txn: schemas.Txn{GTID: gtid, Index: index, Last: last}}
+		After: schemas.Row{"id": sp("1"), "bin": nil, "txt": nil}, Txn: schemas.Txn{GTID: gtid, Index: index, Last: last}}
 	b, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
