@@ -75,3 +75,37 @@ func TestDDLInOrderWhileTheProducerLags(t *testing.T) {
 		t.Errorf("standby t columns %q (%v), want id,b,c", cols, err)
 	}
 }
+
+// A primary whose binlog carries no column names (binlog_row_metadata =
+// MINIMAL): the producer says so at start, carries rows through the
+// primary's schema (unsigned, ENUM, SET, latin1 and binary columns included),
+// and stops, naming the table, when a lagging producer meets rows with
+// another column count than the table has now.
+func TestPrimaryWithoutRowMetadata(t *testing.T) {
+	e := newEnv(t)
+	testenv.Exec(t, e.Primary, "SET GLOBAL binlog_row_metadata = 'MINIMAL'")
+	t.Cleanup(func() { _, _ = e.Primary.Exec("SET GLOBAL binlog_row_metadata = 'FULL'") })
+	p := startPipeline(t, e)
+	p.producer.waitLog("binlog_row_metadata is MINIMAL, not FULL")
+	db := e.DB
+	testenv.Exec(t, e.Primary,
+		"CREATE DATABASE "+db,
+		"CREATE TABLE "+db+".m (id BIGINT UNSIGNED PRIMARY KEY, n INT UNSIGNED, e ENUM('a','b''c'), s SET('x','y'), l VARCHAR(10) CHARACTER SET latin1, v VARBINARY(4), bn BINARY(3))",
+		"INSERT INTO "+db+".m VALUES (18446744073709551615, 4294967295, 'b''c', 'x,y', 'café', X'00FF', X'01'), (1, 0, 'a', '', 'Ÿ', X'', X'')",
+		"UPDATE "+db+".m SET e = 'a', s = 'y', l = 'naïve' WHERE id = 1",
+		"DELETE FROM "+db+".m WHERE n = 0",
+	)
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
+		n := testenv.Count(t, e.Standby, db+".m")
+		return n == 1, "standby rows of m: want 1 (after the delete)"
+	})
+	consistent(t, e, 30*time.Second)
+
+	p.producer.stop(syscall.SIGTERM)
+	testenv.Exec(t, e.Primary,
+		"INSERT INTO "+db+".m (id) VALUES (7)",
+		"ALTER TABLE "+db+".m ADD COLUMN extra INT",
+	)
+	p.producer = start(t, p.cfgPath, "producer")
+	mustContain(t, p.producer.waitExit(60*time.Second), "binlog rows of "+db+".m", "have 7 columns, the table has 8 now", "set binlog_row_metadata=FULL")
+}

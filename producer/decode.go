@@ -23,8 +23,8 @@ type charsets map[uint64]string
 // text travels as it is; latin1 (MySQL's latin1 is Windows-1252) is turned
 // into UTF-8, which the standby turns back on insert; the binary character
 // set and every other character set travel as raw bytes, base64.
-func (cs charsets) textCodec(collation uint64) (binary bool, decode func([]byte) ([]byte, error)) {
-	switch cs[collation] {
+func textCodec(charset string) (binary bool, decode func([]byte) ([]byte, error)) {
+	switch charset {
 	case "utf8mb4", "utf8mb3", "utf8", "ascii":
 		return false, nil
 	case "latin1":
@@ -32,6 +32,42 @@ func (cs charsets) textCodec(collation uint64) (binary bool, decode func([]byte)
 	default:
 		return true, nil
 	}
+}
+
+// columnMeta is what the producer needs of a column beyond its binlog type.
+type columnMeta struct {
+	name     string
+	key      bool
+	charset  string // for character and binary string columns; "" otherwise
+	unsigned bool
+	members  []string // of an ENUM or SET
+}
+
+// binlogMeta reads a table map's column metadata; ok is false when the
+// binlog carries no column names (binlog_row_metadata is not FULL).
+func binlogMeta(tm *replication.TableMapEvent, cs charsets) (meta []columnMeta, ok bool) {
+	names := tm.ColumnNameString()
+	if len(names) != int(tm.ColumnCount) {
+		return nil, false
+	}
+	collations, enums, sets, unsigned := tm.CollationMap(), tm.EnumStrValueMap(), tm.SetStrValueMap(), tm.UnsignedMap()
+	meta = make([]columnMeta, tm.ColumnCount)
+	for i := range meta {
+		meta[i] = columnMeta{name: names[i], unsigned: unsigned[i], members: enums[i]}
+		if tm.IsSetColumn(i) {
+			meta[i].members = sets[i]
+		}
+		if c, ok := collations[i]; ok {
+			meta[i].charset = cs[c]
+			if meta[i].charset == "" {
+				meta[i].charset = fmt.Sprintf("collation %d", c) // unknown: its bytes, base64
+			}
+		}
+	}
+	for _, k := range tm.PrimaryKey {
+		meta[k].key = true
+	}
+	return meta, true
 }
 
 // table is what the producer knows of a table from one table-map event:
@@ -42,48 +78,37 @@ type table struct {
 	decoders []func(any) (*string, error)
 }
 
-// newTable reads a table-map event. It needs the full row metadata
-// (binlog_row_metadata=FULL) so that column names come from the binlog, not
-// from a live schema that may be newer than the row.
-func newTable(tm *replication.TableMapEvent, cs charsets) (*table, error) {
+// newTable reads a table-map event with its columns' metadata.
+func newTable(tm *replication.TableMapEvent, meta []columnMeta) (*table, error) {
 	t := &table{db: string(tm.Schema), name: string(tm.Table)}
-	names := tm.ColumnNameString()
-	if len(names) != int(tm.ColumnCount) {
-		return nil, fmt.Errorf("binlog table map of %s.%s carries no column names: set binlog_row_metadata=FULL on the primary", t.db, t.name)
+	if len(meta) != int(tm.ColumnCount) {
+		return nil, fmt.Errorf("binlog rows of %s.%s have %d columns, the metadata %d", t.db, t.name, tm.ColumnCount, len(meta))
 	}
-	collations := tm.CollationMap()
-	enums := tm.EnumStrValueMap()
-	sets := tm.SetStrValueMap()
-	unsigned := tm.UnsignedMap()
-	keys := make(map[int]bool)
-	for _, k := range tm.PrimaryKey {
-		keys[int(k)] = true
-	}
-	for i := range int(tm.ColumnCount) {
-		col := schemas.Column{Name: names[i], Key: keys[i]}
-		tp, meta := tm.ColumnType[i], tm.ColumnMeta[i]
+	for i, m := range meta {
+		col := schemas.Column{Name: m.name, Key: m.key}
+		tp, raw := tm.ColumnType[i], tm.ColumnMeta[i]
 		var conv func([]byte) ([]byte, error)
-		if c, ok := collations[i]; ok {
-			col.Binary, conv = cs.textCodec(c)
+		if m.charset != "" {
+			col.Binary, conv = textCodec(m.charset)
 		}
 		var dec func(any) (*string, error)
 		switch {
 		case tm.IsEnumColumn(i):
-			col.Type, dec = "enum", members(names[i], enums[i], false)
+			col.Type, dec = "enum", members(m.name, m.members, false)
 		case tm.IsSetColumn(i):
-			col.Type, dec = "set", members(names[i], sets[i], true)
+			col.Type, dec = "set", members(m.name, m.members, true)
 		case tp == gomysql.MYSQL_TYPE_BIT:
-			nbits := int(meta>>8)*8 + int(meta&0xff)
+			nbits := int(raw>>8)*8 + int(raw&0xff)
 			col.Type, col.Binary, dec = fmt.Sprintf("bit(%d)", nbits), true, bits((nbits+7)/8)
 		case tp == gomysql.MYSQL_TYPE_YEAR:
 			col.Type, dec = "year", year
-		case tp == gomysql.MYSQL_TYPE_STRING && col.Binary && collations[i] == binaryCollation:
+		case tp == gomysql.MYSQL_TYPE_STRING && m.charset == "binary":
 			// BINARY(n): the binlog drops the trailing zero bytes the column keeps
-			col.Type, dec = "binary", padded(stringLength(meta))
-		case (tp == gomysql.MYSQL_TYPE_TIME || tp == gomysql.MYSQL_TYPE_TIME2) && meta > 0:
-			col.Type, dec = typeName(tp, meta, false, false), fraction(int(meta))
+			col.Type, dec = "binary", padded(stringLength(raw))
+		case (tp == gomysql.MYSQL_TYPE_TIME || tp == gomysql.MYSQL_TYPE_TIME2) && raw > 0:
+			col.Type, dec = typeName(tp, raw, false, false), fraction(int(raw))
 		default:
-			col.Type = typeName(tp, meta, col.Binary, unsigned[i])
+			col.Type = typeName(tp, raw, col.Binary, m.unsigned)
 			dec = scalar(col.Binary, conv)
 		}
 		t.columns = append(t.columns, col)
@@ -255,9 +280,6 @@ func bits(size int) func(any) (*string, error) {
 		return &s, nil
 	}
 }
-
-// binaryCollation is the collation id of the binary character set.
-const binaryCollation = 63
 
 // stringLength is the byte length of a CHAR/BINARY column from its binlog
 // metadata, which packs the real type and a 10-bit length into two bytes.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
+	"reflect"
 	"testing"
 )
 
@@ -55,7 +56,7 @@ func TestScalarRendersLosslessText(t *testing.T) {
 // MySQL's latin1 is Windows-1252 with the five undefined bytes kept: every
 // byte must come back as itself after the trip through UTF-8.
 func TestLatin1RoundTripsEveryByte(t *testing.T) {
-	_, conv := charsets{8: "latin1"}.textCodec(8)
+	_, conv := textCodec("latin1")
 	if conv == nil {
 		t.Fatal("latin1 has no converter")
 	}
@@ -77,10 +78,21 @@ func TestLatin1RoundTripsEveryByte(t *testing.T) {
 }
 
 func TestTextCodecByCharset(t *testing.T) {
-	cs := charsets{45: "utf8mb4", 63: "binary", 8: "latin1", 95: "cp932"}
-	for id, wantBinary := range map[uint64]bool{45: false, 63: true, 8: false, 95: true} {
-		if b, _ := cs.textCodec(id); b != wantBinary {
-			t.Errorf("collation %d (%s): binary = %v, want %v", id, cs[id], b, wantBinary)
+	for cs, wantBinary := range map[string]bool{"utf8mb4": false, "binary": true, "latin1": false, "cp932": true, "collation 999": true} {
+		if b, _ := textCodec(cs); b != wantBinary {
+			t.Errorf("%s: binary = %v, want %v", cs, b, wantBinary)
+		}
+	}
+}
+
+func TestMemberListParsesColumnType(t *testing.T) {
+	for in, want := range map[string][]string{
+		"enum('a','b')":         {"a", "b"},
+		"set('x,y','it''s','')": {"x,y", "it's", ""},
+		"enum('ü')":             {"ü"},
+	} {
+		if got := memberList(in); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %q, want %q", in, got, want)
 		}
 	}
 }

@@ -43,7 +43,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 		return err
 	}
 	defer db.Close()
-	if err := preflight(ctx, db, cfg.Primary.Address); err != nil {
+	if err := preflight(ctx, db, cfg.Primary.Address, log); err != nil {
 		return err
 	}
 
@@ -99,7 +99,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	if err != nil {
 		return err
 	}
-	t, err := newTailer(*cfg, log, cs, *pos, items)
+	t, err := newTailer(*cfg, log, cs, newLiveSchema(db), *pos, items)
 	if err != nil {
 		return err
 	}

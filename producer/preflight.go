@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"strings"
 
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
 )
 
@@ -15,12 +17,13 @@ var requiredSettings = []struct{ name, want, why string }{
 	{"log_bin", "1", "the producer reads the binary log"},
 	{"binlog_format", "ROW", "only row events carry the changed rows"},
 	{"binlog_row_image", "FULL", "updates and deletes must carry every column of the before image"},
-	{"binlog_row_metadata", "FULL", "column names must come from the binlog, so a lagging producer never maps old rows through a newer schema"},
 }
 
 // preflight refuses to start against a primary configured so that lockstep
-// would publish wrong or partial data, and says which setting to change.
-func preflight(ctx context.Context, db *sql.DB, address string) error {
+// would publish wrong or partial data, and says which setting to change. It
+// warns when the binlog carries no column names: lockstep then works, with
+// a risk the warning explains.
+func preflight(ctx context.Context, db *sql.DB, address string, log *slog.Logger) error {
 	got := make(map[string]string)
 	for _, s := range requiredSettings {
 		var v string
@@ -29,7 +32,23 @@ func preflight(ctx context.Context, db *sql.DB, address string) error {
 		}
 		got[s.name] = v
 	}
-	return checkSettings(address, got)
+	if err := checkSettings(address, got); err != nil {
+		return err
+	}
+	var meta string
+	err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.binlog_row_metadata").Scan(&meta)
+	switch {
+	case mysql.ErrorNumber(err) == 1193: // unknown variable: MySQL 5.7, MariaDB before 10.5
+		meta = "not available on this server"
+	case err != nil:
+		return fmt.Errorf("read @@GLOBAL.binlog_row_metadata on the primary %s: %w", address, err)
+	}
+	if !strings.EqualFold(meta, "FULL") {
+		log.Warn("binlog_row_metadata is "+meta+", not FULL: the binlog carries no column names, so the producer maps each row through the primary's schema as it is when it reads the row. "+
+			"If the producer lags behind a schema change, rows written before it are read after it: a change of the column count stops the producer, but one that keeps the count (a rename, a drop and an add) maps values to the wrong columns without notice. "+
+			"Set binlog_row_metadata=FULL in the server's config file, or SET GLOBAL binlog_row_metadata='FULL', to remove this risk", "primary", address)
+	}
+	return nil
 }
 
 func checkSettings(address string, got map[string]string) error {

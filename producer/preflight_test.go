@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -19,14 +21,18 @@ func TestPreflightSaysWhichSettingToChange(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
-	if strings.Contains(err.Error(), "binlog_row_metadata is") {
+	if strings.Contains(err.Error(), "log_bin is") {
 		t.Errorf("a correct setting was reported: %v", err)
 	}
 }
 
 func TestPreflightPassesOnTheTestPrimary(t *testing.T) {
 	e := testenv.New(t)
-	if err := preflight(context.Background(), e.Primary, e.Cfg.Primary.Address); err != nil {
+	var out bytes.Buffer
+	if err := preflight(context.Background(), e.Primary, e.Cfg.Primary.Address, slog.New(slog.NewTextHandler(&out, nil))); err != nil {
 		t.Fatal(err)
+	}
+	if out.Len() > 0 {
+		t.Errorf("warnings on a primary with binlog_row_metadata=FULL: %s", out.String())
 	}
 }

@@ -31,6 +31,9 @@ type tailer struct {
 	out chan<- kafka.Item
 
 	charsets charsets
+	// live gives column metadata when the binlog does not carry it.
+	live       *liveSchema
+	warnedLive bool
 	pos      *gomysql.MariadbGTIDSet
 	file     string
 	tables   map[*replication.TableMapEvent]*table
@@ -42,12 +45,12 @@ type tailer struct {
 	pending *schemas.Record // held back until we know whether it is the last
 }
 
-func newTailer(cfg config.Config, log *slog.Logger, cs charsets, pos string, out chan<- kafka.Item) (*tailer, error) {
+func newTailer(cfg config.Config, log *slog.Logger, cs charsets, live *liveSchema, pos string, out chan<- kafka.Item) (*tailer, error) {
 	set, err := gomysql.ParseMariadbGTIDSet(pos)
 	if err != nil {
 		return nil, service.Permanentf("resume position %q is not a MariaDB GTID set: %w", pos, err)
 	}
-	return &tailer{cfg: cfg, log: log, out: out, charsets: cs, pos: set.(*gomysql.MariadbGTIDSet), tables: make(map[*replication.TableMapEvent]*table)}, nil
+	return &tailer{cfg: cfg, log: log, out: out, charsets: cs, live: live, pos: set.(*gomysql.MariadbGTIDSet), tables: make(map[*replication.TableMapEvent]*table)}, nil
 }
 
 func (t *tailer) run(ctx context.Context) error {
@@ -144,6 +147,7 @@ func (t *tailer) query(ctx context.Context, h *replication.EventHeader, e *repli
 		t.log.Debug("statement inside a transaction ignored", "gtid", t.gtid.String(), "query", q)
 		return nil
 	}
+	t.live.forget()
 	schema := string(e.Schema)
 	db := ddlDatabase(schema, q)
 	if mysql.Replicated(db, t.cfg.Primary.Databases) {
@@ -182,8 +186,11 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 	}
 	tbl, ok := t.tables[e.Table]
 	if !ok {
-		var err error
-		if tbl, err = newTable(e.Table, t.charsets); err != nil {
+		meta, err := t.columns(ctx, e.Table)
+		if err != nil {
+			return err
+		}
+		if tbl, err = newTable(e.Table, meta); err != nil {
 			return service.Permanent(err)
 		}
 		if len(t.tables) > 4096 { // table maps are per transaction; keep few
@@ -224,6 +231,29 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 		}
 	}
 	return nil
+}
+
+// columns is a table map's column metadata: from the binlog, or, when it
+// carries none, from the primary's schema as it is now, which must at least
+// have the same number of columns as the rows.
+func (t *tailer) columns(ctx context.Context, tm *replication.TableMapEvent) ([]columnMeta, error) {
+	if meta, ok := binlogMeta(tm, t.charsets); ok {
+		return meta, nil
+	}
+	db, name := string(tm.Schema), string(tm.Table)
+	if !t.warnedLive {
+		t.warnedLive = true
+		t.log.Warn("the binlog carries no column names (binlog_row_metadata is not FULL): mapping rows through the primary's current schema", "table", db+"."+name)
+	}
+	meta, err := t.live.columns(ctx, db, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(meta) != int(tm.ColumnCount) {
+		return nil, service.Permanentf("binlog rows of %s.%s in transaction %s have %d columns, the table has %d now: its schema changed after they were written, and without binlog_row_metadata=FULL the producer cannot tell which column is which. Nothing of the transaction was published; set binlog_row_metadata=FULL on the primary and re-bootstrap the standby",
+			db, name, t.gtid.String(), tm.ColumnCount, len(meta))
+	}
+	return meta, nil
 }
 
 // emit sends the previously held record and holds this one: only the next

@@ -48,6 +48,19 @@ if [ "$status" -ne 0 ]; then
 	exit "$status"
 fi
 
+# The fuzz targets, briefly: records on the topics are untrusted input.
+for target in schemas:FuzzDecode storage-applier:FuzzRowStatement; do
+	pkg="${target%%:*}" name="${target#*:}"
+	log "fuzz $name in ./$pkg for ${LOCKSTEP_FUZZ_TIME:-10s}"
+	if go test -run '^$' -fuzz "^$name\$" -fuzztime "${LOCKSTEP_FUZZ_TIME:-10s}" "./$pkg" >"$DEV/fuzz-$name.log" 2>&1; then
+		passed=$((passed + 1))
+	else
+		tail -20 "$DEV/fuzz-$name.log"
+		echo "tests: $passed passed, 1 failed"
+		exit 1
+	fi
+done
+
 # A short chaos run: every fault kind once (and one more), fixed seed.
 # LOCKSTEP_CHAOS_CYCLES=0 skips it; a longer run: scripts/chaos.sh --cycles 100.
 cycles="${LOCKSTEP_CHAOS_CYCLES:-12}"
