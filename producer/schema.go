@@ -57,7 +57,7 @@ func (l *liveSchema) columns(ctx context.Context, db, table string) ([]columnMet
 	return meta, nil
 }
 
-// memberList parses the members of "enum('a','b''c')" or "set(...)".
+// memberList parses the members of "enum('a','b”c')" or "set(...)".
 func memberList(colType string) []string {
 	var out []string
 	var cur strings.Builder

@@ -34,9 +34,9 @@ type tailer struct {
 	// live gives column metadata when the binlog does not carry it.
 	live       *liveSchema
 	warnedLive bool
-	pos      *gomysql.MariadbGTIDSet
-	file     string
-	tables   map[*replication.TableMapEvent]*table
+	pos        *gomysql.MariadbGTIDSet
+	file       string
+	tables     map[*replication.TableMapEvent]*table
 
 	// the open transaction
 	gtid    *gomysql.MariadbGTID
