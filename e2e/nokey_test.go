@@ -32,6 +32,7 @@ func TestTableWithoutPrimaryKey(t *testing.T) {
 		return n == 1, "last insert not on the standby yet"
 	})
 	consistent(t, e, 30*time.Second)
+	validRecords(t, e)
 	if n := testenv.Count(t, e.Standby, table); n != 4 {
 		t.Fatalf("standby has %d rows, want 4", n)
 	}

@@ -117,6 +117,7 @@ func TestEveryColumnTypeArrivesExactly(t *testing.T) {
 		return err == nil && c != nil && *c == "done", fmt.Sprintf("last update not on the standby yet (%v)", err)
 	})
 	consistent(t, e, 30*time.Second)
+	validRecords(t, e)
 	var n int
 	if err := e.Standby.QueryRow("SELECT COUNT(*) FROM " + table + " WHERE gv IS NOT NULL AND gs IS NOT NULL").Scan(&n); err != nil || n != 3 {
 		t.Errorf("generated columns on the standby: %d rows with both set (err %v), want 3 (ids 1, 2, 5)", n, err)

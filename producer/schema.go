@@ -57,7 +57,8 @@ func (l *liveSchema) columns(ctx context.Context, db, table string) ([]columnMet
 	return meta, nil
 }
 
-// memberList parses the members of "enum('a','b”c')" or "set(...)".
+// memberList parses the members of a COLUMN_TYPE such as enum('a','b') or
+// set(...), in which a doubled quote stands for one.
 func memberList(colType string) []string {
 	var out []string
 	var cur strings.Builder
