@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"database/sql"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,9 +19,17 @@ import (
 // evicts those of a dropped table.
 func TestDDLInOrderWhileTheProducerLags(t *testing.T) {
 	e := newEnv(t)
+	other := e.DB + "_other" // a second replicated database, dropped whole
+	e.Cfg.Primary.Databases = append(e.Cfg.Primary.Databases, other)
+	t.Cleanup(func() {
+		for _, db := range []*sql.DB{e.Primary, e.Standby} {
+			_, _ = db.Exec("DROP DATABASE IF EXISTS " + other)
+		}
+	})
 	e.Cfg.Cache.Rules = append(e.Cfg.Cache.Rules,
 		config.Rule{Table: e.DB + ".t", Keys: []string{"t:{id}"}, Action: "refresh", Format: "hash"},
 		config.Rule{Table: e.DB + ".gone", Keys: []string{"gone:{id}"}, Action: "refresh", Format: "json"},
+		config.Rule{Table: other + ".o", Keys: []string{"o:{id}"}, Action: "refresh", Format: "hash"},
 	)
 	p := startPipeline(t, e)
 	testenv.Exec(t, e.Primary,
@@ -29,9 +38,12 @@ func TestDDLInOrderWhileTheProducerLags(t *testing.T) {
 		"CREATE TABLE "+e.DB+".gone (id INT PRIMARY KEY)",
 		"INSERT INTO "+e.DB+".t VALUES (1, 10, 'one'), (2, 20, 'two'), (3, 30, 'three')",
 		"INSERT INTO "+e.DB+".gone VALUES (1), (2)",
+		"CREATE DATABASE "+other,
+		"CREATE TABLE "+other+".o (id INT PRIMARY KEY)",
+		"INSERT INTO "+other+".o VALUES (1)",
 	)
 	consistent(t, e, 60*time.Second)
-	if !exists(t, e, "gone:1") || hget(t, e, "t:1", "a") != "10" {
+	if !exists(t, e, "gone:1") || !exists(t, e, "o:1") || hget(t, e, "t:1", "a") != "10" {
 		t.Fatal("the cache does not hold the rows before the schema changes")
 	}
 
@@ -54,6 +66,7 @@ func TestDDLInOrderWhileTheProducerLags(t *testing.T) {
 		"TRUNCATE TABLE "+db+".u2",
 		"INSERT INTO "+db+".u2 VALUES (3, 'after truncate')",
 		"DROP TABLE "+db+".gone",
+		"DROP DATABASE "+other,
 	)
 	p.producer = start(t, p.cfgPath, "producer")
 	consistent(t, e, 60*time.Second)
@@ -63,8 +76,12 @@ func TestDDLInOrderWhileTheProducerLags(t *testing.T) {
 	if hget(t, e, "t:1", "a") != "" {
 		t.Error("t:1 still has the dropped column a in the cache")
 	}
-	if exists(t, e, "gone:1") {
-		t.Error("a key of the dropped table is still in the cache")
+	if exists(t, e, "gone:1") || exists(t, e, "o:1") {
+		t.Error("a key of a dropped table or database is still in the cache")
+	}
+	var n int
+	if err := e.Standby.QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", other).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the dropped database is still on the standby (%d, %v)", n, err)
 	}
 	p.cacheApplier.waitLog("DDL on a cached table: its keys brought in line with the standby")
 	if n := testenv.Count(t, e.Standby, db+".u2"); n != 1 {
@@ -108,4 +125,20 @@ func TestPrimaryWithoutRowMetadata(t *testing.T) {
 	)
 	p.producer = start(t, p.cfgPath, "producer")
 	mustContain(t, p.producer.waitExit(60*time.Second), "binlog rows of "+db+".m", "have 7 columns, the table has 8 now", "set binlog_row_metadata=FULL")
+}
+
+// A schema change that removes a column a cache rule's key needs stops the
+// cache-applier with an error that names the rule, the column and the fix.
+func TestDDLThatBreaksACacheRuleStopsTheCacheApplier(t *testing.T) {
+	e := newEnv(t)
+	e.Cfg.Cache.Rules = append(e.Cfg.Cache.Rules, config.Rule{Table: e.DB + ".k", Keys: []string{"k:{email}"}, Action: "refresh", Format: "hash"})
+	p := startPipeline(t, e)
+	testenv.Exec(t, e.Primary,
+		"CREATE DATABASE "+e.DB,
+		"CREATE TABLE "+e.DB+".k (id INT PRIMARY KEY, email VARCHAR(50))",
+		"INSERT INTO "+e.DB+".k VALUES (1, 'a@b')",
+	)
+	consistent(t, e, 60*time.Second)
+	testenv.Exec(t, e.Primary, "ALTER TABLE "+e.DB+".k DROP COLUMN email")
+	mustContain(t, p.cacheApplier.waitExit(60*time.Second), "ALTER TABLE "+e.DB+".k DROP COLUMN email", `names column \"email\", which the table does not have`, "update cache.rules")
 }

@@ -17,11 +17,14 @@ import (
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
-// fetchBytes bounds what one fetch brings: compressed bytes, which JSON
-// records inflate about tenfold in memory. A broker still returns a first
-// batch bigger than that whole (up to max_message_bytes), so this limits
-// memory, not record size.
-const fetchBytes = 1 << 20
+// partitionFetchBytes bounds what one fetch brings of a partition:
+// compressed bytes, which JSON records inflate about tenfold in memory. A
+// broker still returns a first batch bigger than that whole (up to
+// max_message_bytes), so this limits memory, not record size. The whole
+// fetch may hold more, so that it is the partition limit that ends a fetch:
+// the embedded broker leaves aborted transactions unmarked in a fetch that
+// fills up its total instead (they would reach read-committed readers).
+const partitionFetchBytes = 1 << 20
 
 // Options are the connection options every client of the config shares.
 func Options(c config.Kafka) ([]kgo.Opt, error) {
@@ -30,8 +33,8 @@ func Options(c config.Kafka) ([]kgo.Opt, error) {
 		kgo.ClientID(c.ClientID),
 		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
 		kgo.BrokerMaxReadBytes(int32(2 * c.MaxMessageBytes)),
-		kgo.FetchMaxBytes(fetchBytes),
-		kgo.FetchMaxPartitionBytes(fetchBytes),
+		kgo.FetchMaxBytes(int32(c.MaxMessageBytes)),
+		kgo.FetchMaxPartitionBytes(partitionFetchBytes),
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.RetryTimeout(30 * time.Second),
 	}
