@@ -104,6 +104,9 @@ func Decode(b []byte) (*Record, error) {
 	if err := r.Check(); err != nil {
 		return nil, err
 	}
+	if len(r.Key) == 0 {
+		r.Key = nil // "key": {} and no key are the same: a table without one
+	}
 	return &r, nil
 }
 
