@@ -179,9 +179,6 @@ func (r *Record) Check() error {
 // Name is "database.table".
 func (r *Record) Name() string { return r.Database + "." + r.Table }
 
-// ChangesRows reports whether the record is a row change (not DDL, not a marker).
-func (r *Record) ChangesRows() bool { return r.Op != OpDDL && r.Op != OpPosition }
-
 // Image is the row the change leaves behind, or for a delete the row it removed.
 func (r *Record) Image() Row {
 	if r.Op == OpDelete {
