@@ -208,7 +208,9 @@ func (a *cacheApplier) write(ctx context.Context, records int, ops []op) error {
 // waitForTopic waits until the topic exists (the storage-applier creates
 // the standby log) and describes it.
 func waitForTopic(ctx context.Context, opts []kgo.Opt, topic string, log *slog.Logger) (kafka.Topic, error) {
-	cl, err := kgo.NewClient(opts...)
+	// Metadata younger than 5 s (kgo's default) would hide a topic created
+	// meanwhile for that long, and delay the first changes as much.
+	cl, err := kgo.NewClient(append(opts[:len(opts):len(opts)], kgo.MetadataMinAge(200*time.Millisecond))...)
 	if err != nil {
 		return kafka.Topic{}, service.Permanent(err)
 	}
@@ -225,7 +227,7 @@ func waitForTopic(ctx context.Context, opts []kgo.Opt, topic string, log *slog.L
 		select {
 		case <-ctx.Done():
 			return kafka.Topic{}, nil
-		case <-time.After(time.Second):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
