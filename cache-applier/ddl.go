@@ -111,19 +111,15 @@ func (a *cacheApplier) refreshTable(ctx context.Context, r *schemas.Record, rule
 		}
 	}
 	refreshed := len(keys)
-	for _, tpl := range rule.Rule.Keys {
-		iter := a.w.rdb.Scan(ctx, 0, rule.Pattern(tpl), 1000).Iterator()
-		for iter.Next(ctx) {
-			if k := iter.Val(); !keys[k] {
-				keys[k] = true
-				if err := b.add(ctx, op{key: k, version: version, mode: modeDelete}); err != nil {
-					return err
-				}
-			}
+	err := rule.EachKey(ctx, a.w.rdb, func(k string) error {
+		if keys[k] {
+			return nil
 		}
-		if err := iter.Err(); err != nil {
-			return fmt.Errorf("scan Redis for the keys of %s: %w", name, err)
-		}
+		keys[k] = true
+		return b.add(ctx, op{key: k, version: version, mode: modeDelete})
+	})
+	if err != nil {
+		return fmt.Errorf("evict the keys of %s: %w", name, err)
 	}
 	if err := b.flush(ctx); err != nil {
 		return err

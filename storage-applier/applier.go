@@ -146,9 +146,6 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 	at := func() string {
 		return fmt.Sprintf("%s offset %d, transaction %s row %d (%s on %s)", a.topic, off, r.Txn.GTID, r.Txn.Index, r.Op, r.Name())
 	}
-	if a.tx == nil {
-		return service.Permanentf("%s: a row change in a transaction that began with %s", at(), "a DDL or position record")
-	}
 	t, err := a.tables.check(ctx, r)
 	if err != nil {
 		return fmt.Errorf("%s: %w; nothing of the transaction was applied", at(), err)

@@ -30,7 +30,10 @@ func rowStatement(r *schemas.Record, t *standbyTable) (string, []any, error) {
 		}
 		return nil
 	}
-	stored := slices.DeleteFunc(slices.Clone(r.Columns), func(c schemas.Column) bool { return t.generated[c.Name] })
+	stored := r.Columns
+	if len(t.generated) > 0 {
+		stored = slices.DeleteFunc(slices.Clone(r.Columns), func(c schemas.Column) bool { return t.generated[c.Name] })
+	}
 	table := mysql.QuoteTable(r.Database, r.Table)
 	switch r.Op {
 	case schemas.OpInsert:

@@ -4,11 +4,14 @@
 package cacherule
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/schemas"
@@ -173,8 +176,26 @@ func (r *Rule) JSON(row Row) string {
 	return string(b)
 }
 
-// Pattern is a Redis SCAN pattern matching every key of a template.
-func (r *Rule) Pattern(tpl string) string {
+// EachKey hands fn every key in Redis that one of the rule's key templates
+// matches (found by SCAN, so keys of another rule whose templates overlap
+// these are handed too).
+func (r *Rule) EachKey(ctx context.Context, rdb *redis.Client, fn func(key string) error) error {
+	for _, tpl := range r.Rule.Keys {
+		iter := rdb.Scan(ctx, 0, r.pattern(tpl), 1000).Iterator()
+		for iter.Next(ctx) {
+			if err := fn(iter.Val()); err != nil {
+				return err
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("scan Redis for the keys of %s: %w", tpl, err)
+		}
+	}
+	return nil
+}
+
+// pattern is a Redis SCAN pattern matching every key of a template.
+func (r *Rule) pattern(tpl string) string {
 	var b strings.Builder
 	b.WriteString(r.prefix)
 	inVar := false

@@ -223,16 +223,14 @@ func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules
 		if !r.Refresh() {
 			continue
 		}
-		for _, tpl := range r.Rule.Keys {
-			iter := rdb.Scan(ctx, 0, r.Pattern(tpl), 1000).Iterator()
-			for iter.Next(ctx) {
-				if k := iter.Val(); !expected[k] && !slices.Contains(res.Orphans, k) {
-					res.Orphans = append(res.Orphans, k)
-				}
+		err := r.EachKey(ctx, rdb, func(k string) error {
+			if !expected[k] && !slices.Contains(res.Orphans, k) {
+				res.Orphans = append(res.Orphans, k)
 			}
-			if err := iter.Err(); err != nil {
-				return nil, fmt.Errorf("scan Redis: %w", err)
-			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return res, nil
