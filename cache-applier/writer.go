@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/cache"
 )
 
 // casScript writes or evicts one key only if the change's version is newer
@@ -69,7 +69,7 @@ func (w *writer) pipeline(ctx context.Context, ops []op) (int, error) {
 		args := make([]any, 0, 4+len(o.payload))
 		args = append(args, o.version, o.mode, strconv.FormatInt(int64(o.ttl/time.Second), 10), tomb)
 		args = append(args, o.payload...)
-		cmds[i] = cas.EvalSha(ctx, pipe, []string{o.key, cacherule.VersionKey(o.key)}, args...)
+		cmds[i] = cas.EvalSha(ctx, pipe, []string{o.key, cache.VersionKey(o.key)}, args...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("write %d cache keys: %w", len(ops), err)

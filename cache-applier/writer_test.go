@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/cache"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -50,7 +50,7 @@ func TestOlderVersionNeverOverwritesNewer(t *testing.T) {
 		}
 	}
 	// Versions compare as numbers although Redis compares strings.
-	if v, _ := e.Redis.Get(ctx, cacherule.VersionKey(key)).Result(); v != schemas.FormatVersion(11) {
+	if v, _ := e.Redis.Get(ctx, cache.VersionKey(key)).Result(); v != schemas.FormatVersion(11) {
 		t.Fatalf("version key = %q", v)
 	}
 }

@@ -216,7 +216,3 @@ func (r *Rule) pattern(tpl string) string {
 	}
 	return b.String()
 }
-
-// VersionKey is where the version of a cached key is kept: it outlives an
-// eviction, as a tombstone, so a late older write cannot bring data back.
-func VersionKey(key string) string { return "lockstep:v:" + key }

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/cache"
 )
 
 // observer samples cached keys while the run goes on. A key's version is the
@@ -40,7 +40,7 @@ func (o *observer) run(ctx context.Context) {
 }
 
 func (o *observer) sample(ctx context.Context, key string) {
-	v, err := o.s.rdb.Get(ctx, cacherule.VersionKey(key)).Result()
+	v, err := o.s.rdb.Get(ctx, cache.VersionKey(key)).Result()
 	if err != nil {
 		return // no version yet, or Redis down: nothing to judge
 	}
