@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
 	"regexp"
@@ -108,6 +109,20 @@ type Cache struct {
 	TombstoneTTL   time.Duration `mapstructure:"tombstone_ttl" yaml:"tombstone_ttl"`
 	KeyPrefix      string        `mapstructure:"key_prefix" yaml:"key_prefix"`
 	Rules          []Rule        `mapstructure:"rules" yaml:"rules"`
+	Hook           Hook          `mapstructure:"hook" yaml:"hook"`
+}
+
+// Hook is the application's webhook: each change is POSTed to URL before
+// the cache is touched.
+type Hook struct {
+	URL     string        `mapstructure:"url" yaml:"url"` // empty: no webhook
+	Timeout time.Duration `mapstructure:"timeout" yaml:"timeout"`
+	// Retries is how many times a failed call is repeated before OnFailure
+	// applies.
+	Retries int `mapstructure:"retries" yaml:"retries"`
+	// OnFailure: block (keep retrying; the cache waits) or skip (log the
+	// change as skipped and write the cache).
+	OnFailure string `mapstructure:"on_failure" yaml:"on_failure"`
 }
 
 // Rule maps the rows of matching tables to Redis keys.
@@ -167,6 +182,10 @@ var defaults = map[string]any{
 	"cache.tombstone_ttl":       "24h",
 	"cache.key_prefix":          "",
 	"cache.rules":               []Rule{},
+	"cache.hook.url":            "",
+	"cache.hook.timeout":        "5s",
+	"cache.hook.retries":        3,
+	"cache.hook.on_failure":     "block",
 	"metrics.listen":            "",
 	"log.level":                 "info",
 	"log.format":                "text",
@@ -341,6 +360,18 @@ func (c *Config) Validate() error {
 	}
 	for i, r := range c.Cache.Rules {
 		errs = append(errs, r.validate(fmt.Sprintf("cache.rules[%d]", i))...)
+	}
+	if u, err := url.Parse(c.Cache.Hook.URL); c.Cache.Hook.URL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		bad("cache.hook.url", c.Cache.Hook.URL, "want an http:// or https:// URL, or empty for no webhook")
+	}
+	if c.Cache.Hook.Timeout <= 0 || c.Cache.Hook.Timeout > 5*time.Minute {
+		bad("cache.hook.timeout", c.Cache.Hook.Timeout, "want more than 0s and at most 5m")
+	}
+	if c.Cache.Hook.Retries < 0 {
+		bad("cache.hook.retries", c.Cache.Hook.Retries, "want 0 or more")
+	}
+	if c.Cache.Hook.OnFailure != "block" && c.Cache.Hook.OnFailure != "skip" {
+		bad("cache.hook.on_failure", fmt.Sprintf("%q", c.Cache.Hook.OnFailure), "want block (the cache waits for the hook) or skip (log and go on)")
 	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":

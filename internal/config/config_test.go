@@ -49,6 +49,9 @@ func TestBadConfigNamesKeyAndValue(t *testing.T) {
 		{"cache:\n  rules:\n    - {table: users, keys: ['u:{id}'], action: refresh, format: hash}\n", `cache.rules[0].table = "users": want database.table`},
 		{"cache:\n  rules:\n    - {table: a.b, keys: ['static'], action: refresh, format: hash}\n", "cache.rules[0].keys = static"},
 		{"cache:\n  rules:\n    - {table: a.b, keys: ['k:{id}'], action: upsert, format: hash}\n", `cache.rules[0].action = "upsert": want refresh or evict`},
+		{"cache:\n  hook: {url: 'ftp://app/changes'}\n", "cache.hook.url = ftp://app/changes: want an http:// or https:// URL"},
+		{"cache:\n  hook: {on_failure: ignore}\n", `cache.hook.on_failure = "ignore": want block`},
+		{"cache:\n  hook: {timeout: 0s}\n", "cache.hook.timeout = 0s"},
 		{"log:\n  level: loud\n", "log.level = loud"},
 		{"kafka:\n  brokerz: [a:1]\n", "brokerz"},
 	} {

@@ -31,6 +31,11 @@ var (
 	CacheOps = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lockstep_cache_ops_total", Help: "Versioned cache writes, by result.",
 	}, []string{"result"})
+	// HookCalls counts calls of the application's hooks: ok, failed (each
+	// failed attempt), skipped (given up under on_failure=skip).
+	HookCalls = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lockstep_hook_calls_total", Help: "Calls of the application's cache hooks, by result.",
+	}, []string{"result"})
 	// Lag is the age of the newest change a stage handled, measured from the
 	// primary's commit (binlog time has one-second resolution).
 	Lag = promauto.NewGaugeVec(prometheus.GaugeOpts{

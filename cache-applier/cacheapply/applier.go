@@ -1,0 +1,274 @@
+// Package cacheapply is the cache-applier: it consumes the standby log
+// (changes the standby database has already committed) and refreshes or
+// evicts the Redis keys each changed row maps to, with every write guarded
+// by the change's version. Programs that embed it hand it a Hook (see Main).
+package cacheapply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/crashpoint"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/metrics"
+	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// Main runs the cache-applier command, with its flags and config, handing
+// every change to hook (nil for none) before the cache is touched. A
+// program embedding the cache-applier calls it from its main.
+func Main(hook Hook) { service.Main(Command(hook)) }
+
+// Command is the cache-applier command, for callers that run it themselves.
+func Command(hook Hook) *cobra.Command {
+	return service.Command("cache-applier", "Refresh or evict Redis keys from the standby log",
+		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error { return run(ctx, cfg, log, hook) })
+}
+
+// OpenRedis connects to the configured Redis.
+func openRedis(ctx context.Context, c config.Redis) (*redis.Client, error) {
+	tlsCfg, err := c.TLS.Build("redis.tls")
+	if err != nil {
+		return nil, service.Permanent(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: c.Address, Password: c.Password, DB: c.DB, TLSConfig: tlsCfg})
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("connect to Redis %s (redis.address): %w", c.Address, err)
+	}
+	return rdb, nil
+}
+
+func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) error {
+	rdb, err := openRedis(ctx, cfg.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := cas.Load(ctx, rdb).Err(); err != nil {
+		return fmt.Errorf("load cache script into Redis: %w", err)
+	}
+	opts, err := kafka.Options(cfg.Kafka)
+	if err != nil {
+		return service.Permanent(err)
+	}
+	topic := cfg.CacheTopic()
+	info, err := waitForTopic(ctx, opts, topic, log)
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	// Instances of one group share the topic's partitions; which one holds
+	// which is worth a line when it changes.
+	moved := func(what string) func(context.Context, *kgo.Client, map[string][]int32) {
+		return func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			log.Info(what, "topic", topic, "partitions", m[topic])
+		}
+	}
+	group := []kgo.Opt{kgo.ConsumerGroup(cfg.Cache.Group), kgo.SessionTimeout(cfg.Cache.SessionTimeout),
+		kgo.OnPartitionsAssigned(moved("partitions assigned")), kgo.OnPartitionsRevoked(moved("partitions revoked")),
+		kgo.OnPartitionsLost(moved("partitions lost"))}
+	if cfg.Cache.InstanceID != "" {
+		group = append(group, kgo.InstanceID(cfg.Cache.InstanceID))
+	}
+	cl, err := kgo.NewClient(append(append(opts, group...),
+		kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Offsets are committed only after the batch is in Redis, and no
+		// rebalance happens between the two.
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		// A new group starts at the beginning; a committed offset beyond the
+		// end (the topic went back) is an error, never a silent jump.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset().AtStart()),
+	)...)
+	if err != nil {
+		return service.Permanent(err)
+	}
+	defer cl.Close()
+	rules := cacherule.Compile(cfg.Cache)
+	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
+	a := &cacheApplier{rules: rules, w: w, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic, hooks: newHooks(cfg.Cache.Hook, hook, log),
+		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log, topicID: info.ID}}
+	defer a.rebuild.close()
+	log.Info("consuming", "topic", topic, "group", cfg.Cache.Group, "redis", cfg.Redis.Address, "rules", len(cfg.Cache.Rules))
+	for {
+		if err := a.step(ctx, cl, topic); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+const pollRecords = 2000
+
+// step polls one batch, writes it to Redis, then commits its offsets. The
+// group cannot rebalance between poll and commit, so no other instance
+// gets these partitions with uncommitted writes in flight.
+func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) error {
+	// Poll at most a second, so an idle applier still looks at Redis, and
+	// at most pollRecords, which bounds the memory of a batch.
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	fs := cl.PollRecords(pctx, pollRecords)
+	cancel()
+	defer cl.AllowRebalance()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := fs.Err0(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// kgo resets a partition whose log went back and reports it; we
+		// stop before reading anything past the reset.
+		var lost *kgo.ErrDataLoss
+		if errors.As(err, &lost) {
+			return service.Permanentf("topic %s went back below the committed position of group %s (partition %d: consumed to offset %d, the topic now starts over at %d): it was truncated or re-created. Nothing was applied; reset the group's offsets and delete the Redis key %s to rebuild the cache",
+				topic, a.rebuild.cfg.Cache.Group, lost.Partition, lost.ConsumedTo, lost.ResetTo, markerKey(a.rebuild.cfg.Cache.Group))
+		}
+		if errors.Is(err, kerr.OffsetOutOfRange) {
+			return a.wentBack(ctx, cl, topic)
+		}
+		return fmt.Errorf("read %s: %w", topic, err)
+	}
+	// Once per batch: has Redis lost its data since the last one?
+	if err := a.rebuild.check(ctx); err != nil {
+		return err
+	}
+	if err := a.apply(ctx, fs.Records()); err != nil {
+		return err
+	}
+	crashpoint.Hit(crashpoint.CacheWritten)
+	return cl.CommitUncommittedOffsets(ctx)
+}
+
+// cacheApplier turns a batch of records into guarded Redis writes.
+type cacheApplier struct {
+	rules *cacherule.Set
+	w     *writer
+	log   *slog.Logger
+	// primaryTopic: at the primary site, versions are the record's own offsets.
+	primaryTopic bool
+	rebuild      *rebuilder
+	hooks        *hooks
+}
+
+func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
+	var ops []op
+	metrics.Rows.WithLabelValues("cached").Add(float64(len(recs)))
+	for i, kr := range recs {
+		r, err := schemas.Decode(kr.Value)
+		if err != nil {
+			return service.Permanentf("record at %s[%d] offset %d: %w", kr.Topic, kr.Partition, kr.Offset, err)
+		}
+		if i == len(recs)-1 {
+			metrics.ObserveLag("cached", r.Source.CommitTimeMS)
+		}
+		if r.Op == schemas.OpPosition {
+			continue
+		}
+		// The version is the change's place in primary commit order: its
+		// primary-log offset, which the standby log carries.
+		pos := kr.Offset
+		if !a.primaryTopic {
+			if r.Standby == nil {
+				return service.Permanentf("record at %s[%d] offset %d has no standby section: is cache.topic the primary log?", kr.Topic, kr.Partition, kr.Offset)
+			}
+			pos = r.Standby.PrimaryOffset
+		}
+		version := schemas.FormatVersion(pos)
+		// The application first: the batch's cache writes come after. It
+		// sees every change, also those a rebuilt cache already holds.
+		if err := a.hooks.hand(ctx, Change{Version: version, Record: r, Value: kr.Value}); err != nil {
+			return err
+		}
+		if pos <= a.rebuild.floor {
+			continue // in the snapshot the cache was rebuilt from
+		}
+		if r.Op == schemas.OpDDL {
+			// what came before the statement first
+			if err := a.write(ctx, len(recs), ops); err != nil {
+				return err
+			}
+			ops = ops[:0]
+			if err := a.afterDDL(ctx, r, version); err != nil {
+				return err
+			}
+			continue
+		}
+		for _, rule := range a.rules.Match(r.Database, r.Table) {
+			o, err := plan(rule, r, version)
+			if err != nil {
+				return service.Permanentf("record at %s[%d] offset %d: %w", kr.Topic, kr.Partition, kr.Offset, err)
+			}
+			ops = append(ops, o...)
+		}
+	}
+	return a.write(ctx, len(recs), ops)
+}
+
+// write writes the ops of a batch of records.
+func (a *cacheApplier) write(ctx context.Context, records int, ops []op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	n, err := a.w.write(ctx, ops)
+	if err != nil {
+		return err
+	}
+	metrics.CacheOps.WithLabelValues("applied").Add(float64(n))
+	metrics.CacheOps.WithLabelValues("older, skipped").Add(float64(len(ops) - n))
+	a.log.Debug("cache written", "records", records, "ops", len(ops), "applied", n)
+	return nil
+}
+
+// waitForTopic waits until the topic exists (the storage-applier creates
+// the standby log) and describes it.
+func waitForTopic(ctx context.Context, opts []kgo.Opt, topic string, log *slog.Logger) (kafka.Topic, error) {
+	// Metadata younger than 5 s (kgo's default) would hide a topic created
+	// meanwhile for that long, and delay the first changes as much.
+	cl, err := kgo.NewClient(append(opts[:len(opts):len(opts)], kgo.MetadataMinAge(200*time.Millisecond))...)
+	if err != nil {
+		return kafka.Topic{}, service.Permanent(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for logged := false; ; logged = true {
+		t, ok, err := kafka.Describe(ctx, adm, topic)
+		if err != nil || ok {
+			return t, err
+		}
+		if !logged {
+			log.Info("waiting for the topic to exist", "topic", topic)
+		}
+		select {
+		case <-ctx.Done():
+			return kafka.Topic{}, nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// wentBack builds the error for a committed position beyond a topic's end.
+func (a *cacheApplier) wentBack(ctx context.Context, cl *kgo.Client, topic string) error {
+	adm := kadm.NewClient(cl)
+	group := a.rebuild.cfg.Cache.Group
+	committed, _ := adm.FetchOffsetsForTopics(ctx, group, topic)
+	ends, _ := adm.ListEndOffsets(ctx, topic)
+	var parts []string
+	committed.Each(func(o kadm.OffsetResponse) {
+		if e, ok := ends.Lookup(o.Topic, o.Partition); ok && o.At > e.Offset {
+			parts = append(parts, fmt.Sprintf("partition %d: committed offset %d, topic ends at %d", o.Partition, o.At, e.Offset))
+		}
+	})
+	return service.Permanentf("topic %s went back below the committed position of group %s (%s): it was truncated or re-created. Nothing was applied; reset the group's offsets and delete the Redis key %s to rebuild the cache",
+		topic, group, strings.Join(parts, "; "), markerKey(group))
+}

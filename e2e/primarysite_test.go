@@ -1,0 +1,49 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/internal/testenv"
+	"github.com/lockstep-dr/lockstep/internal/verify"
+)
+
+// At the primary site a cache-applier consumes the primary log and keeps
+// the primary's own cache in step with the primary database: the same code
+// and rules, no standby involved.
+func TestPrimarySiteCache(t *testing.T) {
+	e := newEnv(t)
+	e.Cfg.Cache.Topic = e.Cfg.Kafka.PrimaryTopic
+	cfgPath := writeConfig(t, e.Cfg)
+	producer := start(t, cfgPath, "producer")
+	producer.waitLog("tailing binlog")
+	cacheApplier := start(t, cfgPath, "cache-applier")
+	createTables(t, e)
+	writeBatch(t, e, 0, 50)
+	testenv.Exec(t, e.Primary,
+		"UPDATE "+e.DB+".users SET email = 'moved@x' WHERE id = 3",
+		"DELETE FROM "+e.DB+".users WHERE id = 4",
+		"INSERT INTO "+e.DB+".sessions VALUES (1, 'tok')",
+		"UPDATE "+e.DB+".sessions SET token = 'tok2' WHERE id = 1",
+	)
+	rules := cacherule.Compile(e.Cfg.Cache)
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
+		c, err := verify.CacheAgainst(context.Background(), e.Primary, e.Redis, rules, e.Cfg.Primary.Databases)
+		if err != nil {
+			return false, err.Error()
+		}
+		return c.OK() && !exists(t, e, "user:email:u3@x") && exists(t, e, "user:email:moved@x"),
+			fmt.Sprintf("primary cache against the primary: %d missing, %d wrong, %d orphans", len(c.Missing), len(c.Wrong), len(c.Orphans))
+	})
+	if exists(t, e, "sess:1") {
+		t.Error("an evict rule wrote a key at the primary site")
+	}
+	cacheApplier.waitLog("Redis holds no lockstep marker")
+	// Nothing went through the standby.
+	if n := testenv.Count(t, e.Standby, "information_schema.schemata WHERE schema_name = '"+e.DB+"'"); n != 0 {
+		t.Errorf("the standby has database %s: the primary-site cache must not need it", e.DB)
+	}
+}
