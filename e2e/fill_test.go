@@ -26,7 +26,7 @@ func TestSlowFillRacingAnUpdate(t *testing.T) {
 	// token reads a session from the standby, as the application does.
 	token := func(id string) string {
 		var tok string
-		if err := e.Standby.QueryRow("SELECT token FROM "+e.DB+".sessions WHERE id = "+id).Scan(&tok); err != nil {
+		if err := e.Standby.QueryRow("SELECT token FROM " + e.DB + ".sessions WHERE id = " + id).Scan(&tok); err != nil {
 			t.Error(err)
 		}
 		return tok
