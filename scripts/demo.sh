@@ -10,8 +10,10 @@ export LOCKSTEP_CONFIG="${LOCKSTEP_CONFIG:-$ROOT/lockstep.example.yaml}"
 
 log "writing to the primary for ${DEMO_DURATION:-20s}"
 "$DEV/bin/devtool" workload --duration "${DEMO_DURATION:-20s}"
-log "waiting for the pipeline to drain, then comparing"
+log "an application on lockstep (examples/users): writes on the primary, reads through the standby cache"
 status=0
+"$DEV/bin/users" || status=$?
+log "waiting for the pipeline to drain, then comparing"
 "$DEV/bin/devtool" report --wait "${DEMO_WAIT:-2m}" || status=$?
 
 cat <<INFO
@@ -20,6 +22,7 @@ The stack and the three services are still running. Try it:
   mariadb -h127.0.0.1 -P$PRIMARY_PORT -uroot -e "UPDATE shop.users SET name='Ada' WHERE id=1"
   mariadb -h127.0.0.1 -P$STANDBY_PORT -uroot -e "SELECT id, name FROM shop.users WHERE id=1"
   redis-cli -p $REDIS_PORT HGETALL user:1
+  $DEV/bin/users        # the example application (examples/users) again
   kcat -C -b 127.0.0.1:$KAFKA_PORT -t lockstep.standby -o -5 -e -f '%k %s\n'
 Service logs: $DEV/producer/producer.log, $DEV/storage-applier/storage-applier.log, $DEV/cache-applier/cache-applier.log
 Stop it all:  scripts/dev-down.sh     (rm -rf $DEV for a fresh start)

@@ -100,7 +100,7 @@ start_redis() {
 build_tools() {
 	if [ -n "${LOCKSTEP_SKIP_BUILD:-}" ] && [ -x "$DEV/bin/producer" ]; then return 0; fi
 	mkdir -p "$DEV/bin"
-	(cd "$ROOT" && go build -o "$DEV/bin/" ./producer ./storage-applier ./cache-applier ./scripts/devkafka ./scripts/devtool) \
+	(cd "$ROOT" && go build -o "$DEV/bin/" ./producer ./storage-applier ./cache-applier ./scripts/devkafka ./scripts/devtool ./examples/users) \
 		|| die "go build failed"
 }
 
