@@ -52,7 +52,7 @@ func open(addr, user string) *sql.DB {
 	c := mysql.NewConfig()
 	c.Net, c.Addr, c.User = "tcp", addr, user
 	c.Params = map[string]string{"time_zone": "'+00:00'"} // as lockstep writes the standby
-	db, _ := sql.Open("mysql", c.FormatDSN())            // cannot fail: the driver is registered
+	db, _ := sql.Open("mysql", c.FormatDSN())             // cannot fail: the driver is registered
 	return db
 }
 
