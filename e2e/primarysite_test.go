@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/internal/verify"
 )
@@ -46,4 +47,24 @@ func TestPrimarySiteCache(t *testing.T) {
 	if n := testenv.Count(t, e.Standby, "information_schema.schemata WHERE schema_name = '"+e.DB+"'"); n != 0 {
 		t.Errorf("the standby has database %s: the primary-site cache must not need it", e.DB)
 	}
+}
+
+// Cache rules are held against the database at start: a key template or a
+// projection naming a column the table lacks stops the cache-applier with
+// the rule, the column and the table's columns; a rule that matches no
+// table yet is a warning.
+func TestCacheRulesThatDoNotFitTheDatabase(t *testing.T) {
+	e := testenv.New(t)
+	testenv.Exec(t, e.Standby, "CREATE DATABASE "+e.DB, "CREATE TABLE "+e.DB+".users (id INT PRIMARY KEY, email VARCHAR(50), name VARCHAR(50))")
+	e.Cfg.Cache.Rules = []config.Rule{
+		{Table: e.DB + ".later", Keys: []string{"later:{id}"}, Action: "evict"},
+		{Table: e.DB + ".users", Keys: []string{"user:{id}", "user:mail:{mail}"}, Action: "refresh", Format: "hash", Columns: []string{"name", "nick"}},
+	}
+	log := start(t, writeConfig(t, e.Cfg), "cache-applier").waitExit(30 * time.Second)
+	mustContain(t, log,
+		fmt.Sprintf(`cache.rules[1] (%s.users): key template user:mail:{mail} names column \"mail\", which %s.users does not have (it has id, email, name)`, e.DB, e.DB),
+		`columns lists \"nick\"`, "fix cache.rules and restart")
+
+	e.Cfg.Cache.Rules = e.Cfg.Cache.Rules[:1]
+	start(t, writeConfig(t, e.Cfg), "cache-applier").waitLog(fmt.Sprintf(`msg="cache rule matches no table yet" service=cache-applier rule="cache.rules[0] (%s.later)"`, e.DB))
 }

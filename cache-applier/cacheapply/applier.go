@@ -6,6 +6,7 @@ package cacheapply
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/metrics"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -66,10 +68,17 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 		return service.Permanent(err)
 	}
 	topic := cfg.CacheTopic()
+	rules := cacherule.Compile(cfg.Cache)
+	rebuild := &rebuilder{cfg: cfg, rules: rules, log: log}
+	defer rebuild.close()
+	if err := checkRules(ctx, cfg, rebuild, log); err != nil {
+		return err
+	}
 	info, err := waitForTopic(ctx, opts, topic, log)
 	if err != nil || ctx.Err() != nil {
 		return err
 	}
+	rebuild.topicID = info.ID
 	// Instances of one group share the topic's partitions; which one holds
 	// which is worth a line when it changes.
 	moved := func(what string) func(context.Context, *kgo.Client, map[string][]int32) {
@@ -98,17 +107,41 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 		return service.Permanent(err)
 	}
 	defer cl.Close()
-	rules := cacherule.Compile(cfg.Cache)
 	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
-	a := &cacheApplier{rules: rules, w: w, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic, hooks: newHooks(cfg.Cache.Hook, hook, log),
-		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log, topicID: info.ID}}
-	defer a.rebuild.close()
+	rebuild.w = w
+	a := &cacheApplier{rules: rules, w: w, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic, hooks: newHooks(cfg.Cache.Hook, hook, log), rebuild: rebuild}
 	log.Info("consuming", "topic", topic, "group", cfg.Cache.Group, "redis", cfg.Redis.Address, "rules", len(cfg.Cache.Rules))
 	for {
 		if err := a.step(ctx, cl, topic); err != nil || ctx.Err() != nil {
 			return err
 		}
 	}
+}
+
+// checkRules holds the cache rules against the database the cache follows
+// (the standby; the primary at the primary site) before anything is read.
+func checkRules(ctx context.Context, cfg *config.Config, rebuild *rebuilder, log *slog.Logger) error {
+	var db *sql.DB
+	var err error
+	if cfg.CacheTopic() == cfg.Kafka.PrimaryTopic {
+		if db, err = mysql.Open(ctx, "primary", cfg.Primary); err != nil {
+			return err
+		}
+		defer db.Close()
+	} else if db, err = rebuild.standby(ctx); err != nil {
+		return err
+	}
+	misfits, unmatched, err := rebuild.rules.Check(ctx, db)
+	if err != nil {
+		return fmt.Errorf("check the cache rules against the database: %w", err)
+	}
+	if misfits != nil {
+		return service.Permanentf("the cache rules do not fit the database: %w; fix cache.rules and restart", misfits)
+	}
+	for _, r := range unmatched {
+		log.Warn("cache rule matches no table yet", "rule", r)
+	}
+	return nil
 }
 
 const pollRecords = 2000

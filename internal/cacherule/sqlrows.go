@@ -3,8 +3,12 @@ package cacherule
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
 )
 
 // Querier is a database or a transaction.
@@ -92,4 +96,61 @@ func BaseTables(ctx context.Context, q Querier, dbs []string) ([]string, error) 
 func (r *Rule) Tables(ctx context.Context, q Querier, dbs []string) ([]string, error) {
 	all, err := BaseTables(ctx, q, dbs)
 	return slices.DeleteFunc(all, func(n string) bool { return !r.Matches(n) }), err
+}
+
+// Check holds each rule against the tables it matches in a database: every
+// column a key template or the projection names must exist. It returns what
+// does not fit, and the rules that match no table yet (as "cache.rules[i]
+// (pattern)"), which the caller warns about: such tables may come later.
+// err is a failure to read the database.
+func (s *Set) Check(ctx context.Context, q Querier) (misfits error, unmatched []string, err error) {
+	var errs []error
+	for i, r := range s.rules {
+		at := fmt.Sprintf("cache.rules[%d] (%s)", i, r.Table)
+		tables, err := r.Tables(ctx, q, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(tables) == 0 {
+			unmatched = append(unmatched, at)
+		}
+		for _, name := range tables {
+			cols, err := columnsOf(ctx, q, name)
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, tpl := range r.Keys {
+				for _, c := range config.KeyColumns(tpl) {
+					if !slices.Contains(cols, c) {
+						errs = append(errs, fmt.Errorf("%s: key template %s names column %q, which %s does not have (it has %s)", at, tpl, c, name, strings.Join(cols, ", ")))
+					}
+				}
+			}
+			for _, c := range r.Columns {
+				if !slices.Contains(cols, c) {
+					errs = append(errs, fmt.Errorf("%s: columns lists %q, which %s does not have (it has %s)", at, c, name, strings.Join(cols, ", ")))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...), unmatched, nil
+}
+
+// columnsOf lists a table's ("db.table") columns in order.
+func columnsOf(ctx context.Context, q Querier, name string) ([]string, error) {
+	db, table, _ := strings.Cut(name, ".")
+	rows, err := q.QueryContext(ctx, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", db, table)
+	if err != nil {
+		return nil, fmt.Errorf("read the columns of %s: %w", name, err)
+	}
+	defer rows.Close()
+	var cols []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		cols = append(cols, c)
+	}
+	return cols, rows.Err()
 }
