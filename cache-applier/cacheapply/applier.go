@@ -40,7 +40,7 @@ func Command(hook Hook) *cobra.Command {
 		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error { return run(ctx, cfg, log, hook) })
 }
 
-// OpenRedis connects to the configured Redis.
+// openRedis connects to the configured Redis.
 func openRedis(ctx context.Context, c config.Redis) (*redis.Client, error) {
 	tlsCfg, err := c.TLS.Build("redis.tls")
 	if err != nil {
