@@ -20,12 +20,17 @@ import (
 // users (hash, two keys per row), items (JSON), sessions (evict only).
 func newEnv(t *testing.T) *testenv.Env {
 	e := testenv.New(t)
+	withRules(e)
+	return e
+}
+
+// withRules sets the rules newEnv describes.
+func withRules(e *testenv.Env) {
 	e.Cfg.Cache.Rules = []config.Rule{
 		{Table: e.DB + ".users", Keys: []string{"user:{id}", "user:email:{email}"}, Action: "refresh", Format: "hash"},
 		{Table: e.DB + ".items", Keys: []string{"item:{id}"}, Action: "refresh", Format: "json"},
 		{Table: e.DB + ".sessions", Keys: []string{"sess:{id}"}, Action: "evict"},
 	}
-	return e
 }
 
 func createTables(t *testing.T, e *testenv.Env) {

@@ -47,9 +47,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 		return err
 	}
 
-	opts, err := kafka.Options(cfg.Kafka)
+	opts, err := kafka.Connect(ctx, cfg.Kafka)
 	if err != nil {
-		return service.Permanent(err)
+		return err
 	}
 	pos, err := resumePosition(ctx, cfg, opts)
 	if err != nil {

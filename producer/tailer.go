@@ -62,7 +62,7 @@ func (t *tailer) run(ctx context.Context) error {
 	if err != nil {
 		return service.Permanentf("primary.address = %s: bad port: %w", t.cfg.Primary.Address, err)
 	}
-	tlsCfg, err := t.cfg.Primary.TLS.Build("primary.tls")
+	tlsCfg, err := t.cfg.Primary.TLS.Build("primary.tls", t.cfg.Primary.Address)
 	if err != nil {
 		return service.Permanent(err)
 	}

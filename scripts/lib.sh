@@ -1,6 +1,8 @@
 # Shared helpers for the dev scripts. Sourced, never run.
 # Every server lives under $DEV (default .dev/ in the repo) with a pid file,
 # so the scripts start only what is not running and stop only what they started.
+# LOCKSTEP_TLS_DIR (ca.pem, server.pem, server-key.pem) makes MariaDB and Redis
+# take TLS connections only (the TLS tests start such servers).
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEV="${LOCKSTEP_DEV_DIR:-$ROOT/.dev}"
@@ -62,8 +64,13 @@ start_mariadb() {
 		mariadb-install-db --no-defaults --user=root --datadir="$dir/data" --auth-root-authentication-method=normal \
 			--skip-test-db >"$dir/install.log" 2>&1 || die "mariadb-install-db for $name failed: see $dir/install.log"
 	fi
-	local mariadbd=/usr/sbin/mariadbd
+	local mariadbd=/usr/sbin/mariadbd tcp_tls=()
 	command -v mariadbd >/dev/null && mariadbd="$(command -v mariadbd)"
+	if [ -n "${LOCKSTEP_TLS_DIR:-}" ]; then
+		set -- "$@" --ssl-ca="$LOCKSTEP_TLS_DIR/ca.pem" --ssl-cert="$LOCKSTEP_TLS_DIR/server.pem" \
+			--ssl-key="$LOCKSTEP_TLS_DIR/server-key.pem" --require-secure-transport=ON
+		tcp_tls=(--ssl --ssl-ca="$LOCKSTEP_TLS_DIR/ca.pem")
+	fi
 	"$mariadbd" --no-defaults --user=root --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
 		--socket="$dir/mariadbd.sock" --pid-file="$dir/mariadbd.pid" --log-error="$dir/error.log" \
 		--server-id="$id" --skip-name-resolve --innodb-buffer-pool-size=256M \
@@ -73,7 +80,7 @@ start_mariadb() {
 	# Root over TCP from 127.0.0.1, as the services connect.
 	mariadb --no-defaults -uroot --socket="$dir/mariadbd.sock" -e \
 		"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
-	wait_for "MariaDB $name over TCP" mariadb --no-defaults -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1'
+	wait_for "MariaDB $name over TCP" mariadb --no-defaults "${tcp_tls[@]}" -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1'
 }
 
 start_primary() {
@@ -89,9 +96,15 @@ start_redis() {
 	local dir="$DEV/redis"
 	if alive "$dir/redis.pid"; then return 0; fi
 	mkdir -p "$dir"
-	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --pidfile "$dir/redis.pid" \
+	local listen=(--port "$REDIS_PORT") cli=(-p "$REDIS_PORT")
+	if [ -n "${LOCKSTEP_TLS_DIR:-}" ]; then
+		listen=(--port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$LOCKSTEP_TLS_DIR/server.pem"
+			--tls-key-file "$LOCKSTEP_TLS_DIR/server-key.pem" --tls-ca-cert-file "$LOCKSTEP_TLS_DIR/ca.pem" --tls-auth-clients optional)
+		cli+=(--tls --cacert "$LOCKSTEP_TLS_DIR/ca.pem")
+	fi
+	redis-server "${listen[@]}" --bind 127.0.0.1 --daemonize yes --pidfile "$dir/redis.pid" \
 		--dir "$dir" --save "" --appendonly no --logfile "$dir/redis.log" >/dev/null
-	wait_for "Redis on 127.0.0.1:$REDIS_PORT" redis-cli -p "$REDIS_PORT" ping
+	wait_for "Redis on 127.0.0.1:$REDIS_PORT" redis-cli "${cli[@]}" ping
 }
 
 # build_tools: the three services and the dev helpers, into $DEV/bin.

@@ -46,9 +46,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	opts, err := kafka.Options(cfg.Kafka)
+	opts, err := kafka.Connect(ctx, cfg.Kafka)
 	if err != nil {
-		return service.Permanent(err)
+		return err
 	}
 	admCl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -42,11 +42,11 @@ func Command(hook Hook) *cobra.Command {
 
 // openRedis connects to the configured Redis.
 func openRedis(ctx context.Context, c config.Redis) (*redis.Client, error) {
-	tlsCfg, err := c.TLS.Build("redis.tls")
+	tlsCfg, err := c.TLS.Build("redis.tls", c.Address)
 	if err != nil {
 		return nil, service.Permanent(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: c.Address, Password: c.Password, DB: c.DB, TLSConfig: tlsCfg})
+	rdb := redis.NewClient(&redis.Options{Addr: c.Address, Username: c.User, Password: c.Password, DB: c.DB, TLSConfig: tlsCfg})
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("connect to Redis %s (redis.address): %w", c.Address, err)
@@ -63,9 +63,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 	if err := cas.Load(ctx, rdb).Err(); err != nil {
 		return fmt.Errorf("load cache script into Redis: %w", err)
 	}
-	opts, err := kafka.Options(cfg.Kafka)
+	opts, err := kafka.Connect(ctx, cfg.Kafka)
 	if err != nil {
-		return service.Permanent(err)
+		return err
 	}
 	topic := cfg.CacheTopic()
 	rules := cacherule.Compile(cfg.Cache)

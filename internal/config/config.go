@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,7 +30,13 @@ type Config struct {
 	Cache    Cache    `mapstructure:"cache" yaml:"cache"`
 	Metrics  Metrics  `mapstructure:"metrics" yaml:"metrics"`
 	Log      Log      `mapstructure:"log" yaml:"log"`
+
+	// warnings are what Load found risky but allowed.
+	warnings []string
 }
+
+// Warnings lists settings that are allowed but risky, for the log.
+func (c *Config) Warnings() []string { return c.warnings }
 
 type Kafka struct {
 	Brokers      []string `mapstructure:"brokers" yaml:"brokers"`
@@ -73,7 +80,9 @@ type Database struct {
 }
 
 type Redis struct {
-	Address      string `mapstructure:"address" yaml:"address"`
+	Address string `mapstructure:"address" yaml:"address"`
+	// User is a Redis ACL user; empty is the default user.
+	User         string `mapstructure:"user" yaml:"user"`
 	Password     string `mapstructure:"password" yaml:"password"`
 	PasswordFile string `mapstructure:"password_file" yaml:"password_file"`
 	DB           int    `mapstructure:"db" yaml:"db"`
@@ -165,6 +174,7 @@ var defaults = map[string]any{
 	"kafka.client_id":           "lockstep",
 	"kafka.transaction_timeout": "60s",
 	"redis.address":             "127.0.0.1:6380",
+	"redis.user":                "",
 	"redis.password":            "",
 	"redis.password_file":       "",
 	"redis.db":                  0,
@@ -240,7 +250,7 @@ func Load(file string, overrides []string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", orDefaults(file), err)
 	}
-	if err := c.readSecrets(); err != nil {
+	if err := c.readSecrets(file); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
@@ -256,8 +266,10 @@ func orDefaults(file string) string {
 	return file
 }
 
-func (c *Config) readSecrets() error {
-	for _, s := range []struct {
+// readSecrets reads the *_password_file keys, and warns about files that
+// hold secrets and that other users may read.
+func (c *Config) readSecrets(file string) error {
+	secrets := []struct {
 		key        string
 		file, dest *string
 	}{
@@ -265,8 +277,11 @@ func (c *Config) readSecrets() error {
 		{"primary.password_file", &c.Primary.PasswordFile, &c.Primary.Password},
 		{"standby.password_file", &c.Standby.PasswordFile, &c.Standby.Password},
 		{"redis.password_file", &c.Redis.PasswordFile, &c.Redis.Password},
-	} {
+	}
+	inFile := false // a password written in the config file itself
+	for _, s := range secrets {
 		if *s.file == "" {
+			inFile = inFile || *s.dest != ""
 			continue
 		}
 		b, err := os.ReadFile(*s.file)
@@ -274,8 +289,25 @@ func (c *Config) readSecrets() error {
 			return fmt.Errorf("config %s: read secret: %w", s.key, err)
 		}
 		*s.dest = strings.TrimRight(string(b), "\r\n")
+		c.warnReadable(s.key+" = "+*s.file, *s.file)
 	}
+	if inFile && file != "" {
+		c.warnReadable("config file "+file+", which holds passwords,", file)
+	}
+	for key, t := range map[string]TLS{"kafka.tls": c.Kafka.TLS, "primary.tls": c.Primary.TLS, "standby.tls": c.Standby.TLS, "redis.tls": c.Redis.TLS} {
+		if t.Enabled && t.SkipVerify {
+			c.warnings = append(c.warnings, key+".skip_verify is on: the server's certificate is NOT verified, so anyone on the network path can read and change what lockstep sends; set "+key+".ca_file instead")
+		}
+	}
+	slices.Sort(c.warnings)
 	return nil
+}
+
+// warnReadable warns when a file holding secrets is open to other users.
+func (c *Config) warnReadable(what, path string) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		c.warnings = append(c.warnings, fmt.Sprintf("%s is readable by other users (mode %04o): chmod 600 it", what, fi.Mode().Perm()))
+	}
 }
 
 var (
@@ -454,6 +486,11 @@ func (c Config) Redacted() Config {
 	hide(&c.Primary.Password)
 	hide(&c.Standby.Password)
 	hide(&c.Redis.Password)
+	if u, err := url.Parse(c.Cache.Hook.URL); err == nil && u.User != nil {
+		u.User = url.User("[redacted]")
+		c.Cache.Hook.URL = u.String()
+	}
+	c.warnings = nil
 	return c
 }
 

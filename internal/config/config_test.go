@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,5 +80,32 @@ func TestSecretsComeFromFilesAndAreRedacted(t *testing.T) {
 	}
 	if r := c.Redacted(); r.Standby.Password != "[redacted]" || c.Standby.Password != "hunter2" {
 		t.Fatalf("redaction: %q (original now %q)", r.Standby.Password, c.Standby.Password)
+	}
+}
+
+func TestRiskySettingsAreWarnedAbout(t *testing.T) {
+	open := write(t, "redis:\n  password: s3cret\nkafka:\n  tls: {enabled: true, skip_verify: true}\ncache:\n  hook: {url: 'https://app:t0ken@app.example/changes'}\n")
+	if err := os.Chmod(open, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(open, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(c.Warnings(), "\n")
+	for _, want := range []string{"kafka.tls.skip_verify is on: the server's certificate is NOT verified", "holds passwords, is readable by other users (mode 0644): chmod 600 it"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings %q lack %q", w, want)
+		}
+	}
+	if r := fmt.Sprintf("%+v", c.Redacted()); strings.Contains(r, "s3cret") || strings.Contains(r, "t0ken") {
+		t.Errorf("the redacted config shows a secret: %s", r)
+	}
+
+	if err := os.Chmod(open, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Load(open, []string{"kafka.tls.skip_verify=false"}); err != nil || len(c.Warnings()) != 0 {
+		t.Errorf("a private file without skip_verify: warnings %q, err %v", c.Warnings(), err)
 	}
 }

@@ -4,16 +4,22 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 )
 
 // Build returns the tls.Config the settings describe, or nil when TLS is off.
-// key names the section, for errors.
-func (t TLS) Build(key string) (*tls.Config, error) {
+// key names the section, for errors; addr (host:port) is the server whose
+// certificate must name host.
+func (t TLS) Build(key, addr string) (*tls.Config, error) {
 	if !t.Enabled {
 		return nil, nil
 	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.SkipVerify}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, InsecureSkipVerify: t.SkipVerify}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {

@@ -6,6 +6,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -14,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -25,6 +27,34 @@ import (
 // the embedded broker leaves aborted transactions unmarked in a fetch that
 // fills up its total instead (they would reach read-committed readers).
 const partitionFetchBytes = 1 << 20
+
+// Connect returns the options of Options once the brokers answer with
+// them, so that a wrong address, certificate or password shows at start,
+// said in terms of the config.
+func Connect(ctx context.Context, c config.Kafka) ([]kgo.Opt, error) {
+	opts, err := Options(c)
+	if err != nil {
+		return nil, service.Permanent(err)
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, service.Permanent(err)
+	}
+	defer cl.Close()
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := cl.Ping(pctx); err != nil && ctx.Err() == nil {
+		how := "no TLS"
+		if c.TLS.Enabled {
+			how = "TLS (kafka.tls)"
+		}
+		if c.SASL.Mechanism != "" {
+			how += fmt.Sprintf(", SASL %s as %q (kafka.sasl; a broker may just close the connection on a wrong password)", c.SASL.Mechanism, c.SASL.User)
+		}
+		return nil, fmt.Errorf("reach Kafka at %s (kafka.brokers) with %s: %w", strings.Join(c.Brokers, ","), how, err)
+	}
+	return opts, nil
+}
 
 // Options are the connection options every client of the config shares.
 func Options(c config.Kafka) ([]kgo.Opt, error) {
@@ -38,7 +68,9 @@ func Options(c config.Kafka) ([]kgo.Opt, error) {
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.RetryTimeout(30 * time.Second),
 	}
-	tlsCfg, err := c.TLS.Build("kafka.tls")
+	// No server name: kgo verifies each broker's certificate against its
+	// own host.
+	tlsCfg, err := c.TLS.Build("kafka.tls", "")
 	if err != nil {
 		return nil, err
 	}

@@ -42,7 +42,7 @@ func Open(ctx context.Context, key string, c config.Database) (*sql.DB, error) {
 	if err := mc.Apply(mysql.Charset("utf8mb4", "utf8mb4_bin")); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := c.TLS.Build(key + ".tls")
+	tlsCfg, err := c.TLS.Build(key+".tls", c.Address)
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,9 @@ func Command(name, short string, stage Stage) *cobra.Command {
 			}
 			log := Logger(cfg.Log, name)
 			log.Info("starting", "config", fmt.Sprintf("%+v", cfg.Redacted()))
+			for _, w := range cfg.Warnings() {
+				log.Warn(w)
+			}
 			softMemoryLimit()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()

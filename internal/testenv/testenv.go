@@ -33,12 +33,13 @@ type Env struct {
 	// DB is the test's own database, replicated and dropped at the end.
 	DB string
 
-	kafkaDir string
+	kafkaDir  string
+	kafkaOpts []kfake.Opt
 }
 
-func startKafka(port int, dir string) (*kfake.Cluster, error) {
-	return kfake.NewCluster(kfake.Ports(port), kfake.DefaultNumPartitions(1), kfake.DataDir(dir),
-		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "67108864"}))
+func startKafka(port int, dir string, opts []kfake.Opt) (*kfake.Cluster, error) {
+	return kfake.NewCluster(append([]kfake.Opt{kfake.Ports(port), kfake.DefaultNumPartitions(1), kfake.DataDir(dir),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "67108864"})}, opts...)...)
 }
 
 // RestartKafka stops the broker cleanly (as SIGTERM stops the dev broker)
@@ -49,7 +50,7 @@ func (e *Env) RestartKafka(t testing.TB, down time.Duration) {
 	port, _ := strconv.Atoi(portStr)
 	e.Kafka.Close()
 	time.Sleep(down)
-	c, err := startKafka(port, e.kafkaDir)
+	c, err := startKafka(port, e.kafkaDir, e.kafkaOpts)
 	if err != nil {
 		t.Fatalf("restart kfake on port %d: %v", port, err)
 	}
@@ -90,11 +91,17 @@ func Servers(t testing.TB) (primary, standby, redisAddr string) {
 func New(t testing.TB) *Env {
 	t.Helper()
 	pAddr, sAddr, rAddr := Servers(t)
+	return build(t, pAddr, sAddr, rAddr, nil, func(*config.Config) {})
+}
+
+// build starts the broker with kafkaOpts, makes the test's config for the
+// servers given, lets tweak change it, and connects as the config says.
+func build(t testing.TB, pAddr, sAddr, rAddr string, kafkaOpts []kfake.Opt, tweak func(*config.Config)) *Env {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	kafkaDir := t.TempDir()
-	c, err := startKafka(0, kafkaDir)
+	c, err := startKafka(0, kafkaDir, kafkaOpts)
 	if err != nil {
 		t.Fatalf("start kfake: %v", err)
 	}
@@ -115,8 +122,9 @@ func New(t testing.TB) *Env {
 	cfg.Cache.Group = id + "-cache"
 	cfg.Cache.KeyPrefix = id + ":"
 	cfg.Cache.TombstoneTTL = time.Hour
+	tweak(cfg)
 
-	e := &Env{Cfg: cfg, Kafka: c, DB: id, kafkaDir: kafkaDir}
+	e := &Env{Cfg: cfg, Kafka: c, DB: id, kafkaDir: kafkaDir, kafkaOpts: kafkaOpts}
 	t.Cleanup(func() { e.Kafka.Close() })
 	if e.Primary, err = mysql.Open(ctx, "primary", cfg.Primary); err != nil {
 		t.Fatalf("primary MariaDB at %s (LOCKSTEP_TEST_PRIMARY) unreachable: %v", pAddr, err)
@@ -124,7 +132,11 @@ func New(t testing.TB) *Env {
 	if e.Standby, err = mysql.Open(ctx, "standby", cfg.Standby); err != nil {
 		t.Fatalf("standby MariaDB at %s (LOCKSTEP_TEST_STANDBY) unreachable: %v", sAddr, err)
 	}
-	e.Redis = redis.NewClient(&redis.Options{Addr: rAddr})
+	redisTLS, err := cfg.Redis.TLS.Build("redis.tls", rAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Redis = redis.NewClient(&redis.Options{Addr: rAddr, Username: cfg.Redis.User, Password: cfg.Redis.Password, TLSConfig: redisTLS})
 	if err := e.Redis.Ping(ctx).Err(); err != nil {
 		t.Fatalf("Redis at %s (LOCKSTEP_TEST_REDIS) unreachable: %v", rAddr, err)
 	}
