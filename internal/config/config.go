@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path"
@@ -146,7 +147,17 @@ type Rule struct {
 }
 
 type Metrics struct {
+	// Listen is host:port, "auto" (loopback, one port per service, see
+	// MetricsAddress) or empty for none.
 	Listen string `mapstructure:"listen" yaml:"listen"`
+}
+
+// MetricsAddress is where a service exports its metrics; "" for nowhere.
+func (c *Config) MetricsAddress(service string) string {
+	if c.Metrics.Listen != "auto" {
+		return c.Metrics.Listen
+	}
+	return map[string]string{"producer": "127.0.0.1:9101", "storage-applier": "127.0.0.1:9102", "cache-applier": "127.0.0.1:9103"}[service]
 }
 
 type Log struct {
@@ -196,7 +207,7 @@ var defaults = map[string]any{
 	"cache.hook.timeout":        "5s",
 	"cache.hook.retries":        3,
 	"cache.hook.on_failure":     "block",
-	"metrics.listen":            "",
+	"metrics.listen":            "auto",
 	"log.level":                 "info",
 	"log.format":                "text",
 }
@@ -409,6 +420,11 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log.level", c.Log.Level, "want debug, info, warn or error")
+	}
+	if l := c.Metrics.Listen; l != "" && l != "auto" {
+		if host, _, err := net.SplitHostPort(l); err != nil || host == "" {
+			bad("metrics.listen", fmt.Sprintf("%q", l), "want auto (127.0.0.1, port 9101/9102/9103 for producer/storage-applier/cache-applier), empty (off) or host:port with the host given: 127.0.0.1:9101 for this machine only, 0.0.0.0:9101 for every interface")
+		}
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", c.Log.Format, "want text or json")

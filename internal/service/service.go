@@ -113,7 +113,7 @@ func Command(name, short string, stage Stage) *cobra.Command {
 			softMemoryLimit()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			if err := metrics.Serve(ctx, cfg.Metrics.Listen, log); err != nil {
+			if err := metrics.Serve(ctx, cfg.MetricsAddress(name), log); err != nil {
 				return err
 			}
 			err = Supervise(ctx, log, func(ctx context.Context) error { return stage(ctx, cfg, log) })

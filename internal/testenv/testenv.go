@@ -122,6 +122,7 @@ func build(t testing.TB, pAddr, sAddr, rAddr string, kafkaOpts []kfake.Opt, twea
 	cfg.Cache.Group = id + "-cache"
 	cfg.Cache.KeyPrefix = id + ":"
 	cfg.Cache.TombstoneTTL = time.Hour
+	cfg.Metrics.Listen = "" // tests run several instances of a service
 	tweak(cfg)
 
 	e := &Env{Cfg: cfg, Kafka: c, DB: id, kafkaDir: kafkaDir, kafkaOpts: kafkaOpts}

@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/testenv"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// Each service as a user with only the privileges the README's grants give
+// it: the pipeline carries inserts, updates, deletes and DDL, and no
+// password shows in what the services printed.
+func TestServicesRunWithLeastPrivilege(t *testing.T) {
+	e := newEnv(t)
+	db, pw := mysql.Quote(e.DB), "pw-"+e.DB
+	user := func(name string) string { return fmt.Sprintf("'%s_%s'@'127.0.0.1'", e.DB, name) }
+	testenv.Exec(t, e.Standby, schemas.CheckpointSQL)
+	grants := map[string][]string{
+		"primary": {
+			"CREATE USER " + user("producer") + " IDENTIFIED BY '" + pw + "'",
+			"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO " + user("producer"),
+			"GRANT SELECT ON " + db + ".* TO " + user("producer"),
+			"CREATE USER " + user("nobinlog") + " IDENTIFIED BY '" + pw + "'",
+			"GRANT SELECT ON " + db + ".* TO " + user("nobinlog"),
+		},
+		"standby": {
+			"CREATE USER " + user("applier") + " IDENTIFIED BY '" + pw + "'",
+			"GRANT ALL ON " + db + ".* TO " + user("applier"),
+			"GRANT SELECT, INSERT, UPDATE, CREATE ON lockstep.* TO " + user("applier"),
+			"CREATE USER " + user("cache") + " IDENTIFIED BY '" + pw + "'",
+			"GRANT SELECT ON " + db + ".* TO " + user("cache"),
+			"GRANT SELECT ON lockstep.checkpoint TO " + user("cache"),
+		},
+	}
+	testenv.Exec(t, e.Primary, grants["primary"]...)
+	testenv.Exec(t, e.Standby, grants["standby"]...)
+	t.Cleanup(func() {
+		e.Primary.Exec("DROP USER IF EXISTS " + user("producer") + ", " + user("nobinlog"))
+		e.Standby.Exec("DROP USER IF EXISTS " + user("applier") + ", " + user("cache"))
+	})
+	// Redis: the cache-applier's keys only, no admin or dangerous command.
+	ctx := context.Background()
+	redisUser := e.DB + "_cache"
+	if err := e.Redis.Do(ctx, "ACL", "SETUSER", redisUser, "on", ">"+pw, "~"+e.Cfg.Cache.KeyPrefix+"*", "~lockstep:*",
+		"resetchannels", "-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@connection", "-@dangerous").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Redis.Do(ctx, "ACL", "DELUSER", redisUser) })
+
+	cfg := *e.Cfg
+	cfg.Primary.User, cfg.Primary.Password = e.DB+"_producer", pw
+	cfg.Standby.Password, cfg.Redis.User, cfg.Redis.Password = pw, redisUser, pw
+	p := &pipeline{}
+	cfg.Standby.User = e.DB + "_applier"
+	p.cfgPath = writeConfig(t, &cfg)
+	p.producer = start(t, p.cfgPath, "producer")
+	p.producer.waitLog("tailing binlog")
+	p.applier = start(t, p.cfgPath, "storage-applier")
+	cfg.Standby.User = e.DB + "_cache"
+	p.cacheApplier = start(t, writeConfig(t, &cfg), "cache-applier")
+
+	createTables(t, e)
+	writeBatch(t, e, 0, 30)
+	testenv.Exec(t, e.Primary,
+		"UPDATE "+e.DB+".users SET email = 'new@x' WHERE id = 1",
+		"DELETE FROM "+e.DB+".users WHERE id = 2",
+		"ALTER TABLE "+e.DB+".items ADD COLUMN note VARCHAR(20) DEFAULT 'n'",
+		"INSERT INTO "+e.DB+".sessions VALUES (1, 'tok')",
+	)
+	consistent(t, e, 60*time.Second)
+	for _, s := range []*proc{p.producer, p.applier, p.cacheApplier} {
+		if done, err := s.exited(); done {
+			t.Errorf("%s exited: %v", s.name, err)
+		}
+		b, _ := os.ReadFile(s.log)
+		if strings.Contains(string(b), pw) {
+			t.Errorf("%s printed its password", s.name)
+		}
+	}
+
+	// A producer user that may not read the binlog is told what to grant.
+	cfg.Primary.User = e.DB + "_nobinlog"
+	log := start(t, writeConfig(t, &cfg), "producer").waitExit(30 * time.Second)
+	mustContain(t, log, "the primary user "+e.DB+"_nobinlog may not read the binlog; GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO it")
+}
