@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,12 @@ func TestBadRecordsStopTheApplierAndApplyNothing(t *testing.T) {
 			r.Columns[1].Binary = true
 			r.After["title"] = ptr("not base64!")
 		}, []string{"column title of", "is not base64"}},
+		{"lockstep's own checkpoint", func(_ *testenv.Env, r *schemas.Record) { r.Database, r.Table = "lockstep", "checkpoint" },
+			[]string{"database lockstep is not replicated"}},
+		{"a table name carrying SQL", func(_ *testenv.Env, r *schemas.Record) { r.Table = "items`; DROP TABLE items; --" },
+			[]string{".items`; DROP TABLE items; -- does not exist on the standby"}},
+		{"a database name carrying SQL", func(e *testenv.Env, r *schemas.Record) { r.Database = e.DB + "`.items; DROP DATABASE x; --" },
+			[]string{"is not replicated"}},
 		{"a row change after DDL in one transaction", func(_ *testenv.Env, r *schemas.Record) {
 			r.Op, r.Statement, r.Txn.Last = schemas.OpDDL, "DROP TABLE items", false
 		}, []string{"offset 2", "ddl record that is not a whole transaction of its own"}},
@@ -59,4 +66,20 @@ func TestBadRecordsStopTheApplierAndApplyNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Values are data, never SQL: a forged record whose values carry SQL is
+// applied as text, through placeholders.
+func TestSQLInValuesIsStoredAsText(t *testing.T) {
+	e := newEnv(t)
+	evil := "x'); DROP TABLE items; -- \\' \" `"
+	r := itemRow(e, "0-9-1", 0, true, 1)
+	r.After["title"] = ptr(evil)
+	craft(t, e, r)
+	start(t, writeConfig(t, e.Cfg), "storage-applier")
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		var title string
+		err := e.Standby.QueryRow("SELECT title FROM " + e.DB + ".items WHERE id = 1").Scan(&title)
+		return err == nil && title == evil, fmt.Sprintf("standby title %q, %v", title, err)
+	})
 }

@@ -156,7 +156,7 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 	}
 	res, err := a.tx.ExecContext(ctx, q, args...)
 	if err != nil {
-		return classify(fmt.Errorf("apply %s: %w", at(), err))
+		return classify(fmt.Errorf("apply %s: %w; nothing of the transaction was applied", at(), err))
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
 		return service.Permanentf("apply %s, key %v: %d rows matched on the standby, want 1: the standby has diverged from the primary; nothing of the transaction was applied",
