@@ -72,6 +72,9 @@ func TestEverythingOverTLS(t *testing.T) {
 	}{
 		{"primary signed by another CA", "producer", func(c *config.Config) { c.Primary.TLS.CAFile = sec.Certs.Path("other-ca.pem") },
 			[]string{"primary", "certificate signed by unknown authority"}},
+		{"primary reached by a name its certificate lacks", "producer", func(c *config.Config) {
+			c.Primary.Address = strings.Replace(c.Primary.Address, "127.0.0.1", "localhost", 1)
+		}, []string{"connect to primary database localhost:", "certificate is not valid for any names, but wanted to match localhost"}},
 		{"wrong standby password", "storage-applier", func(c *config.Config) { c.Standby.Password = "wrong" },
 			[]string{"standby", "Access denied for user 'lockstep'"}},
 		{"broker signed by another CA", "cache-applier", func(c *config.Config) { c.Kafka.TLS.CAFile = sec.Certs.Path("other-ca.pem") },
