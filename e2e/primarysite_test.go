@@ -22,14 +22,7 @@ func TestPrimarySiteCache(t *testing.T) {
 	producer := start(t, cfgPath, "producer")
 	producer.waitLog("tailing binlog")
 	cacheApplier := start(t, cfgPath, "cache-applier")
-	createTables(t, e)
-	writeBatch(t, e, 0, 50)
-	testenv.Exec(t, e.Primary,
-		"UPDATE "+e.DB+".users SET email = 'moved@x' WHERE id = 3",
-		"DELETE FROM "+e.DB+".users WHERE id = 4",
-		"INSERT INTO "+e.DB+".sessions VALUES (1, 'tok')",
-		"UPDATE "+e.DB+".sessions SET token = 'tok2' WHERE id = 1",
-	)
+	mixedChanges(t, e)
 	rules := cacherule.Compile(e.Cfg.Cache)
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
 		c, err := verify.CacheAgainst(context.Background(), e.Primary, e.Redis, rules, e.Cfg.Primary.Databases)
@@ -67,4 +60,18 @@ func TestCacheRulesThatDoNotFitTheDatabase(t *testing.T) {
 
 	e.Cfg.Cache.Rules = e.Cfg.Cache.Rules[:1]
 	start(t, writeConfig(t, e.Cfg), "cache-applier").waitLog(fmt.Sprintf(`msg="cache rule matches no table yet" service=cache-applier rule="cache.rules[0] (%s.later)"`, e.DB))
+}
+
+// mixedChanges creates the tables of newEnv and writes inserts, updates (one
+// of a key column: user 3's email becomes moved@x), a delete (user 4) and an
+// update of a row an evict rule covers.
+func mixedChanges(t *testing.T, e *testenv.Env) {
+	createTables(t, e)
+	writeBatch(t, e, 0, 50)
+	testenv.Exec(t, e.Primary,
+		"UPDATE "+e.DB+".users SET email = 'moved@x' WHERE id = 3",
+		"DELETE FROM "+e.DB+".users WHERE id = 4",
+		"INSERT INTO "+e.DB+".sessions VALUES (1, 'tok')",
+		"UPDATE "+e.DB+".sessions SET token = 'tok2' WHERE id = 1",
+	)
 }

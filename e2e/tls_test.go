@@ -20,10 +20,11 @@ import (
 )
 
 // Every link over TLS with verified certificates and passwords: MariaDB
-// primary and standby (REQUIRE SSL), Redis (TLS only, an ACL user), the
-// broker (TLS, SASL SCRAM-SHA-512). The pipeline works; no password shows in
-// anything the services printed or exported; a wrong CA or password fails
-// with an error that says which link and what.
+// primary and standby (REQUIRE X509: a client certificate too), Redis (TLS
+// only, an ACL user), the broker (TLS, SASL SCRAM-SHA-512). The pipeline
+// works; no password shows in anything the services printed or exported; a
+// wrong CA, a wrong server name or a wrong password fails with an error that
+// says which link and what.
 func TestEverythingOverTLS(t *testing.T) {
 	e, sec := testenv.NewTLS(t)
 	withRules(e)

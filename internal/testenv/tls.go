@@ -91,7 +91,8 @@ const (
 )
 
 // NewTLS is New with servers of its own that take TLS only: a primary and
-// a standby MariaDB (user lockstep, REQUIRE SSL), Redis (ACL user lockstep;
+// a standby MariaDB (user lockstep, REQUIRE X509: TLS with a client
+// certificate), Redis (ACL user lockstep;
 // the default user is off) and the broker with TLS and SASL (SCRAM-SHA-512
 // user lockstep, PLAIN user plain). The config verifies every server's
 // certificate against the test's CA and presents the client certificate.
@@ -103,7 +104,7 @@ func NewTLS(t testing.TB) (*Env, Secure) {
 	ports := freePorts(t, 3)
 	env := append(os.Environ(), "LOCKSTEP_DEV_DIR="+dev, "LOCKSTEP_TLS_DIR="+s.Certs.Dir,
 		"LOCKSTEP_PRIMARY_PORT="+strconv.Itoa(ports[0]), "LOCKSTEP_STANDBY_PORT="+strconv.Itoa(ports[1]), "LOCKSTEP_REDIS_PORT="+strconv.Itoa(ports[2]))
-	users := fmt.Sprintf(`CREATE USER 'lockstep'@'127.0.0.1' IDENTIFIED BY '%s' REQUIRE SSL; GRANT ALL ON *.* TO 'lockstep'@'127.0.0.1'`, DBPassword)
+	users := fmt.Sprintf(`CREATE USER 'lockstep'@'127.0.0.1' IDENTIFIED BY '%s' REQUIRE X509; GRANT ALL ON *.* TO 'lockstep'@'127.0.0.1'`, DBPassword)
 	lib(t, env, fmt.Sprintf(`start_primary && start_standby && start_redis &&
 		for s in primary standby; do mariadb --no-defaults -uroot --socket="$DEV/$s/mariadbd.sock" -e "%s"; done &&
 		redis-cli -p %d --tls --cacert "$LOCKSTEP_TLS_DIR/ca.pem" ACL SETUSER lockstep on '>%s' '~*' '&*' +@all >/dev/null &&
