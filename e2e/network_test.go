@@ -3,15 +3,21 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockstep-dr/lockstep/internal/testenv"
 )
 
 // What the services expose on the network: each listens on one TCP port,
-// its metrics on 127.0.0.1 — nothing else.
+// its metrics on 127.0.0.1 — nothing else; there /healthz and /readyz say
+// whether the process and its stage run.
 func TestServicesListenOnlyForMetricsOnLoopback(t *testing.T) {
 	e := newEnv(t)
 	e.Cfg.Metrics.Listen = "127.0.0.1:0"
@@ -24,7 +30,42 @@ func TestServicesListenOnlyForMetricsOnLoopback(t *testing.T) {
 		if len(got) != 1 || !strings.HasPrefix(got[0], "127.0.0.1:") {
 			t.Errorf("%s listens on %v, want one 127.0.0.1 port (metrics)", s.name, got)
 		}
+		for path, want := range map[string]string{"/healthz": "ok", "/readyz": "running"} {
+			if code, body := s.get(path); code != http.StatusOK || strings.TrimSpace(body) != want {
+				t.Errorf("%s %s = %d %q, want 200 %q", s.name, path, code, body, want)
+			}
+		}
 	}
+	// A stage that failed and waits to restart is not ready.
+	down := *e.Cfg
+	down.Standby.Address = "127.0.0.1:1" // nothing listens there
+	s := start(t, writeConfig(t, &down), "storage-applier")
+	s.waitLog("stage failed; restarting")
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		code, body := s.get("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "not running: connect to standby database 127.0.0.1:1"),
+			fmt.Sprintf("/readyz of a storage-applier whose standby is down = %d %q", code, body)
+	})
+}
+
+// get fetches a path from the service's metrics listener, found in its log.
+func (p *proc) get(path string) (int, string) {
+	p.t.Helper()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	m := regexp.MustCompile(`msg=metrics .*listen=(\S+)`).FindSubmatch(b)
+	if m == nil {
+		p.t.Fatalf("%s did not log its metrics address", p.name)
+	}
+	resp, err := http.Get("http://" + string(m[1]) + path)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 // listening lists the TCP addresses a process listens on, read from /proc:

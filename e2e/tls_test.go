@@ -2,10 +2,9 @@ package e2e
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"os"
-	"regexp"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,20 +39,22 @@ func TestEverythingOverTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := regexp.MustCompile(`msg=metrics .*listen=(\S+)`).FindSubmatch(b)
-		if m == nil {
-			t.Fatalf("%s did not log its metrics address", s.name)
-		}
-		resp, err := http.Get("http://" + string(m[1]) + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		metrics, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_, metrics := s.get("/metrics")
 		for _, pw := range secrets {
-			if strings.Contains(string(b), pw) || strings.Contains(string(metrics), pw) {
+			if strings.Contains(string(b), pw) || strings.Contains(metrics, pw) {
 				t.Errorf("%s printed or exported a password", s.name)
 			}
+		}
+	}
+
+	// status, over the same links, prints no password either.
+	out, err := exec.Command(filepath.Join(binDir, "producer"), "status", "--config", p.cfgPath).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "cache-applier") {
+		t.Errorf("status over TLS: %v\n%s", err, out)
+	}
+	for _, pw := range secrets {
+		if strings.Contains(string(out), pw) {
+			t.Errorf("status printed a password")
 		}
 	}
 

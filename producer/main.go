@@ -22,6 +22,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/internal/status"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -32,6 +33,7 @@ func main() {
 			return run(ctx, cfg, log, fromStart)
 		})
 	cmd.Flags().BoolVar(&fromStart, "from-start", false, "on an empty primary log, start from the oldest binlog instead of the current position")
+	cmd.AddCommand(status.Command())
 	service.Main(cmd)
 }
 

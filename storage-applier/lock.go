@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 )
 
 // lock makes one storage-applier the active one and any other a hot spare.
@@ -20,18 +22,13 @@ type lock struct {
 
 const lockPoll = time.Second
 
-func lockName(applier string) string {
-	n := "lockstep.applier." + applier
-	return n[:min(len(n), 64)] // the server's limit on lock names
-}
-
 // acquire waits until this process holds the lock; nil, nil when ctx ends first.
 func acquire(ctx context.Context, db *sql.DB, applier string, log *slog.Logger) (*lock, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open the lock connection: %w", err)
 	}
-	l := &lock{conn: conn, name: lockName(applier)}
+	l := &lock{conn: conn, name: mysql.ApplierLock(applier)}
 	waiting := false
 	for {
 		var got sql.NullInt64

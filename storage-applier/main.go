@@ -19,11 +19,14 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/internal/status"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 func main() {
-	service.Main(service.Command("storage-applier", "Apply the primary log to the standby database, then republish to the standby log", run))
+	cmd := service.Command("storage-applier", "Apply the primary log to the standby database, then republish to the standby log", run)
+	cmd.AddCommand(status.Command())
+	service.Main(cmd)
 }
 
 // run is one life of the applier. Its start is the recovery: what the

@@ -26,6 +26,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/metrics"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/internal/status"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -36,8 +37,10 @@ func Main(hook Hook) { service.Main(Command(hook)) }
 
 // Command is the cache-applier command, for callers that run it themselves.
 func Command(hook Hook) *cobra.Command {
-	return service.Command("cache-applier", "Refresh or evict Redis keys from the standby log",
+	cmd := service.Command("cache-applier", "Refresh or evict Redis keys from the standby log",
 		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error { return run(ctx, cfg, log, hook) })
+	cmd.AddCommand(status.Command())
+	return cmd
 }
 
 // openRedis connects to the configured Redis.

@@ -1,5 +1,6 @@
 // Package metrics holds the Prometheus metrics the services export on
-// metrics.listen (GET /metrics), and the server that exports them.
+// metrics.listen (GET /metrics), and the server that exports them with
+// /healthz and /readyz.
 package metrics
 
 import (
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +45,37 @@ var (
 	}, []string{"stage"})
 )
 
+// stage is what /readyz reports: whether the service's stage runs.
+var stage struct {
+	sync.Mutex
+	started bool
+	err     error
+}
+
+// SetStage records that the stage runs (err nil) or failed and waits to
+// restart or has stopped (err says why).
+func SetStage(err error) {
+	stage.Lock()
+	stage.started, stage.err = true, err
+	stage.Unlock()
+}
+
+// ready answers /readyz: 200 while the stage runs, 503 with the reason
+// before it starts and after it failed.
+func ready(w http.ResponseWriter, _ *http.Request) {
+	stage.Lock()
+	started, err := stage.started, stage.err
+	stage.Unlock()
+	switch {
+	case !started:
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+	case err != nil:
+		http.Error(w, "not running: "+err.Error(), http.StatusServiceUnavailable)
+	default:
+		fmt.Fprintln(w, "running")
+	}
+}
+
 // ObserveLag sets a stage's lag from a primary commit time in milliseconds.
 func ObserveLag(stage string, commitMS int64) {
 	Lag.WithLabelValues(stage).Set(time.Since(time.UnixMilli(commitMS)).Seconds())
@@ -59,6 +92,9 @@ func Serve(ctx context.Context, addr string, log *slog.Logger) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.Handler())
+	// Liveness: the process answers. Readiness: its stage runs.
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", ready)
 	// Profiles, for finding where time and memory go in production.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -101,3 +101,10 @@ func ErrorNumber(err error) uint16 {
 	}
 	return 0
 }
+
+// ApplierLock is the name of the standby lock an active storage-applier
+// holds (applier.name).
+func ApplierLock(applier string) string {
+	n := "lockstep.applier." + applier
+	return n[:min(len(n), 64)] // the server's limit on lock names
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -53,10 +54,13 @@ func Supervise(ctx context.Context, log *slog.Logger, step func(context.Context)
 	backoff := 500 * time.Millisecond
 	for {
 		started := time.Now()
+		metrics.SetStage(nil)
 		err := step(ctx)
 		if ctx.Err() != nil {
+			metrics.SetStage(errors.New("stopping"))
 			return nil
 		}
+		metrics.SetStage(err)
 		if err == nil || IsPermanent(err) {
 			return err
 		}
@@ -125,8 +129,39 @@ func Command(name, short string, stage Stage) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&file, "config", "c", os.Getenv("LOCKSTEP_CONFIG"), "YAML config file (env LOCKSTEP_CONFIG)")
-	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a config key, e.g. --set kafka.brokers=host:9092 (repeatable)")
+	configFlags(cmd, &file, &sets)
+	return cmd
+}
+
+func configFlags(cmd *cobra.Command, file *string, sets *[]string) {
+	cmd.Flags().StringVarP(file, "config", "c", os.Getenv("LOCKSTEP_CONFIG"), "YAML config file (env LOCKSTEP_CONFIG)")
+	cmd.Flags().StringArrayVar(sets, "set", nil, "override a config key, e.g. --set kafka.brokers=host:9092 (repeatable)")
+}
+
+// Subcommand is a one-shot command beside a service (e.g. status): the same
+// config flags; fn writes its report to standard output.
+func Subcommand(name, short string, fn func(ctx context.Context, cfg *config.Config, out io.Writer) error) *cobra.Command {
+	var file string
+	var sets []string
+	cmd := &cobra.Command{
+		Use:           name,
+		Short:         short,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(file, sets)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			return fn(ctx, cfg, cmd.OutOrStdout())
+		},
+	}
+	configFlags(cmd, &file, &sets)
 	return cmd
 }
 
