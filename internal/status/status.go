@@ -155,12 +155,12 @@ func (r *reader) cache(ctx context.Context) (Stage, error) {
 	}
 	next := make(map[int32]int64)
 	var parts []string
-	committed.Each(func(o kadm.OffsetResponse) {
+	for _, o := range committed.Sorted() {
 		if o.Topic == topic {
 			next[o.Partition] = max(o.At, 0)
 			parts = append(parts, fmt.Sprintf("%d:%d", o.Partition, o.At))
 		}
-	})
+	}
 	s.Position = fmt.Sprintf("group %s at %s offsets %s", group, topic, strings.Join(parts, " "))
 	if gs, err := r.adm.DescribeGroups(ctx, group); err == nil {
 		s.State += fmt.Sprintf("; %d member(s) in group %s", len(gs[group].Members), group)
