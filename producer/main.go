@@ -23,6 +23,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/internal/status"
+	"github.com/lockstep-dr/lockstep/internal/verify"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -33,7 +34,7 @@ func main() {
 			return run(ctx, cfg, log, fromStart)
 		})
 	cmd.Flags().BoolVar(&fromStart, "from-start", false, "on an empty primary log, start from the oldest binlog instead of the current position")
-	cmd.AddCommand(status.Command())
+	cmd.AddCommand(status.Command(), verify.Command())
 	service.Main(cmd)
 }
 

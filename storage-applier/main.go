@@ -20,12 +20,13 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/internal/status"
+	"github.com/lockstep-dr/lockstep/internal/verify"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 func main() {
 	cmd := service.Command("storage-applier", "Apply the primary log to the standby database, then republish to the standby log", run)
-	cmd.AddCommand(status.Command())
+	cmd.AddCommand(status.Command(), verify.Command())
 	service.Main(cmd)
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/internal/status"
+	"github.com/lockstep-dr/lockstep/internal/verify"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -39,7 +40,7 @@ func Main(hook Hook) { service.Main(Command(hook)) }
 func Command(hook Hook) *cobra.Command {
 	cmd := service.Command("cache-applier", "Refresh or evict Redis keys from the standby log",
 		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error { return run(ctx, cfg, log, hook) })
-	cmd.AddCommand(status.Command())
+	cmd.AddCommand(status.Command(), verify.Command(), warmCommand())
 	return cmd
 }
 

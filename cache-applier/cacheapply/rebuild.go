@@ -5,9 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
@@ -62,8 +65,11 @@ func (b *rebuilder) check(ctx context.Context) error {
 	floor := int64(-1)
 	if b.cfg.CacheTopic() == b.cfg.Kafka.PrimaryTopic {
 		b.log.Warn("Redis holds no lockstep marker (new, or its data was lost); at the primary site there is no standby snapshot to rebuild from, so keys refill as rows change")
-	} else if floor, err = b.rebuild(ctx); err != nil {
-		return err
+	} else {
+		b.log.Warn("Redis holds no lockstep marker (new, or its data was lost): rebuilding the cache from a snapshot of the standby")
+		if floor, err = b.rebuild(ctx); err != nil {
+			return err
+		}
 	}
 	if err := b.w.rdb.HSet(ctx, key, "floor", floor, "topic_id", b.topicID).Err(); err != nil {
 		return fmt.Errorf("write the cache marker: %w", err)
@@ -90,8 +96,11 @@ func (b *rebuilder) close() {
 	}
 }
 
+// rebuild writes every key the refresh rules define from one snapshot of
+// the standby, at the snapshot's checkpoint as version, and returns that
+// version. Newer writes win over it, so it is safe beside a running
+// cache-applier.
 func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
-	b.log.Warn("Redis holds no lockstep marker (new, or its data was lost): rebuilding the cache from a snapshot of the standby")
 	db, err := b.standby(ctx)
 	if err != nil {
 		return 0, err
@@ -146,4 +155,28 @@ func refill(ctx context.Context, q cacherule.Querier, out *batch, r *cacherule.R
 		}
 		return out.add(ctx, rowOps(r, ks, row, version)...)
 	})
+}
+
+// warmCommand writes the cache from the standby database: for a cache that
+// lost keys, when the standby log no longer reaches back far enough.
+func warmCommand() *cobra.Command {
+	return service.Subcommand("warm", "Write every key the cache rules define from a snapshot of the standby (safe while the cache-applier runs)",
+		func(ctx context.Context, cfg *config.Config, out io.Writer) error {
+			rdb, err := openRedis(ctx, cfg.Redis)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			if err := cas.Load(ctx, rdb).Err(); err != nil {
+				return fmt.Errorf("load cache script into Redis: %w", err)
+			}
+			b := &rebuilder{cfg: cfg, rules: cacherule.Compile(cfg.Cache), w: &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}, log: service.Logger(cfg.Log, "cache-applier")}
+			defer b.close()
+			v, err := b.rebuild(ctx)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(out, "cache warmed from the standby at version %d (applier %q): every key the rules define written unless Redis holds a newer version\n", v, cfg.Applier.Name)
+			return err
+		})
 }

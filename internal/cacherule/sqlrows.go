@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 )
 
 // Querier is a database or a transaction.
@@ -70,8 +71,8 @@ func ScanTable(ctx context.Context, q Querier, table string, fn func(Row) error)
 	return rows.Err()
 }
 
-// BaseTables lists the base tables of the databases given (nil: all), as
-// "db.table".
+// BaseTables lists the base tables of the databases given (nil: every
+// database but the system ones and lockstep's), as "db.table".
 func BaseTables(ctx context.Context, q Querier, dbs []string) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'`)
 	if err != nil {
@@ -84,15 +85,15 @@ func BaseTables(ctx context.Context, q Querier, dbs []string) ([]string, error) 
 		if err := rows.Scan(&s, &t); err != nil {
 			return nil, err
 		}
-		if dbs == nil || slices.Contains(dbs, s) {
+		if mysql.Replicated(s, dbs) {
 			out = append(out, s+"."+t)
 		}
 	}
 	return out, rows.Err()
 }
 
-// Tables lists the base tables of the databases given (nil: all) that the
-// rule's table pattern matches.
+// Tables lists the base tables of the databases given (nil: every one
+// replicated) that the rule's table pattern matches.
 func (r *Rule) Tables(ctx context.Context, q Querier, dbs []string) ([]string, error) {
 	all, err := BaseTables(ctx, q, dbs)
 	return slices.DeleteFunc(all, func(n string) bool { return !r.Matches(n) }), err

@@ -5,17 +5,13 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
-	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/verify"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -49,63 +45,11 @@ func reportCmd(load func() (*config.Config, error)) *cobra.Command {
 // report polls until primary, standby and cache agree or wait runs out,
 // then prints the comparison; the verdict is the last comparison made.
 func report(ctx context.Context, cfg *config.Config, dbs []string, wait time.Duration) (bool, error) {
-	primary, err := mysql.Open(ctx, "primary", cfg.Primary)
-	if err != nil {
-		return false, err
-	}
-	defer primary.Close()
-	standby, err := mysql.Open(ctx, "standby", cfg.Standby)
-	if err != nil {
-		return false, err
-	}
-	defer standby.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Address, Password: cfg.Redis.Password, DB: cfg.Redis.DB})
-	defer rdb.Close()
-	rules := cacherule.Compile(cfg.Cache)
-
-	start := time.Now()
-	var tables []verify.Table
-	var cache *verify.Cache
-	for {
-		tables, err = verify.Databases(ctx, primary, standby, dbs)
-		if err != nil {
-			return false, err
-		}
-		cache, err = verify.CacheAgainst(ctx, standby, rdb, rules, dbs)
-		if err != nil {
-			return false, err
-		}
-		if (verify.AllEqual(tables) && cache.OK()) || time.Since(start) > wait {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	drained := time.Since(start)
-
 	fmt.Println("\nconsistency report")
-	fmt.Printf("  %-20s %12s %12s %14s %14s  %s\n", "table", "primary rows", "standby rows", "primary sum", "standby sum", "verdict")
-	ok := true
-	for _, t := range tables {
-		v := "equal"
-		if !t.OK() {
-			v, ok = "DIFFERENT", false
-		}
-		fmt.Printf("  %-20s %12d %12d %14d %14d  %s\n", t.Name, t.PrimaryRows, t.StandbyRows, t.PrimarySum.Int64, t.StandbySum.Int64, v)
-		for _, d := range t.Diff {
-			fmt.Println("    " + d)
-		}
+	ok, drained, err := verify.Check(ctx, cfg, verify.What{Storage: true, Cache: true}, dbs, wait, os.Stdout)
+	if err != nil {
+		return false, err
 	}
-	fmt.Printf("  cache: %d keys expected from standby rows, %d checked, %d missing, %d with a different value, %d orphan keys\n",
-		cache.Keys, cache.Checked, len(cache.Missing), len(cache.Wrong), len(cache.Orphans))
-	for _, l := range []struct {
-		what string
-		keys []string
-	}{{"missing", cache.Missing}, {"different", cache.Wrong}, {"orphan", cache.Orphans}} {
-		if len(l.keys) > 0 {
-			fmt.Printf("    %s: %s\n", l.what, strings.Join(l.keys[:min(10, len(l.keys))], " "))
-		}
-	}
-	ok = ok && cache.OK()
 	fmt.Printf("  drained %.1fs after the workload ended\n", drained.Seconds())
 	if err := carried(ctx, cfg); err != nil {
 		return false, err

@@ -1,0 +1,145 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/service"
+)
+
+// What says which comparisons a check makes.
+type What struct{ Storage, Cache bool }
+
+// Check compares what it is asked to (storage: primary vs standby, table by
+// table; cache: every key the rules define vs the standby) over the
+// replicated databases, again and again while the two sides still differ
+// and wait has not passed (the standby may be catching up), then prints the
+// last comparison to out. It returns whether everything compared equal and
+// how long it took to get there.
+func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wait time.Duration, out io.Writer) (bool, time.Duration, error) {
+	standby, err := mysql.Open(ctx, "standby", cfg.Standby)
+	if err != nil {
+		return false, 0, err
+	}
+	defer standby.Close()
+	compare := func() (string, bool, error) { return "", true, nil }
+	if what.Storage {
+		primary, err := mysql.Open(ctx, "primary", cfg.Primary)
+		if err != nil {
+			return false, 0, err
+		}
+		defer primary.Close()
+		compare = chain(compare, func() (string, bool, error) {
+			tables, err := Databases(ctx, primary, standby, dbs)
+			return storageReport(tables), AllEqual(tables), err
+		})
+	}
+	if what.Cache {
+		tlsCfg, err := cfg.Redis.TLS.Build("redis.tls", cfg.Redis.Address)
+		if err != nil {
+			return false, 0, err
+		}
+		rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Address, Username: cfg.Redis.User, Password: cfg.Redis.Password, DB: cfg.Redis.DB, TLSConfig: tlsCfg})
+		defer rdb.Close()
+		rules := cacherule.Compile(cfg.Cache)
+		compare = chain(compare, func() (string, bool, error) {
+			c, err := CacheAgainst(ctx, standby, rdb, rules, dbs)
+			if err != nil {
+				return "", false, err
+			}
+			return cacheReport(c), c.OK(), nil
+		})
+	}
+	start := time.Now()
+	for {
+		report, ok, err := compare()
+		if err != nil {
+			return false, 0, err
+		}
+		if ok || time.Since(start) > wait {
+			_, err := io.WriteString(out, report)
+			return ok, time.Since(start), err
+		}
+		select {
+		case <-ctx.Done():
+			return false, 0, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func chain(a, b func() (string, bool, error)) func() (string, bool, error) {
+	return func() (string, bool, error) {
+		ra, oka, err := a()
+		if err != nil {
+			return "", false, err
+		}
+		rb, okb, err := b()
+		return ra + rb, oka && okb, err
+	}
+}
+
+func storageReport(tables []Table) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  %-20s %12s %12s %14s %14s  %s\n", "table", "primary rows", "standby rows", "primary sum", "standby sum", "verdict")
+	for _, t := range tables {
+		v := "equal"
+		if !t.OK() {
+			v = "DIFFERENT"
+		}
+		fmt.Fprintf(&b, "  %-20s %12d %12d %14d %14d  %s\n", t.Name, t.PrimaryRows, t.StandbyRows, t.PrimarySum.Int64, t.StandbySum.Int64, v)
+		for _, d := range t.Diff {
+			fmt.Fprintln(&b, "    "+d)
+		}
+	}
+	return b.String()
+}
+
+func cacheReport(c *Cache) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  cache: %d keys expected from standby rows, %d checked, %d missing, %d with a different value, %d orphan keys\n",
+		c.Keys, c.Checked, len(c.Missing), len(c.Wrong), len(c.Orphans))
+	for _, l := range []struct {
+		what string
+		keys []string
+	}{{"missing", c.Missing}, {"different", c.Wrong}, {"orphan", c.Orphans}} {
+		if len(l.keys) > 0 {
+			fmt.Fprintf(&b, "    %s: %s\n", l.what, strings.Join(l.keys[:min(10, len(l.keys))], " "))
+		}
+	}
+	return b.String()
+}
+
+// Command is the verify subcommand every service binary has: verify
+// storage, verify cache; it exits non-zero on a difference.
+func Command() *cobra.Command {
+	cmd := &cobra.Command{Use: "verify", Short: "Compare the standby with the primary (storage) or the cache with the standby (cache)"}
+	for _, c := range []struct {
+		name, short string
+		what        What
+	}{
+		{"storage", "Compare every replicated table of the primary and the standby, row for row", What{Storage: true}},
+		{"cache", "Compare every key the cache rules define with the standby's rows", What{Cache: true}},
+	} {
+		var wait time.Duration
+		sub := service.Subcommand(c.name, c.short, func(ctx context.Context, cfg *config.Config, out io.Writer) error {
+			ok, _, err := Check(ctx, cfg, c.what, cfg.Primary.Databases, wait, out)
+			if err == nil && !ok {
+				err = fmt.Errorf("%s differs (after re-checking for %s)", c.name, wait)
+			}
+			return err
+		})
+		sub.Flags().DurationVar(&wait, "wait", 30*time.Second, "re-check differences for this long: the standby may be catching up")
+		cmd.AddCommand(sub)
+	}
+	return cmd
+}
