@@ -264,6 +264,8 @@ func Load(file string, overrides []string) (*Config, error) {
 	if err := c.readSecrets(file); err != nil {
 		return nil, err
 	}
+	c.warnUnverified()
+	slices.Sort(c.warnings)
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", orDefaults(file), err)
 	}
@@ -305,13 +307,17 @@ func (c *Config) readSecrets(file string) error {
 	if inFile && file != "" {
 		c.warnReadable("config file "+file+", which holds passwords,", file)
 	}
+	return nil
+}
+
+// warnUnverified warns about every link whose server certificate is not
+// verified.
+func (c *Config) warnUnverified() {
 	for key, t := range map[string]TLS{"kafka.tls": c.Kafka.TLS, "primary.tls": c.Primary.TLS, "standby.tls": c.Standby.TLS, "redis.tls": c.Redis.TLS} {
 		if t.Enabled && t.SkipVerify {
 			c.warnings = append(c.warnings, key+".skip_verify is on: the server's certificate is NOT verified, so anyone on the network path can read and change what lockstep sends; set "+key+".ca_file instead")
 		}
 	}
-	slices.Sort(c.warnings)
-	return nil
 }
 
 // warnReadable warns when a file holding secrets is open to other users.
