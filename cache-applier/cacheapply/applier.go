@@ -40,7 +40,7 @@ func Main(hook Hook) { service.Main(Command(hook)) }
 func Command(hook Hook) *cobra.Command {
 	cmd := service.Command("cache-applier", "Refresh or evict Redis keys from the standby log",
 		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error { return run(ctx, cfg, log, hook) })
-	cmd.AddCommand(status.Command(), verify.Command(), warmCommand())
+	cmd.AddCommand(status.Command(), verify.Command(), warmCommand(), replayCommand())
 	return cmd
 }
 
@@ -196,6 +196,9 @@ type cacheApplier struct {
 	primaryTopic bool
 	rebuild      *rebuilder
 	hooks        *hooks
+	// applied and skipped count the cache ops written and those older than
+	// what Redis held.
+	applied, skipped int
 }
 
 func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
@@ -263,6 +266,7 @@ func (a *cacheApplier) write(ctx context.Context, records int, ops []op) error {
 	}
 	metrics.CacheOps.WithLabelValues("applied").Add(float64(n))
 	metrics.CacheOps.WithLabelValues("older, skipped").Add(float64(len(ops) - n))
+	a.applied, a.skipped = a.applied+n, a.skipped+len(ops)-n
 	a.log.Debug("cache written", "records", records, "ops", len(ops), "applied", n)
 	return nil
 }

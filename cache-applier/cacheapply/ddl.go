@@ -102,7 +102,7 @@ func (a *cacheApplier) refreshTable(ctx context.Context, r *schemas.Record, rule
 		if err != nil {
 			return err
 		}
-		err = refill(ctx, db, b, rule, name, version, keys)
+		err = refill(ctx, db, b, rule, name, version, false, keys)
 		if mysql.ErrorNumber(err) == 1146 || mysql.ErrorNumber(err) == 1049 { // gone: no rows
 			err = nil
 		}

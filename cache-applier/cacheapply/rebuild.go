@@ -127,7 +127,7 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 		for _, name := range tables {
-			if err := refill(ctx, tx, out, r, name, version, nil); err != nil {
+			if err := refill(ctx, tx, out, r, name, version, true, nil); err != nil {
 				return 0, fmt.Errorf("rebuild the cache of %s: %w", name, err)
 			}
 		}
@@ -140,8 +140,9 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 }
 
 // refill writes a rule's keys for every row of a table ("db.table") as q
-// reads it, at version; keys, if not nil, collects the keys written.
-func refill(ctx context.Context, q cacherule.Querier, out *batch, r *cacherule.Rule, name, version string, keys map[string]bool) error {
+// reads it, at version (snapshot: q is a snapshot taken at version); keys,
+// if not nil, collects the keys written.
+func refill(ctx context.Context, q cacherule.Querier, out *batch, r *cacherule.Rule, name, version string, snapshot bool, keys map[string]bool) error {
 	db, table, _ := strings.Cut(name, ".")
 	return cacherule.ScanTable(ctx, q, mysql.QuoteTable(db, table), func(row cacherule.Row) error {
 		ks, err := r.Render(row)
@@ -153,7 +154,11 @@ func refill(ctx context.Context, q cacherule.Querier, out *batch, r *cacherule.R
 				keys[k] = true
 			}
 		}
-		return out.add(ctx, rowOps(r, ks, row, version)...)
+		ops := rowOps(r, ks, row, version)
+		for i := range ops {
+			ops[i].snapshot = snapshot
+		}
+		return out.add(ctx, ops...)
 	})
 }
 

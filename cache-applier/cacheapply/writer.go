@@ -38,6 +38,9 @@ type op struct {
 	mode    string
 	ttl     time.Duration
 	payload []any // hash field/value pairs, or the one string value
+	// snapshot marks a write read from a snapshot of the standby at version:
+	// it may replace a write of the same version.
+	snapshot bool
 }
 
 // writer applies ops to Redis in pipelines of guarded scripts.
@@ -66,8 +69,12 @@ func (w *writer) pipeline(ctx context.Context, ops []op) (int, error) {
 	cmds := make([]*redis.Cmd, len(ops))
 	tomb := strconv.FormatInt(int64(w.tombstoneTTL/time.Second), 10)
 	for i, o := range ops {
-		args := make([]any, 0, 4+len(o.payload))
-		args = append(args, o.version, o.mode, strconv.FormatInt(int64(o.ttl/time.Second), 10), tomb)
+		snapshot := "0"
+		if o.snapshot {
+			snapshot = "1"
+		}
+		args := make([]any, 0, 5+len(o.payload))
+		args = append(args, o.version, o.mode, strconv.FormatInt(int64(o.ttl/time.Second), 10), tomb, snapshot)
 		args = append(args, o.payload...)
 		cmds[i] = cas.EvalSha(ctx, pipe, []string{o.key, cache.VersionKey(o.key)}, args...)
 	}

@@ -20,6 +20,11 @@ func TestOlderVersionNeverOverwritesNewer(t *testing.T) {
 	hash := func(name string) op {
 		return op{key: key, mode: modeHash, payload: []any{"name", name}}
 	}
+	snap := func(name string) op {
+		o := hash(name)
+		o.snapshot = true
+		return o
+	}
 	steps := []struct {
 		what    string
 		op      op
@@ -34,6 +39,8 @@ func TestOlderVersionNeverOverwritesNewer(t *testing.T) {
 		{"eviction", op{key: key, mode: modeDelete}, 10, 1, ""},
 		{"late older write cannot undo the eviction", hash("v7"), 7, 0, ""},
 		{"newer write after the eviction", hash("v11"), 11, 1, "v11"},
+		{"a snapshot at the same version may write again", snap("v11-snapshot"), 11, 1, "v11-snapshot"},
+		{"an older snapshot may not", snap("v10-snapshot"), 10, 0, "v11-snapshot"},
 	}
 	for _, s := range steps {
 		s.op.version = schemas.FormatVersion(s.version)

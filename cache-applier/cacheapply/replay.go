@@ -1,0 +1,124 @@
+package cacheapply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/service"
+)
+
+// replayCommand writes the cache again from the topic the cache-applier
+// consumes, from an offset or a time up to its current end. Every write is
+// version-guarded, so it cannot undo a newer change: it is safe while the
+// cache-applier runs. The group's offsets are not touched and hooks are not
+// called.
+func replayCommand() *cobra.Command {
+	var fromOffset int64
+	var fromTime string
+	cmd := service.Subcommand("replay", "Write the cache again from the standby log, from --from-offset or --from-time to its end (safe while the cache-applier runs)",
+		func(ctx context.Context, cfg *config.Config, out io.Writer) error {
+			if (fromOffset < 0) == (fromTime == "") {
+				return errors.New("give one of --from-offset N (in every partition) or --from-time (RFC 3339, or a duration ago such as 2h)")
+			}
+			var since time.Time
+			if fromTime != "" {
+				var err error
+				if since, err = parseSince(fromTime); err != nil {
+					return err
+				}
+			}
+			return replay(ctx, cfg, fromOffset, since, out)
+		})
+	cmd.Flags().Int64Var(&fromOffset, "from-offset", -1, "start at this offset of every partition")
+	cmd.Flags().StringVar(&fromTime, "from-time", "", "start at the first record written at or after this time: RFC 3339 or a duration ago (2h)")
+	return cmd
+}
+
+func parseSince(s string) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--from-time %q: want RFC 3339 (2026-11-27T04:00:00Z) or a duration ago (2h)", s)
+	}
+	return t, nil
+}
+
+func replay(ctx context.Context, cfg *config.Config, fromOffset int64, since time.Time, out io.Writer) error {
+	opts, err := kafka.Connect(ctx, cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topic := cfg.CacheTopic()
+	bounds, err := kafka.PartitionBounds(ctx, adm, topic)
+	if err != nil {
+		return err
+	}
+	var byTime kadm.ListedOffsets
+	if !since.IsZero() {
+		if byTime, err = adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic); err == nil {
+			err = byTime.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("find the offsets of %s at %s: %w", topic, since.Format(time.RFC3339), err)
+		}
+	}
+	rdb, err := openRedis(ctx, cfg.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := cas.Load(ctx, rdb).Err(); err != nil {
+		return fmt.Errorf("load cache script into Redis: %w", err)
+	}
+	rules := cacherule.Compile(cfg.Cache)
+	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
+	log := service.Logger(cfg.Log, "cache-applier")
+	a := &cacheApplier{rules: rules, w: w, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic, hooks: &hooks{},
+		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log, floor: -1}}
+	defer a.rebuild.close()
+	for p, b := range bounds {
+		from := max(fromOffset, b.Start)
+		if o, ok := byTime.Lookup(topic, p); ok {
+			from = max(o.Offset, b.Start)
+		}
+		var batch []*kgo.Record
+		flush := func() error {
+			err := a.apply(ctx, batch)
+			batch = batch[:0]
+			return err
+		}
+		err := kafka.Scan(ctx, opts, topic, p, from, b.End, func(r *kgo.Record) error {
+			if batch = append(batch, r); len(batch) == pollRecords {
+				return flush()
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush()
+		}
+		if err != nil {
+			return fmt.Errorf("replay %s[%d] from offset %d: %w", topic, p, from, err)
+		}
+		fmt.Fprintf(out, "%s[%d]: replayed offsets %d..%d\n", topic, p, from, b.End-1)
+	}
+	_, err = fmt.Fprintf(out, "cache ops: %d applied, %d older than what Redis held (skipped)\n", a.applied, a.skipped)
+	return err
+}
