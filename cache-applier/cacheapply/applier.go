@@ -44,7 +44,7 @@ func Command(hook Hook) *cobra.Command {
 	return cmd
 }
 
-// openRedis connects to the configured Redis.
+// openRedis connects to the configured Redis and loads the write script.
 func openRedis(ctx context.Context, c config.Redis) (*redis.Client, error) {
 	tlsCfg, err := c.TLS.Build("redis.tls", c.Address)
 	if err != nil {
@@ -55,6 +55,10 @@ func openRedis(ctx context.Context, c config.Redis) (*redis.Client, error) {
 		rdb.Close()
 		return nil, fmt.Errorf("connect to Redis %s (redis.address): %w", c.Address, err)
 	}
+	if err := cas.Load(ctx, rdb).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("load cache script into Redis: %w", err)
+	}
 	return rdb, nil
 }
 
@@ -64,9 +68,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 		return err
 	}
 	defer rdb.Close()
-	if err := cas.Load(ctx, rdb).Err(); err != nil {
-		return fmt.Errorf("load cache script into Redis: %w", err)
-	}
 	opts, err := kafka.Connect(ctx, cfg.Kafka)
 	if err != nil {
 		return err

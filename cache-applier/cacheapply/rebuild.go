@@ -172,9 +172,6 @@ func warmCommand() *cobra.Command {
 				return err
 			}
 			defer rdb.Close()
-			if err := cas.Load(ctx, rdb).Err(); err != nil {
-				return fmt.Errorf("load cache script into Redis: %w", err)
-			}
 			b := &rebuilder{cfg: cfg, rules: cacherule.Compile(cfg.Cache), w: &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}, log: service.Logger(cfg.Log, "cache-applier")}
 			defer b.close()
 			v, err := b.rebuild(ctx)

@@ -85,9 +85,6 @@ func replay(ctx context.Context, cfg *config.Config, fromOffset int64, since tim
 		return err
 	}
 	defer rdb.Close()
-	if err := cas.Load(ctx, rdb).Err(); err != nil {
-		return fmt.Errorf("load cache script into Redis: %w", err)
-	}
 	rules := cacherule.Compile(cfg.Cache)
 	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
 	log := service.Logger(cfg.Log, "cache-applier")

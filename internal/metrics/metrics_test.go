@@ -12,17 +12,8 @@ import (
 )
 
 func TestServeExportsTheCounters(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := Serve(ctx, addr, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	addr := serve(t)
 	Rows.WithLabelValues("applied").Add(3)
 	resp, err := http.Get("http://" + addr + "/metrics") // listening since Serve returned
 	if err != nil {
@@ -40,17 +31,7 @@ func TestServeExportsTheCounters(t *testing.T) {
 }
 
 func TestHealthAndReadiness(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := Serve(ctx, addr, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatal(err)
-	}
+	addr := serve(t)
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -76,4 +57,20 @@ func TestHealthAndReadiness(t *testing.T) {
 			t.Errorf("%s = %d %q, want %d %q", c.path, code, body, c.code, c.want)
 		}
 	}
+}
+
+// serve starts the metrics server on a free port until the test ends.
+func serve(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := Serve(ctx, addr, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }

@@ -96,51 +96,39 @@ type Stage func(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 // config loaded and logged (secrets redacted), and the stage run under
 // Supervise with a context that SIGTERM and SIGINT cancel.
 func Command(name, short string, stage Stage) *cobra.Command {
-	var file string
-	var sets []string
-	cmd := &cobra.Command{
-		Use:           name,
-		Short:         short,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		Args:          cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(file, sets)
-			if err != nil {
-				return err
-			}
-			log := Logger(cfg.Log, name)
-			log.Info("starting", "config", fmt.Sprintf("%+v", cfg.Redacted()))
-			for _, w := range cfg.Warnings() {
-				log.Warn(w)
-			}
-			softMemoryLimit()
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			if err := metrics.Serve(ctx, cfg.MetricsAddress(name), log); err != nil {
-				return err
-			}
-			err = Supervise(ctx, log, func(ctx context.Context) error { return stage(ctx, cfg, log) })
-			if err != nil {
-				log.Error("stopped", "err", err)
-				return err
-			}
-			log.Info("stopped cleanly")
-			return nil
-		},
-	}
-	configFlags(cmd, &file, &sets)
-	return cmd
-}
-
-func configFlags(cmd *cobra.Command, file *string, sets *[]string) {
-	cmd.Flags().StringVarP(file, "config", "c", os.Getenv("LOCKSTEP_CONFIG"), "YAML config file (env LOCKSTEP_CONFIG)")
-	cmd.Flags().StringArrayVar(sets, "set", nil, "override a config key, e.g. --set kafka.brokers=host:9092 (repeatable)")
+	return withConfig(name, short, func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
+		log := Logger(cfg.Log, name)
+		log.Info("starting", "config", fmt.Sprintf("%+v", cfg.Redacted()))
+		for _, w := range cfg.Warnings() {
+			log.Warn(w)
+		}
+		softMemoryLimit()
+		if err := metrics.Serve(ctx, cfg.MetricsAddress(name), log); err != nil {
+			return err
+		}
+		err := Supervise(ctx, log, func(ctx context.Context) error { return stage(ctx, cfg, log) })
+		if err != nil {
+			log.Error("stopped", "err", err)
+			return err
+		}
+		log.Info("stopped cleanly")
+		return nil
+	})
 }
 
 // Subcommand is a one-shot command beside a service (e.g. status): the same
-// config flags; fn writes its report to standard output.
+// config flags; fn writes its report to standard output, within 2 minutes.
 func Subcommand(name, short string, fn func(ctx context.Context, cfg *config.Config, out io.Writer) error) *cobra.Command {
+	return withConfig(name, short, func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		return fn(ctx, cfg, cmd.OutOrStdout())
+	})
+}
+
+// withConfig is a command with the --config and --set flags whose run gets
+// the loaded config and a context that SIGTERM and SIGINT cancel.
+func withConfig(name, short string, run func(context.Context, *cobra.Command, *config.Config) error) *cobra.Command {
 	var file string
 	var sets []string
 	cmd := &cobra.Command{
@@ -156,12 +144,11 @@ func Subcommand(name, short string, fn func(ctx context.Context, cfg *config.Con
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			defer cancel()
-			return fn(ctx, cfg, cmd.OutOrStdout())
+			return run(ctx, cmd, cfg)
 		},
 	}
-	configFlags(cmd, &file, &sets)
+	cmd.Flags().StringVarP(&file, "config", "c", os.Getenv("LOCKSTEP_CONFIG"), "YAML config file (env LOCKSTEP_CONFIG)")
+	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a config key, e.g. --set kafka.brokers=host:9092 (repeatable)")
 	return cmd
 }
 
