@@ -73,17 +73,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 		return err
 	}
 	topic := cfg.CacheTopic()
-	rules := cacherule.Compile(cfg.Cache)
-	rebuild := &rebuilder{cfg: cfg, rules: rules, log: log}
-	defer rebuild.close()
-	if err := checkRules(ctx, cfg, rebuild, log); err != nil {
+	a := newCacheApplier(cfg, rdb, log, newHooks(cfg.Cache.Hook, hook, log))
+	defer a.rebuild.close()
+	if err := checkRules(ctx, cfg, a.rebuild, log); err != nil {
 		return err
 	}
 	info, err := waitForTopic(ctx, opts, topic, log)
 	if err != nil || ctx.Err() != nil {
 		return err
 	}
-	rebuild.topicID = info.ID
+	a.rebuild.topicID = info.ID
 	// Instances of one group share the topic's partitions; which one holds
 	// which is worth a line when it changes.
 	moved := func(what string) func(context.Context, *kgo.Client, map[string][]int32) {
@@ -112,9 +111,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 		return service.Permanent(err)
 	}
 	defer cl.Close()
-	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
-	rebuild.w = w
-	a := &cacheApplier{rules: rules, w: w, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic, hooks: newHooks(cfg.Cache.Hook, hook, log), rebuild: rebuild}
 	log.Info("consuming", "topic", topic, "group", cfg.Cache.Group, "redis", cfg.Redis.Address, "rules", len(cfg.Cache.Rules))
 	for {
 		if err := a.step(ctx, cl, topic); err != nil || ctx.Err() != nil {
@@ -186,6 +182,16 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 	}
 	crashpoint.Hit(crashpoint.CacheWritten)
 	return cl.CommitUncommittedOffsets(ctx)
+}
+
+// newCacheApplier is the cache-applier of a config over a Redis client:
+// its rules, its writer, its rebuilder (no floor until it reads the
+// marker) and the hooks it hands changes to.
+func newCacheApplier(cfg *config.Config, rdb *redis.Client, log *slog.Logger, hooks *hooks) *cacheApplier {
+	rules := cacherule.Compile(cfg.Cache)
+	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
+	return &cacheApplier{rules: rules, w: w, log: log, primaryTopic: cfg.CacheTopic() == cfg.Kafka.PrimaryTopic, hooks: hooks,
+		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log, floor: -1}}
 }
 
 // cacheApplier turns a batch of records into guarded Redis writes.

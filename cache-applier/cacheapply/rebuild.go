@@ -3,7 +3,6 @@ package cacheapply
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -111,10 +110,9 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 	// The first read fixes the snapshot; the rows below are read in it.
-	var applied int64 = -1
-	err = tx.QueryRowContext(ctx, "SELECT applied_offset FROM lockstep.checkpoint WHERE name = ?", b.cfg.Applier.Name).Scan(&applied)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) && mysql.ErrorNumber(err) != 1146 { // no table yet: nothing applied
-		return 0, fmt.Errorf("read the standby checkpoint %q (applier.name): %w", b.cfg.Applier.Name, err)
+	applied, _, err := mysql.Checkpoint(ctx, tx, b.cfg.Applier.Name)
+	if err != nil {
+		return 0, err
 	}
 	version := schemas.FormatVersion(applied)
 	out := &batch{w: b.w}
@@ -172,7 +170,7 @@ func warmCommand() *cobra.Command {
 				return err
 			}
 			defer rdb.Close()
-			b := &rebuilder{cfg: cfg, rules: cacherule.Compile(cfg.Cache), w: &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}, log: service.Logger(cfg.Log, "cache-applier")}
+			b := newCacheApplier(cfg, rdb, service.Logger(cfg.Log, "cache-applier"), &hooks{}).rebuild
 			defer b.close()
 			v, err := b.rebuild(ctx)
 			if err != nil {

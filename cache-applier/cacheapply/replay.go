@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/service"
@@ -85,11 +84,7 @@ func replay(ctx context.Context, cfg *config.Config, fromOffset int64, since tim
 		return err
 	}
 	defer rdb.Close()
-	rules := cacherule.Compile(cfg.Cache)
-	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
-	log := service.Logger(cfg.Log, "cache-applier")
-	a := &cacheApplier{rules: rules, w: w, log: log, primaryTopic: topic == cfg.Kafka.PrimaryTopic, hooks: &hooks{},
-		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log, floor: -1}}
+	a := newCacheApplier(cfg, rdb, service.Logger(cfg.Log, "cache-applier"), &hooks{})
 	defer a.rebuild.close()
 	for p, b := range bounds {
 		from := max(fromOffset, b.Start)

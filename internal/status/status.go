@@ -125,10 +125,9 @@ func (r *reader) storage(ctx context.Context) (Stage, error) {
 		return s, err
 	}
 	defer db.Close()
-	applied, gtid := int64(-1), ""
-	err = db.QueryRowContext(ctx, "SELECT applied_offset, gtid FROM lockstep.checkpoint WHERE name = ?", r.cfg.Applier.Name).Scan(&applied, &gtid)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) && mysql.ErrorNumber(err) != 1146 {
-		return s, fmt.Errorf("read the standby checkpoint %q: %w", r.cfg.Applier.Name, err)
+	applied, gtid, err := mysql.Checkpoint(ctx, db, r.cfg.Applier.Name)
+	if err != nil {
+		return s, err
 	}
 	var holder sql.NullInt64
 	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", mysql.ApplierLock(r.cfg.Applier.Name)).Scan(&holder); err == nil {

@@ -31,14 +31,15 @@ func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wai
 		return false, 0, err
 	}
 	defer standby.Close()
-	compare := func() (string, bool, error) { return "", true, nil }
+	// Each comparison returns its part of the report and whether it holds.
+	var compares []func() (string, bool, error)
 	if what.Storage {
 		primary, err := mysql.Open(ctx, "primary", cfg.Primary)
 		if err != nil {
 			return false, 0, err
 		}
 		defer primary.Close()
-		compare = chain(compare, func() (string, bool, error) {
+		compares = append(compares, func() (string, bool, error) {
 			tables, err := Databases(ctx, primary, standby, dbs)
 			return storageReport(tables), AllEqual(tables), err
 		})
@@ -51,7 +52,7 @@ func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wai
 		rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Address, Username: cfg.Redis.User, Password: cfg.Redis.Password, DB: cfg.Redis.DB, TLSConfig: tlsCfg})
 		defer rdb.Close()
 		rules := cacherule.Compile(cfg.Cache)
-		compare = chain(compare, func() (string, bool, error) {
+		compares = append(compares, func() (string, bool, error) {
 			c, err := CacheAgainst(ctx, standby, rdb, rules, dbs)
 			if err != nil {
 				return "", false, err
@@ -61,12 +62,18 @@ func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wai
 	}
 	start := time.Now()
 	for {
-		report, ok, err := compare()
-		if err != nil {
-			return false, 0, err
+		var report strings.Builder
+		ok := true
+		for _, compare := range compares {
+			part, holds, err := compare()
+			if err != nil {
+				return false, 0, err
+			}
+			report.WriteString(part)
+			ok = ok && holds
 		}
 		if ok || time.Since(start) > wait {
-			_, err := io.WriteString(out, report)
+			_, err := io.WriteString(out, report.String())
 			return ok, time.Since(start), err
 		}
 		select {
@@ -74,17 +81,6 @@ func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wai
 			return false, 0, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
-	}
-}
-
-func chain(a, b func() (string, bool, error)) func() (string, bool, error) {
-	return func() (string, bool, error) {
-		ra, oka, err := a()
-		if err != nil {
-			return "", false, err
-		}
-		rb, okb, err := b()
-		return ra + rb, oka && okb, err
 	}
 }
 

@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 )
 
 const (
@@ -91,10 +92,6 @@ func (w *workload) txn(ctx context.Context) error {
 
 // standbyApplied reads the standby's applied primary-log offset.
 func (s *stack) standbyApplied(ctx context.Context) (int64, error) {
-	var v int64
-	err := s.standby.QueryRowContext(ctx, "SELECT applied_offset FROM lockstep.checkpoint WHERE name = ?", s.cfg.Applier.Name).Scan(&v)
-	if err == sql.ErrNoRows {
-		return -1, nil
-	}
+	v, _, err := mysql.Checkpoint(ctx, s.standby, s.cfg.Applier.Name)
 	return v, err
 }
