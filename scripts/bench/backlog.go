@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// backlog builds one backlog of sysbench transactions while every consumer
+// of the primary's binlog is stopped (the replica keeps fetching into its
+// relay log, as a replica that lost its SQL thread would), then lets each
+// stage and its baseline work it off alone, one after the other.
+func (s *stack) backlog(ctx context.Context, mode string, res *results) error {
+	s.stopServices(res)
+	threads, pmode := 4, mode
+	if mode == "serial" {
+		threads, pmode = 0, "conservative" // no worker threads: the mode does not apply
+	}
+	if _, err := s.replica.ExecContext(ctx, fmt.Sprintf(
+		"STOP SLAVE SQL_THREAD; SET GLOBAL slave_parallel_threads=%d; SET GLOBAL slave_parallel_mode='%s'", threads, pmode)); err != nil {
+		return fmt.Errorf("stop the replica's SQL thread: %w", err)
+	}
+	from, err := s.head(ctx)
+	if err != nil {
+		return err
+	}
+	out, err := s.sysbench(ctx, "run", "--threads=8", "--time=0", fmt.Sprintf("--events=%d", s.o.backlog))
+	if err != nil {
+		return err
+	}
+	to, err := s.head(ctx)
+	if err != nil {
+		return err
+	}
+	if m := sysbenchRate.FindStringSubmatch(out); m != nil {
+		s.log.Info("backlog written", "transactions", m[1], "txn_per_s", m[2], "gtids", fmt.Sprintf("0-1-%d..%d", from+1, to))
+	}
+	if err := s.waitRelay(ctx, to); err != nil {
+		return err
+	}
+
+	rows, dt, err := s.decode(ctx, from, to)
+	if err != nil {
+		return fmt.Errorf("raw go-mysql decode: %w", err)
+	}
+	res.add("decode", rate(rows, dt))
+	rowsPerTxn := float64(rows) / float64(to-from)
+
+	primaryEnd0, err := s.endOffsets(ctx, s.cfg.Kafka.PrimaryTopic)
+	if err != nil {
+		return err
+	}
+	published := func(ctx context.Context) (int64, bool, error) {
+		ends, err := s.endOffsets(ctx, s.cfg.Kafka.PrimaryTopic)
+		if err != nil {
+			return 0, false, err
+		}
+		done := ends[0] - primaryEnd0[0]
+		if done < rows {
+			return done, false, nil
+		}
+		last, err := s.lastPublished(ctx, ends[0])
+		return done, last >= to, err
+	}
+	n, dt, err := s.catchUp(ctx, "producer", published)
+	if err != nil {
+		return err
+	}
+	res.add("producer", rate(n, dt)) // one primary-log record per row change
+
+	standbyEnd0, err := s.endOffsets(ctx, s.cfg.Kafka.StandbyTopic)
+	if err != nil {
+		return err
+	}
+	n, dt, err = s.catchUp(ctx, "storage-applier", seqProgress(from, to, s.applied))
+	if err != nil {
+		return err
+	}
+	res.add("apply", rate(n, dt))
+
+	n, dt, err = s.catchUp(ctx, "replica", seqProgress(from, to, func(ctx context.Context) (int64, error) {
+		return gtidSeq(ctx, s.replica, "SELECT @@gtid_slave_pos")
+	}))
+	if err != nil {
+		return err
+	}
+	res.add("native_"+mode, rate(n, dt))
+
+	// The cache's progress is in standby-log offsets (rows and transaction
+	// markers); its rate is counted in rows.
+	total, err := s.cacheLeft(ctx)
+	if err != nil {
+		return err
+	}
+	n, dt, err = s.catchUp(ctx, "cache-applier", func(ctx context.Context) (int64, bool, error) {
+		left, err := s.cacheLeft(ctx)
+		return total - left, left == 0, err
+	})
+	if err != nil {
+		return err
+	}
+	backlogRows := float64(to-from) * rowsPerTxn
+	res.add("cache", rate(n, dt)*backlogRows/float64(total))
+
+	hsetRate, err := s.hset(ctx, standbyEnd0)
+	if err != nil {
+		return fmt.Errorf("plain HSET baseline: %w", err)
+	}
+	res.add("hset", hsetRate)
+	return nil
+}
+
+// quietLog keeps go-mysql's connection chatter out of the report.
+var quietLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+func rate(n int64, dt time.Duration) float64 { return float64(n) / dt.Seconds() }
+
+// catchUp starts a stage on its backlog and measures its pace from its
+// first visible progress until it has done everything: what it did before
+// (and its start-up) is left out, as is the poll's resolution at the end.
+// progress reports the units done since the backlog was built and whether
+// the stage has finished.
+func (s *stack) catchUp(ctx context.Context, name string, progress func(context.Context) (int64, bool, error)) (int64, time.Duration, error) {
+	start := time.Now()
+	var err error
+	if name == "replica" {
+		_, err = s.replica.ExecContext(ctx, "START SLAVE SQL_THREAD")
+	} else {
+		err = s.start(name)
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	var first int64
+	var t0 time.Time
+	deadline := start.Add(15 * time.Minute)
+	for {
+		done, finished, err := progress(ctx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("progress of the %s: %w", name, err)
+		}
+		now := time.Now()
+		if finished {
+			if t0.IsZero() || done == first { // done within one poll
+				t0, first = start, 0
+			}
+			s.log.Info("caught up", "stage", name, "units", done, "took", now.Sub(start).Round(time.Millisecond))
+			return done - first, now.Sub(t0), nil
+		}
+		if t0.IsZero() && done > 0 {
+			t0, first = now, done
+		}
+		if now.After(deadline) {
+			return 0, 0, fmt.Errorf("the %s did not catch up within 15 minutes (%d done; logs under %s)", name, done, s.o.dev)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// seqProgress counts the transactions a stage applied of (from, to].
+func seqProgress(from, to int64, at func(context.Context) (int64, error)) func(context.Context) (int64, bool, error) {
+	return func(ctx context.Context) (int64, bool, error) {
+		n, err := at(ctx)
+		return n - from, n >= to, err
+	}
+}
+
+// lastPublished is the sequence number of the last transaction in the
+// primary log, whose records end at end.
+func (s *stack) lastPublished(ctx context.Context, end int64) (int64, error) {
+	kr, err := kafka.LastCommitted(ctx, s.opts, s.cfg.Kafka.PrimaryTopic, 0, kafka.Bounds{End: end})
+	if err != nil || kr == nil {
+		return 0, err
+	}
+	r, err := schemas.Decode(kr.Value)
+	if err != nil {
+		return 0, err
+	}
+	return parseSeq(r.Txn.GTID)
+}
+
+// waitRelay waits until the replica's IO thread has fetched the backlog.
+func (s *stack) waitRelay(ctx context.Context, to int64) error {
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		rows, err := s.replica.QueryContext(ctx, "SHOW SLAVE STATUS")
+		if err != nil {
+			return err
+		}
+		cols, _ := rows.Columns()
+		vals := make([]any, len(cols))
+		var io string
+		for i, c := range cols {
+			vals[i] = new(any)
+			if c == "Gtid_IO_Pos" {
+				vals[i] = &io
+			}
+		}
+		if rows.Next() {
+			err = rows.Scan(vals...)
+		}
+		rows.Close()
+		if err != nil {
+			return err
+		}
+		if n, err := parseSeq(io); err == nil && n >= to {
+			return nil
+		}
+	}
+	return fmt.Errorf("the replica's IO thread did not fetch up to 0-1-%d within 5 minutes", to)
+}
+
+// decode is the baseline under the producer: go-mysql reading and decoding
+// the backlog's binlog events, nothing else. It returns the row changes.
+func (s *stack) decode(ctx context.Context, from, to int64) (int64, time.Duration, error) {
+	host, port, _ := strings.Cut(s.cfg.Primary.Address, ":")
+	p, _ := strconv.Atoi(port)
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID: 4499, Flavor: gomysql.MariaDBFlavor, Host: host, Port: uint16(p), User: s.cfg.Primary.User,
+		Password: s.cfg.Primary.Password, TimestampStringLocation: time.UTC, Logger: quietLog,
+	})
+	defer syncer.Close()
+	set, err := gomysql.ParseMariadbGTIDSet(fmt.Sprintf("0-1-%d", from))
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	stream, err := syncer.StartSyncGTID(set)
+	if err != nil {
+		return 0, 0, err
+	}
+	var rows int64
+	var seq uint64
+	for {
+		ev, err := stream.GetEvent(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		switch e := ev.Event.(type) {
+		case *replication.MariadbGTIDEvent:
+			seq = e.GTID.SequenceNumber
+		case *replication.RowsEvent:
+			n := int64(len(e.Rows))
+			if e.Type() == replication.EnumRowsEventTypeUpdate {
+				n /= 2
+			}
+			rows += n
+		case *replication.XIDEvent:
+			if int64(seq) >= to {
+				return rows, time.Since(start), nil
+			}
+		}
+	}
+}
+
+// hset is the baseline under the cache-applier: the backlog's rows, read
+// from the standby log beforehand, written to Redis as plain pipelined
+// HSET (DEL for deletes) in batches of 500, with no version guard.
+func (s *stack) hset(ctx context.Context, from map[int32]int64) (float64, error) {
+	type op struct {
+		key    string
+		fields []any
+	}
+	var ops []op
+	topic := s.cfg.Kafka.StandbyTopic
+	ends, err := s.endOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	for p, end := range ends {
+		err := kafka.Scan(ctx, s.opts, topic, p, from[p], end, func(kr *kgo.Record) error {
+			r, err := schemas.Decode(kr.Value)
+			if err != nil || r.Op == schemas.OpDDL || r.Op == schemas.OpPosition {
+				return err
+			}
+			key := "hset:" + r.Table + ":" + *r.Image()["id"]
+			if r.Op == schemas.OpDelete {
+				ops = append(ops, op{key: key})
+				return nil
+			}
+			var fields []any
+			for _, c := range r.Columns {
+				if v := r.After[c.Name]; v != nil {
+					fields = append(fields, c.Name, *v)
+				}
+			}
+			ops = append(ops, op{key, fields})
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	start := time.Now()
+	for i := 0; i < len(ops); i += 500 {
+		pipe := s.rdb.Pipeline()
+		for _, o := range ops[i:min(i+500, len(ops))] {
+			if o.fields == nil {
+				pipe.Del(ctx, o.key)
+			} else {
+				pipe.HSet(ctx, o.key, o.fields...)
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			return 0, err
+		}
+	}
+	return rate(int64(len(ops)), time.Since(start)), nil
+}

@@ -1,0 +1,94 @@
+// Command bench measures lockstep side by side with its baselines, in one
+// run on one machine: MariaDB's own replica applying the same sysbench
+// backlog as the storage-applier (in each of its parallel modes), go-mysql's
+// raw binlog decode under the producer, plain pipelined HSET under the
+// cache-applier; then the end-to-end lag at a steady rate and the services'
+// peak memory. scripts/bench.sh starts the servers and runs it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	stdlog "log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	mysqldriver "github.com/go-sql-driver/mysql"
+)
+
+type options struct {
+	dev, config, replica string
+	quick                bool
+	reps                 int
+	backlog              int // sysbench transactions per backlog
+	tableSize            int
+	lagRate              int
+	lagTime              time.Duration
+	bigRows              int
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.dev, "dev", ".dev/bench", "the stack's folder (binaries in bin/, one folder per service)")
+	flag.StringVar(&o.config, "config", "scripts/bench.yaml", "the services' config")
+	flag.StringVar(&o.replica, "replica", "127.0.0.1:33309", "the MariaDB replica of the native baseline")
+	flag.BoolVar(&o.quick, "quick", false, "a smoke run in under 3 minutes: small backlogs, one repetition, a short lag phase")
+	flag.IntVar(&o.reps, "reps", 3, "repetitions of each measurement (each replica mode gets its own backlogs)")
+	flag.IntVar(&o.backlog, "backlog", 100000, "sysbench transactions per backlog")
+	flag.IntVar(&o.tableSize, "table-size", 25000, "rows per sysbench table (4 tables)")
+	flag.IntVar(&o.lagRate, "lag-rate", 2000, "sysbench transactions/s during the lag phase")
+	flag.DurationVar(&o.lagTime, "lag-time", 5*time.Minute, "length of the lag phase")
+	flag.IntVar(&o.bigRows, "big-rows", 200000, "rows of the one big transaction of the memory phase")
+	flag.Parse()
+	if o.quick {
+		o.reps, o.backlog, o.tableSize, o.lagTime, o.bigRows = 1, 3000, 2000, 15*time.Second, 20000
+	}
+	_ = mysqldriver.SetLogger(stdlog.New(io.Discard, "", 0))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	start := time.Now()
+	res, err := run(ctx, o, log)
+	if err != nil {
+		log.Error("benchmark failed", "err", err)
+		os.Exit(1)
+	}
+	res.print(os.Stdout)
+	log.Info("benchmark done", "took", time.Since(start).Round(time.Second))
+}
+
+func run(ctx context.Context, o options, log *slog.Logger) (*results, error) {
+	s, err := newStack(ctx, o, log)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	if err := s.setup(ctx); err != nil {
+		return nil, fmt.Errorf("set up: %w", err)
+	}
+	res := newResults()
+	modes := []string{"serial", "conservative", "optimistic"}
+	for rep := 1; rep <= o.reps; rep++ {
+		for _, mode := range modes {
+			log.Info("backlog", "rep", rep, "replica_mode", mode, "transactions", o.backlog)
+			if err := s.backlog(ctx, mode, res); err != nil {
+				return nil, fmt.Errorf("backlog %d (%s): %w", rep, mode, err)
+			}
+		}
+	}
+	log.Info("end-to-end lag at a steady rate", "txn_per_s", o.lagRate, "for", o.lagTime)
+	if err := s.lag(ctx, res); err != nil {
+		return nil, fmt.Errorf("lag phase: %w", err)
+	}
+	log.Info("one big transaction", "rows", o.bigRows)
+	if err := s.bigTransaction(ctx, res); err != nil {
+		return nil, fmt.Errorf("big transaction: %w", err)
+	}
+	s.stopServices(res)
+	return res, nil
+}

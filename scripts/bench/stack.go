@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+)
+
+var services = []string{"producer", "storage-applier", "cache-applier"}
+
+// stack is the servers scripts/bench.sh started and the services the
+// benchmark starts and stops itself, one stage at a time.
+type stack struct {
+	o   options
+	log *slog.Logger
+	cfg *config.Config
+
+	primary, standby, replica *sql.DB
+	rdb                       *redis.Client
+	opts                      []kgo.Opt
+	kcl                       *kgo.Client
+	adm                       *kadm.Client
+	running                   map[string]*exec.Cmd
+	started                   bool // the producer ran once (later runs resume from the primary log)
+}
+
+func newStack(ctx context.Context, o options, log *slog.Logger) (*stack, error) {
+	cfg, err := config.Load(o.config, nil)
+	if err != nil {
+		return nil, err
+	}
+	s := &stack{o: o, log: log, cfg: cfg, running: map[string]*exec.Cmd{}}
+	if s.primary, err = mysql.Open(ctx, "primary", cfg.Primary); err != nil {
+		return nil, err
+	}
+	if s.standby, err = mysql.Open(ctx, "standby", cfg.Standby); err != nil {
+		return nil, err
+	}
+	if s.replica, err = mysql.Open(ctx, "replica", config.Database{Address: o.replica, User: "root"}); err != nil {
+		return nil, err
+	}
+	s.rdb = redis.NewClient(&redis.Options{Addr: cfg.Redis.Address})
+	if s.opts, err = kafka.Connect(ctx, cfg.Kafka); err != nil {
+		return nil, err
+	}
+	if s.kcl, err = kgo.NewClient(s.opts...); err != nil {
+		return nil, err
+	}
+	s.adm = kadm.NewClient(s.kcl)
+	return s, nil
+}
+
+func (s *stack) close() {
+	for name := range s.running {
+		s.stop(name, nil)
+	}
+	s.kcl.Close()
+	s.rdb.Close()
+	s.replica.Close()
+	s.standby.Close()
+	s.primary.Close()
+}
+
+// setup loads sysbench's tables on the primary, points the replica at it,
+// and lets both the replica and lockstep carry them over.
+func (s *stack) setup(ctx context.Context) error {
+	if _, err := s.primary.ExecContext(ctx, `CREATE DATABASE sbtest;
+		CREATE TABLE sbtest.probe (id BIGINT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6) NOT NULL)`); err != nil {
+		return err
+	}
+	if _, err := s.sysbench(ctx, "prepare"); err != nil {
+		return err
+	}
+	host, port, _ := strings.Cut(s.cfg.Primary.Address, ":")
+	if _, err := s.replica.ExecContext(ctx, fmt.Sprintf(
+		"CHANGE MASTER TO master_host='%s', master_port=%s, master_user='root', master_use_gtid=slave_pos; START SLAVE", host, port)); err != nil {
+		return fmt.Errorf("start the replica: %w", err)
+	}
+	for _, name := range services {
+		if err := s.start(name); err != nil {
+			return err
+		}
+	}
+	return s.drain(ctx)
+}
+
+// drain waits until the replica and every stage hold all the primary wrote.
+func (s *stack) drain(ctx context.Context) error {
+	head, err := s.head(ctx)
+	if err != nil {
+		return err
+	}
+	checks := map[string]func(context.Context) (bool, error){
+		"replica": func(ctx context.Context) (bool, error) {
+			n, err := gtidSeq(ctx, s.replica, "SELECT @@gtid_slave_pos")
+			return n >= head, err
+		},
+		"standby": func(ctx context.Context) (bool, error) { n, err := s.applied(ctx); return n >= head, err },
+		"cache":   func(ctx context.Context) (bool, error) { n, err := s.cacheLeft(ctx); return n == 0, err },
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for name, done := range checks {
+		// Errors are "not yet" until the deadline: a topic may not exist yet.
+		for {
+			ok, err := done(ctx)
+			if err == nil && ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the %s did not catch up with GTID 0-1-%d within 10 minutes (last error: %v; logs under %s)", name, head, err, s.o.dev)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// sysbench runs oltp_write_only on the primary with extra arguments and
+// returns its output.
+func (s *stack) sysbench(ctx context.Context, cmd string, extra ...string) (string, error) {
+	host, port, _ := strings.Cut(s.cfg.Primary.Address, ":")
+	args := append([]string{"oltp_write_only", "--db-driver=mysql", "--mysql-host=" + host, "--mysql-port=" + port,
+		"--mysql-user=root", "--mysql-db=sbtest", "--tables=4", fmt.Sprintf("--table-size=%d", s.o.tableSize)}, extra...)
+	out, err := exec.CommandContext(ctx, "sysbench", append(args, cmd)...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("sysbench %s: %w\n%s", cmd, err, out)
+	}
+	return string(out), nil
+}
+
+var sysbenchRate = regexp.MustCompile(`transactions:\s+(\d+)\s+\(([\d.]+) per sec`)
+
+// start runs a service with the benchmark's config; its output goes to
+// <dev>/<service>/<service>.log.
+func (s *stack) start(name string) error {
+	dir := filepath.Join(s.o.dev, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	args := []string{"--config", s.o.config}
+	if name == "producer" && !s.started {
+		args = append(args, "--from-start") // the primary is new: carry it from its first binlog
+		s.started = true
+	}
+	cmd := exec.Command(filepath.Join(s.o.dev, "bin", name), args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	s.running[name] = cmd
+	return nil
+}
+
+// stop ends a service with SIGTERM, first noting its peak memory.
+func (s *stack) stop(name string, res *results) {
+	cmd := s.running[name]
+	if cmd == nil {
+		return
+	}
+	if res != nil {
+		if kb, err := peakRSS(cmd.Process.Pid); err == nil {
+			res.peak(name, kb)
+		} else {
+			s.log.Warn("read peak memory", "service", name, "err", err)
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	delete(s.running, name)
+}
+
+func (s *stack) stopServices(res *results) {
+	for _, name := range services {
+		s.stop(name, res)
+	}
+}
+
+// peakRSS is a process's peak resident memory (VmHWM), in KiB.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
+// head is the sequence number of the primary's last transaction.
+func (s *stack) head(ctx context.Context) (int64, error) {
+	return gtidSeq(ctx, s.primary, "SELECT @@GLOBAL.gtid_binlog_pos")
+}
+
+// applied is the sequence number of the last transaction on the standby.
+func (s *stack) applied(ctx context.Context) (int64, error) {
+	_, gtid, err := mysql.Checkpoint(ctx, s.standby, s.cfg.Applier.Name)
+	if err != nil {
+		return 0, err
+	}
+	return parseSeq(gtid)
+}
+
+// gtidSeq reads a GTID position of the one replication domain the private
+// primary has and returns its sequence number.
+func gtidSeq(ctx context.Context, db *sql.DB, query string) (int64, error) {
+	var pos string
+	if err := db.QueryRowContext(ctx, query).Scan(&pos); err != nil {
+		return 0, err
+	}
+	return parseSeq(pos)
+}
+
+func parseSeq(pos string) (int64, error) {
+	if pos == "" {
+		return 0, nil
+	}
+	if strings.Contains(pos, ",") {
+		return 0, fmt.Errorf("GTID position %q has several domains; the benchmark's primary has one", pos)
+	}
+	i := strings.LastIndexByte(pos, '-')
+	return strconv.ParseInt(pos[i+1:], 10, 64)
+}
+
+// cacheLeft counts the standby-log offsets the cache group has not committed
+// (0 when it is through every record).
+func (s *stack) cacheLeft(ctx context.Context) (int64, error) {
+	ends, err := s.adm.ListCommittedOffsets(ctx, s.cfg.Kafka.StandbyTopic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, err
+	}
+	committed, err := s.adm.FetchOffsetsForTopics(ctx, s.cfg.Cache.Group, s.cfg.Kafka.StandbyTopic)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		return 0, err
+	}
+	var left int64
+	for p, e := range ends[s.cfg.Kafka.StandbyTopic] {
+		at := int64(0)
+		if o, ok := committed.Lookup(s.cfg.Kafka.StandbyTopic, p); ok {
+			at = max(o.At, 0)
+		}
+		// The end is past the commit marker of the last Kafka transaction,
+		// which no consumer commits: one offset left is none.
+		if d := e.Offset - at; d > 1 {
+			left += d
+		}
+	}
+	return left, nil
+}
+
+// endOffsets lists a topic's last stable offsets, by partition.
+func (s *stack) endOffsets(ctx context.Context, topic string) (map[int32]int64, error) {
+	ends, err := s.adm.ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	for p, o := range ends[topic] {
+		out[p] = o.Offset
+	}
+	return out, nil
+}
