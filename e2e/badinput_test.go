@@ -42,6 +42,9 @@ func TestBadRecordsStopTheApplierAndApplyNothing(t *testing.T) {
 			[]string{".items`; DROP TABLE items; -- does not exist on the standby"}},
 		{"a database name carrying SQL", func(e *testenv.Env, r *schemas.Record) { r.Database = e.DB + "`.items; DROP DATABASE x; --" },
 			[]string{"is not replicated"}},
+		{"a row the standby lacks", func(_ *testenv.Env, r *schemas.Record) {
+			r.Op, r.Before, r.After = schemas.OpDelete, r.After, nil
+		}, []string{"0 rows matched on the standby, want 1", "diverged"}},
 		{"a row change after DDL in one transaction", func(_ *testenv.Env, r *schemas.Record) {
 			r.Op, r.Statement, r.Txn.Last = schemas.OpDDL, "DROP TABLE items", false
 		}, []string{"offset 2", "ddl record that is not a whole transaction of its own"}},
@@ -65,6 +68,27 @@ func TestBadRecordsStopTheApplierAndApplyNothing(t *testing.T) {
 				t.Fatalf("standby rows %v, want only [1] (nothing of the bad transaction)", got)
 			}
 		})
+	}
+}
+
+// Statements go to the standby many per round trip, and a failing one does
+// not say which it was: the applier then re-applies from its checkpoint one
+// statement per round trip, and the error names the row. Here the standby
+// already holds a row the primary inserts (a diverged standby); the first
+// transaction, sharing the failed round trip, is applied after all.
+func TestDivergedStandbyIsNamedAfterAFailedRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	craft(t, e,
+		itemRow(e, "0-9-1", 0, true, 1),
+		itemRow(e, "0-9-2", 0, false, 2),
+		itemRow(e, "0-9-2", 1, true, 3),
+	)
+	testenv.Exec(t, e.Standby, "INSERT INTO "+e.DB+".items VALUES (3, 'diverged')")
+	applier := start(t, writeConfig(t, e.Cfg), "storage-applier")
+	log := applier.waitExit(30 * time.Second)
+	mustContain(t, log, "round trip of", "one statement per round trip", "offset 2, transaction 0-9-2 row 1", "Duplicate entry '3'", "nothing of the transaction was applied")
+	if got := standbyItems(t, e); got != "[1 3]" {
+		t.Fatalf("standby rows %v, want [1 3]: transaction 0-9-1 applied, nothing of 0-9-2", got)
 	}
 }
 

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/metrics"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
@@ -55,93 +58,177 @@ func (s *sequencer) place(rec *kgo.Record) (r *schemas.Record, restart bool, err
 	return r, restart, nil
 }
 
-// applier applies the primary log to the standby record by record: a
-// transaction's rows go into one standby transaction as they arrive, which
-// commits together with the checkpoint at the last row. Memory does not grow
-// with the size of a transaction.
+// applier applies the primary log to the standby. A transaction's rows go
+// into the standby transaction as they arrive; under a backlog, consecutive
+// primary transactions share one standby transaction (a group), which
+// commits together with the checkpoint of its last one: readers of the
+// standby see the primary's transactions whole and in order, a group at a
+// time. Statements go several per round trip (standbyTx). Memory does not
+// grow with the size of a transaction.
 type applier struct {
 	db     *sql.DB
+	tx     *standbyTx
 	cp     *checkpoint
 	log    *slog.Logger
 	topic  string
 	tables *standbyTables
-	// out collects each transaction for the standby log.
-	out *outbox
+	rp     *republisher
+	// groupRows is how many rows a group takes before it commits.
+	groupRows int
 
-	// the open transaction
-	tx   *sql.Tx
-	skip bool    // a duplicate: its records are passed over
-	next gtidSet // the applied set once it commits
-	rows int
+	// the transaction being read
+	cur      *outbox // its records, for the standby log
+	inTxn    bool
+	skip     bool    // a duplicate: its records are passed over
+	next     gtidSet // the applied set once it commits
+	txnStart int     // where its statements start in tx.queue
+	txnSent  int     // tx.sent when it began
+	txnOpens bool    // it opens the standby transaction
+
+	// the group: complete transactions not yet committed
+	group   []*outbox
+	times   []int64 // their primary commit times, for the lag metric
+	applied gtidSet // the applied set through its last transaction
+	lastOff int64   // the offset of its last record; the checkpoint's once committed
+	rows    int
 }
 
-// add applies one record. It reports whether a transaction has just been
-// committed that goes on to the standby log (in a.out).
-func (a *applier) add(ctx context.Context, r *schemas.Record, off int64, size int, restart bool) (bool, error) {
+func newApplier(db *sql.DB, conn *sql.Conn, cp *checkpoint, log *slog.Logger, topic string, tables *standbyTables, rp *republisher, groupRows int) *applier {
+	return &applier{db: db, tx: &standbyTx{conn: conn}, cp: cp, log: log, topic: topic, tables: tables, rp: rp,
+		groupRows: groupRows, next: cp.applied, applied: cp.applied, lastOff: cp.offset}
+}
+
+// careful reports whether this record is in the range where statements go
+// one per round trip and transactions commit one at a time.
+func (a *applier) careful(off int64) bool { return off <= carefulThrough.Load() }
+
+// add applies one record. Position and DDL records stand alone: the group
+// before them commits first.
+func (a *applier) add(ctx context.Context, r *schemas.Record, off int64, size int, restart bool) error {
+	return a.failed(off, a.addRecord(ctx, r, off, size, restart))
+}
+
+// idle is called when no more records are at hand: a group at a
+// transaction boundary commits now rather than wait for more.
+func (a *applier) idle(ctx context.Context) error {
+	if a.inTxn {
+		return nil
+	}
+	return a.failed(a.lastOff, a.commit(ctx))
+}
+
+// failed drops the standby transaction after err at offset off. Outside
+// the careful range, the error is one of several statements or
+// transactions: the applier starts over from the checkpoint, carefully up
+// to off, to apply what precedes the failure and name what fails.
+func (a *applier) failed(off int64, err error) error {
+	if err == nil {
+		return nil
+	}
+	a.rollback()
+	if a.careful(off) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	carefulThrough.Store(off)
+	return fmt.Errorf("%s; applying again from offset %d one statement per round trip and one transaction at a time, to apply what precedes the failure and name what fails", err.Error(), a.cp.offset+1)
+}
+
+func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, size int, restart bool) error {
 	if restart {
-		a.rollback()
+		if err := a.restart(off); err != nil {
+			return err
+		}
 	}
 	if r.Txn.Index == 0 {
-		if err := a.begin(ctx, r, off); err != nil {
-			return false, err
+		if r.Op == schemas.OpPosition || r.Op == schemas.OpDDL {
+			if err := a.commit(ctx); err != nil {
+				return err
+			}
+		}
+		if err := a.begin(r, off); err != nil {
+			return err
 		}
 	}
-	if a.skip {
-		if !r.Txn.Last {
-			return false, nil
+	if !a.skip {
+		a.cur.add(r, off, size)
+		switch r.Op {
+		case schemas.OpPosition: // no rows: the stream starts here
+			return a.alone(ctx, off, nil)
+		case schemas.OpDDL:
+			return a.alone(ctx, off, func() error { return a.applyDDL(ctx, r, off) })
 		}
-		metrics.Transactions.WithLabelValues("duplicate, skipped").Inc()
-		return false, a.advanceOnly(ctx, off, a.next)
-	}
-	a.out.add(r, off, size)
-	switch r.Op {
-	case schemas.OpPosition: // no rows: the stream starts here
-		return true, a.advanceOnly(ctx, off, a.next)
-	case schemas.OpDDL:
-		return true, a.applyDDL(ctx, r, off, a.next)
-	}
-	if err := a.applyRow(ctx, r, off); err != nil {
-		a.rollback()
-		return false, err
+		if err := a.applyRow(ctx, r, off); err != nil {
+			return err
+		}
 	}
 	if !r.Txn.Last {
-		return false, nil
-	}
-	if err := a.commit(ctx, r, off); err != nil {
-		a.rollback()
-		return false, err
-	}
-	return true, nil
-}
-
-// begin opens a transaction at its first record, or marks it to be skipped
-// when the standby already holds it.
-func (a *applier) begin(ctx context.Context, r *schemas.Record, off int64) error {
-	a.skip, a.rows = false, 0
-	var err error
-	if r.Op == schemas.OpPosition {
-		if a.next, err = a.cp.applied.with(r.Source.GTIDSet); err != nil {
-			return service.Permanentf("position record at %s offset %d: %w", a.topic, off, err)
-		}
 		return nil
 	}
-	if a.next, a.skip, err = a.cp.applied.add(r.Txn.GTID); err != nil {
-		return service.Permanentf("transaction at %s offset %d: %w", a.topic, off, err)
+	a.end(r, off)
+	if a.rows >= a.groupRows || a.careful(off) {
+		return a.commit(ctx)
 	}
-	if a.skip {
-		a.log.Warn("transaction already applied: a duplicate in the primary log, skipped", "gtid", r.Txn.GTID, "offset", off, "applied", a.cp.applied.String())
-		return nil
-	}
-	if r.Op == schemas.OpDDL {
-		return nil
-	}
-	if a.tx, err = a.db.BeginTx(ctx, nil); err != nil {
-		return fmt.Errorf("begin standby transaction for %s: %w", r.Txn.GTID, err)
+	if a.tx.full() {
+		return a.tx.flush(ctx)
 	}
 	return nil
 }
 
-// applyRow applies one row change inside the open standby transaction.
+// begin starts reading a transaction at its first record, or marks it to be
+// skipped when the standby already holds it.
+func (a *applier) begin(r *schemas.Record, off int64) error {
+	a.skip, a.inTxn = false, true
+	a.cur = &outbox{}
+	a.txnStart, a.txnSent, a.txnOpens = len(a.tx.queue), a.tx.sent, !a.tx.open
+	var err error
+	if r.Op == schemas.OpPosition {
+		if a.next, err = a.applied.with(r.Source.GTIDSet); err != nil {
+			return service.Permanentf("position record at %s offset %d: %w", a.topic, off, err)
+		}
+		return nil
+	}
+	if a.next, a.skip, err = a.applied.add(r.Txn.GTID); err != nil {
+		return service.Permanentf("transaction at %s offset %d: %w", a.topic, off, err)
+	}
+	if a.skip {
+		a.log.Warn("transaction already applied: a duplicate in the primary log, skipped", "gtid", r.Txn.GTID, "offset", off, "applied", a.applied.String())
+		metrics.Transactions.WithLabelValues("duplicate, skipped").Inc()
+	}
+	return nil
+}
+
+// end adds the transaction just read to the group.
+func (a *applier) end(r *schemas.Record, off int64) {
+	a.inTxn = false
+	a.applied, a.lastOff = a.next, off
+	if !a.skip {
+		a.group = append(a.group, a.cur)
+		a.times = append(a.times, r.Source.CommitTimeMS)
+	}
+	a.cur = nil
+}
+
+// restart drops the rows read so far of the open transaction: they came
+// from an aborted Kafka transaction. Rows already sent to the standby can
+// only go with the whole standby transaction; if it holds other
+// transactions too, the applier starts over from the checkpoint, one
+// transaction per standby transaction up to here.
+func (a *applier) restart(off int64) error {
+	a.inTxn, a.cur = false, nil
+	a.next = a.applied
+	if a.tx.sent == a.txnSent && !a.txnOpens {
+		clear(a.tx.queue[a.txnStart:])
+		a.tx.queue = a.tx.queue[:a.txnStart]
+		return nil
+	}
+	a.rollback()
+	if a.lastOff == a.cp.offset {
+		return nil // the standby transaction held nothing else
+	}
+	return fmt.Errorf("the rows of an aborted Kafka transaction at offset %d were sent to the standby in a transaction shared with whole ones", off)
+}
+
+// applyRow queues one row change in the standby transaction.
 func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) error {
 	at := func() string {
 		return fmt.Sprintf("%s offset %d, transaction %s row %d (%s on %s)", a.topic, off, r.Txn.GTID, r.Txn.Index, r.Op, r.Name())
@@ -154,56 +241,91 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 	if err != nil {
 		return service.Permanentf("%s: %w; nothing of the transaction was applied", at(), err)
 	}
-	res, err := a.tx.ExecContext(ctx, q, args...)
-	if err != nil {
-		return classify(fmt.Errorf("apply %s: %w; nothing of the transaction was applied", at(), err))
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return service.Permanentf("apply %s, key %v: %d rows matched on the standby, want 1: the standby has diverged from the primary; nothing of the transaction was applied",
-			at(), keyText(r), n)
-	}
+	a.tx.add(stmt{query: q, args: args, check: func(n int64, err error) error {
+		if err != nil {
+			return classify(fmt.Errorf("apply %s: %w; nothing of the transaction was applied", at(), err))
+		}
+		if n != 1 {
+			return service.Permanentf("apply %s, key %v: %d rows matched on the standby, want 1: the standby has diverged from the primary; nothing of the transaction was applied",
+				at(), keyText(r), n)
+		}
+		return nil
+	}})
 	a.rows++
+	if a.careful(off) || len(a.tx.queue) >= 4*batchStmts || a.tx.bytes >= 4*batchBytes {
+		return a.tx.flush(ctx) // one statement at a time, or a big transaction
+	}
 	return nil
 }
 
-// commit commits the open transaction together with the checkpoint.
-func (a *applier) commit(ctx context.Context, r *schemas.Record, off int64) error {
-	if err := a.cp.advance(ctx, a.tx, off, a.next); err != nil {
-		return err
+// commit commits the group together with the checkpoint, then hands its
+// transactions to the standby log.
+func (a *applier) commit(ctx context.Context) error {
+	if a.lastOff == a.cp.offset {
+		return nil // nothing read since the last commit
 	}
-	if err := a.tx.Commit(); err != nil {
-		return fmt.Errorf("commit transaction %s at %s offset %d: %w", r.Txn.GTID, a.topic, off, err)
+	if a.tx.open {
+		a.tx.push(stmt{query: sqlAdvanceCheckpoint, args: []any{a.lastOff, a.applied.String(), a.cp.name, a.cp.offset},
+			check: a.cp.checkAdvance})
+		if err := a.tx.commit(ctx); err != nil {
+			return fmt.Errorf("commit transactions through %s at %s offset %d: %w", a.applied, a.topic, a.lastOff, err)
+		}
+	} else if err := a.advanceOnly(ctx, a.lastOff, a.applied); err != nil {
+		return err // only duplicates: no rows to commit
 	}
-	a.tx = nil
-	a.cp.committed(off, a.next)
+	a.cp.committed(a.lastOff, a.applied)
 	metrics.Rows.WithLabelValues("applied").Add(float64(a.rows))
-	metrics.Transactions.WithLabelValues("applied").Inc()
-	metrics.ObserveLag("applied", r.Source.CommitTimeMS)
+	metrics.Transactions.WithLabelValues("applied").Add(float64(len(a.group)))
+	for _, t := range a.times {
+		metrics.ObserveLag("applied", t)
+	}
+	crashpoint.Hit(crashpoint.ApplierCommitted)
+	now := time.Now()
+	for _, o := range a.group {
+		if err := a.rp.publish(ctx, o, now); err != nil {
+			return err
+		}
+	}
+	clear(a.group)
+	a.group, a.times, a.rows = a.group[:0], a.times[:0], 0
 	return nil
 }
 
-// rollback drops the open standby transaction, if any.
-func (a *applier) rollback() {
-	if a.tx != nil {
-		_ = a.tx.Rollback()
-		a.tx = nil
+// alone handles a position or DDL record, a transaction of its own that
+// does not go through the standby transaction: apply (nil: nothing to
+// apply), move the checkpoint, hand it to the standby log.
+func (a *applier) alone(ctx context.Context, off int64, apply func() error) error {
+	o := a.cur
+	a.inTxn, a.cur = false, nil
+	a.applied, a.lastOff = a.next, off
+	if apply != nil {
+		if err := apply(); err != nil {
+			return err
+		}
 	}
-}
-
-// advanceOnly moves the checkpoint past a transaction that changes no row.
-func (a *applier) advanceOnly(ctx context.Context, off int64, applied gtidSet) error {
-	if err := a.cp.advance(ctx, a.db, off, applied); err != nil {
+	if err := a.advanceOnly(ctx, off, a.applied); err != nil {
 		return err
 	}
-	a.cp.committed(off, applied)
-	return nil
+	a.cp.committed(off, a.applied)
+	return a.rp.publish(ctx, o, time.Now())
+}
+
+// rollback drops the open standby transaction and the group with it: the
+// next life starts again from the checkpoint.
+func (a *applier) rollback() {
+	a.tx.rollback()
+}
+
+// advanceOnly moves the checkpoint past transactions that change no row.
+func (a *applier) advanceOnly(ctx context.Context, off int64, applied gtidSet) error {
+	return a.cp.advance(ctx, a.db, off, applied)
 }
 
 // applyDDL runs a DDL statement. DDL commits on its own, so it cannot share
 // the checkpoint's transaction: the checkpoint first marks the statement as
 // started; a restart that finds the mark re-runs it and accepts "already
 // done" errors, which without the mark would mean a diverged standby.
-func (a *applier) applyDDL(ctx context.Context, r *schemas.Record, off int64, next gtidSet) error {
+func (a *applier) applyDDL(ctx context.Context, r *schemas.Record, off int64) error {
 	a.tables.forget()
 	res, err := a.db.ExecContext(ctx, sqlMarkDDL, off, a.cp.name, a.cp.offset)
 	if err != nil {
@@ -238,7 +360,7 @@ func (a *applier) applyDDL(ctx context.Context, r *schemas.Record, off int64, ne
 		return classify(fmt.Errorf("apply DDL of transaction %s at %s offset %d (%s): %w", r.Txn.GTID, a.topic, off, r.Statement, err))
 	}
 	a.log.Info("applied DDL", "gtid", r.Txn.GTID, "offset", off, "statement", r.Statement)
-	return a.advanceOnly(ctx, off, next)
+	return nil
 }
 
 // alreadyDone lists the errors a DDL statement gives when it ran before.

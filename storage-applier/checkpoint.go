@@ -55,10 +55,20 @@ type execer interface {
 // still where this applier last saw it.
 func (cp *checkpoint) advance(ctx context.Context, ex execer, offset int64, applied gtidSet) error {
 	res, err := ex.ExecContext(ctx, sqlAdvanceCheckpoint, offset, applied.String(), cp.name, cp.offset)
-	if err != nil {
-		return fmt.Errorf("advance checkpoint %q to %d: %w", cp.name, offset, err)
+	var n int64
+	if err == nil {
+		n, _ = res.RowsAffected()
 	}
-	if n, _ := res.RowsAffected(); n != 1 {
+	return cp.checkAdvance(n, err)
+}
+
+// checkAdvance judges the outcome of sqlAdvanceCheckpoint: it must move
+// exactly the checkpoint row this applier last saw.
+func (cp *checkpoint) checkAdvance(n int64, err error) error {
+	if err != nil {
+		return fmt.Errorf("advance checkpoint %q: %w", cp.name, err)
+	}
+	if n != 1 {
 		return errFenced(cp.name, cp.offset)
 	}
 	return nil

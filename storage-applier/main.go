@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
-	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
@@ -107,7 +106,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	items := make(chan kafka.Item, 4096)
 	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Log: log, Stage: "republished", MaxBytes: cfg.Kafka.MaxMessageBytes}
 	rp := &republisher{topic: standbyTopic, out: items, source: primaryTopic, opts: opts}
-	a := &applier{db: db, cp: cp, log: log, topic: primaryTopic, tables: newStandbyTables(db, cfg.Primary.Databases), out: &outbox{}}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to the standby: %w", err)
+	}
+	defer conn.Close()
+	a := newApplier(db, conn, cp, log, primaryTopic, newStandbyTables(db, cfg.Primary.Databases), rp, cfg.Applier.BatchRows)
 	defer a.rollback()
 
 	g, ctx := errgroup.WithContext(ctx)
@@ -122,13 +126,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		log.Info("applying", "topic", primaryTopic, "from_offset", cp.offset+1, "standby", cfg.Standby.Address)
 		return read(ctx, opts, primaryTopic, cp.offset+1, -1, log, func(r *schemas.Record, off int64, size int, restart bool) error {
-			done, err := a.add(ctx, r, off, size, restart)
-			if err != nil || !done {
-				return err
-			}
-			crashpoint.Hit(crashpoint.ApplierCommitted)
-			return rp.publish(ctx, a.out, time.Now())
-		})
+			return a.add(ctx, r, off, size, restart)
+		}, a.idle)
 	})
 	return g.Wait()
 }
@@ -157,12 +156,14 @@ func republish(ctx context.Context, rp *republisher, published string, from, end
 			return nil
 		}
 		return rp.publish(ctx, out, time.Now())
-	})
+	}, nil)
 }
 
 // read hands over, in order and checked by a sequencer, the records of the
-// primary log from offset from: up to end, or, with end -1, until ctx ends.
-func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, log *slog.Logger, fn func(r *schemas.Record, off int64, size int, restart bool) error) error {
+// primary log from offset from: up to end, or, with end -1, until ctx ends,
+// calling idle (if not nil) whenever the records fetched so far are done.
+func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, log *slog.Logger,
+	fn func(r *schemas.Record, off int64, size int, restart bool) error, idle func(context.Context) error) error {
 	seq := &sequencer{topic: topic, log: log}
 	each := func(rec *kgo.Record) error {
 		r, restart, err := seq.place(rec)
@@ -198,6 +199,11 @@ func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, lo
 		}
 		for _, rec := range fs.Records() {
 			if err := each(rec); err != nil {
+				return err
+			}
+		}
+		if idle != nil {
+			if err := idle(ctx); err != nil {
 				return err
 			}
 		}

@@ -137,8 +137,8 @@ func (s *stack) catchUp(ctx context.Context, name string, progress func(context.
 	var err error
 	if name == "replica" {
 		_, err = s.replica.ExecContext(ctx, "START SLAVE SQL_THREAD")
-	} else {
-		err = s.start(name)
+	} else if err = s.start(name); err == nil {
+		s.profileCPU(name)
 	}
 	if err != nil {
 		return 0, 0, err

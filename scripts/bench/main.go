@@ -30,6 +30,7 @@ type options struct {
 	lagRate              int
 	lagTime              time.Duration
 	bigRows              int
+	profile              string
 }
 
 func main() {
@@ -44,9 +45,16 @@ func main() {
 	flag.IntVar(&o.lagRate, "lag-rate", 2000, "sysbench transactions/s during the lag phase")
 	flag.DurationVar(&o.lagTime, "lag-time", 5*time.Minute, "length of the lag phase")
 	flag.IntVar(&o.bigRows, "big-rows", 200000, "rows of the one big transaction of the memory phase")
+	flag.StringVar(&o.profile, "profile", "", "save a 3 s CPU profile of each service's first catch-up into this folder (pprof format)")
 	flag.Parse()
 	if o.quick {
 		o.reps, o.backlog, o.tableSize, o.lagTime, o.bigRows = 1, 3000, 2000, 15*time.Second, 20000
+	}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
 	_ = mysqldriver.SetLogger(stdlog.New(io.Discard, "", 0))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))

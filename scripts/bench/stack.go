@@ -6,11 +6,14 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +43,7 @@ type stack struct {
 	kcl                       *kgo.Client
 	adm                       *kadm.Client
 	running                   map[string]*exec.Cmd
+	profiled                  map[string]bool
 	started                   bool // the producer ran once (later runs resume from the primary log)
 }
 
@@ -48,7 +52,7 @@ func newStack(ctx context.Context, o options, log *slog.Logger) (*stack, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &stack{o: o, log: log, cfg: cfg, running: map[string]*exec.Cmd{}}
+	s := &stack{o: o, log: log, cfg: cfg, running: map[string]*exec.Cmd{}, profiled: map[string]bool{}}
 	if s.primary, err = mysql.Open(ctx, "primary", cfg.Primary); err != nil {
 		return nil, err
 	}
@@ -168,11 +172,42 @@ func (s *stack) start(name string) error {
 	}
 	cmd := exec.Command(filepath.Join(s.o.dev, "bin", name), args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if s.o.profile != "" {
+		cmd.Env = append(os.Environ(), "LOCKSTEP_METRICS_LISTEN="+profileAddr(name))
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
 	s.running[name] = cmd
 	return nil
+}
+
+// profileAddr is where a service serves /debug/pprof with --profile.
+func profileAddr(name string) string {
+	return fmt.Sprintf("127.0.0.1:%d", 39101+slices.Index(services, name))
+}
+
+// profileCPU saves a 3 s CPU profile of a service, once per service.
+func (s *stack) profileCPU(name string) {
+	if s.o.profile == "" || s.profiled[name] {
+		return
+	}
+	s.profiled[name] = true
+	go func() {
+		time.Sleep(300 * time.Millisecond) // past the start-up
+		resp, err := http.Get("http://" + profileAddr(name) + "/debug/pprof/profile?seconds=3")
+		if err == nil {
+			defer resp.Body.Close()
+			var f *os.File
+			if f, err = os.Create(filepath.Join(s.o.profile, name+".pprof")); err == nil {
+				defer f.Close()
+				_, err = io.Copy(f, resp.Body)
+			}
+		}
+		if err != nil {
+			s.log.Warn("CPU profile", "service", name, "err", err)
+		}
+	}()
 }
 
 // stop ends a service with SIGTERM, first noting its peak memory.

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	mysqldriver "github.com/go-sql-driver/mysql"
+)
+
+// stmt is one statement of the standby transaction. check judges its
+// outcome: the rows it changed, or the server's error for it.
+type stmt struct {
+	query string
+	args  []any
+	check func(rows int64, err error) error
+}
+
+// anyRows accepts whatever a statement changed and passes its error on.
+func anyRows(_ int64, err error) error { return err }
+
+// standbyTx is the applier's transaction on its own standby connection. The
+// statements are queued and sent several per round trip, as one
+// multi-statement text (the driver escapes the values, as for any
+// statement), and the server reports the rows each one changed, so every
+// statement is still checked on its own. Round trips, not the standby's
+// work, are what bound an applier that sends one statement at a time.
+type standbyTx struct {
+	conn  *sql.Conn
+	open  bool // START TRANSACTION is sent or queued
+	queue []stmt
+	bytes int
+	// sent counts the statements of the open transaction already sent.
+	sent int
+}
+
+// Limits of one round trip: far below any max_allowed_packet.
+const (
+	batchStmts = 500
+	batchBytes = 1 << 20
+)
+
+// add queues a statement, opening the transaction first if needed.
+func (t *standbyTx) add(s stmt) {
+	if !t.open {
+		t.open = true
+		t.push(stmt{query: "START TRANSACTION", check: anyRows})
+	}
+	t.push(s)
+}
+
+func (t *standbyTx) push(s stmt) {
+	t.queue = append(t.queue, s)
+	t.bytes += len(s.query)
+	for _, a := range s.args {
+		switch v := a.(type) {
+		case string:
+			t.bytes += 2 * len(v) // escaping can double it
+		case []byte:
+			t.bytes += 2 * len(v)
+		}
+	}
+}
+
+// full reports whether the queue should be sent.
+func (t *standbyTx) full() bool { return len(t.queue) >= batchStmts || t.bytes >= batchBytes }
+
+// flush sends the queued statements: one alone as a plain statement, more
+// in one round trip.
+func (t *standbyTx) flush(ctx context.Context) error {
+	q := t.queue
+	t.queue, t.bytes = t.queue[:0], 0
+	t.sent += len(q)
+	switch len(q) {
+	case 0:
+		return nil
+	case 1:
+		return t.execOne(ctx, q[0])
+	}
+	var text strings.Builder
+	var args []driver.NamedValue
+	for i, s := range q {
+		if i > 0 {
+			text.WriteString(";\n")
+		}
+		text.WriteString(s.query)
+		for _, a := range s.args {
+			args = append(args, driver.NamedValue{Ordinal: len(args) + 1, Value: a})
+		}
+	}
+	var affected []int64
+	err := t.conn.Raw(func(dc any) error {
+		res, err := dc.(driver.ExecerContext).ExecContext(ctx, text.String(), args)
+		if err == nil {
+			affected = res.(mysqldriver.Result).AllRowsAffected()
+		}
+		return err
+	})
+	if errors.Is(err, driver.ErrSkip) {
+		// The driver would not inline these values (too big for one
+		// packet): nothing was sent; send them one by one.
+		for _, s := range q {
+			if err := t.execOne(ctx, s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		// The server stopped at the failing statement without saying which
+		// it was; the applier finds it by re-applying one at a time.
+		return fmt.Errorf("a round trip of %d statements failed on the standby: %w", len(q), err)
+	}
+	if len(affected) != len(q) {
+		return fmt.Errorf("the standby answered %d results to %d statements", len(affected), len(q))
+	}
+	for i, s := range q {
+		if err := s.check(affected[i], nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *standbyTx) execOne(ctx context.Context, s stmt) error {
+	res, err := t.conn.ExecContext(ctx, s.query, s.args...)
+	if err != nil {
+		return s.check(0, err)
+	}
+	n, err := res.RowsAffected()
+	return s.check(n, err)
+}
+
+// commit sends what is queued, then, once every statement passed its
+// check, COMMIT.
+func (t *standbyTx) commit(ctx context.Context) error {
+	err := t.flush(ctx)
+	if err == nil {
+		_, err = t.conn.ExecContext(ctx, "COMMIT")
+	}
+	if err != nil {
+		t.rollback()
+		return err
+	}
+	t.open, t.sent = false, 0
+	return nil
+}
+
+// rollback drops the queue and the open transaction, if any.
+func (t *standbyTx) rollback() {
+	if t.open {
+		_, _ = t.conn.ExecContext(context.Background(), "ROLLBACK")
+	}
+	clear(t.queue)
+	t.queue, t.bytes, t.open, t.sent = t.queue[:0], 0, false, 0
+}
+
+// carefulThrough is the primary-log offset up to which the applier sends
+// one statement per round trip and commits every transaction on its own.
+// Any failure sets it, so that the next life of the applier commits the
+// transactions that shared the failed standby transaction and stops, if the
+// failure is for good, at exactly the row that fails. It outlives the
+// applier's restarts.
+var carefulThrough atomic.Int64
