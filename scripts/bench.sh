@@ -7,7 +7,8 @@
 #   scripts/bench.sh [--quick] [--reps N] [--backlog N] [--lag-time 5m]
 # Prints a table (median, min, max) and one RESULT line.
 set -euo pipefail
-export LOCKSTEP_DEV_DIR="${LOCKSTEP_DEV_DIR:-$(cd "$(dirname "$0")/.." && pwd)/.dev/bench}"
+# Its own folder and ports always: the run starts by wiping them.
+export LOCKSTEP_DEV_DIR="$(cd "$(dirname "$0")/.." && pwd)/.dev/bench"
 export LOCKSTEP_PRIMARY_PORT=33307 LOCKSTEP_STANDBY_PORT=33308 LOCKSTEP_REDIS_PORT=36380 LOCKSTEP_KAFKA_PORT=39092
 REPLICA_PORT=33309
 source "$(dirname "$0")/lib.sh"

@@ -73,4 +73,14 @@ if [ "$cycles" -gt 0 ]; then
 		exit 1
 	fi
 fi
+# The benchmark, briefly: a smoke run that checks it still works end to end
+# (servers, baselines, every stage, the RESULT line), not its numbers.
+log "benchmark smoke run: scripts/bench.sh --quick"
+if "$ROOT/scripts/bench.sh" --quick >"$DEV/bench-quick.log" 2>&1 && grep '^RESULT ' "$DEV/bench-quick.log"; then
+	passed=$((passed + 1))
+else
+	tail -20 "$DEV/bench-quick.log"
+	echo "tests: $passed passed, 1 failed"
+	exit 1
+fi
 echo "tests: $passed passed, 0 failed"
