@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Speed, side by side with the baselines, on a private stack (.dev/bench,
-# ports 33307-33309/36380/39092): a sysbench oltp_write_only backlog applied
-# by MariaDB's own replica (a third server) and by lockstep; the producer
+# ports 33307-33311/36380/39092): a sysbench oltp_write_only backlog applied
+# by MariaDB's own replication (three replicas: serial, conservative and
+# optimistic parallel, each applying the same backlog) and by lockstep; the producer
 # against go-mysql's raw decode; the cache-applier against plain pipelined
 # HSET; the end-to-end lag at a steady rate; peak memory.
 #   scripts/bench.sh [--quick] [--reps N] [--backlog N] [--lag-time 5m]
@@ -10,7 +11,8 @@ set -euo pipefail
 # Its own folder and ports always: the run starts by wiping them.
 export LOCKSTEP_DEV_DIR="$(cd "$(dirname "$0")/.." && pwd)/.dev/bench"
 export LOCKSTEP_PRIMARY_PORT=33307 LOCKSTEP_STANDBY_PORT=33308 LOCKSTEP_REDIS_PORT=36380 LOCKSTEP_KAFKA_PORT=39092
-REPLICA_PORT=33309
+REPLICA_PORT=33309 # and the next two
+MODES=(serial conservative optimistic)
 source "$(dirname "$0")/lib.sh"
 
 ensure_packages
@@ -18,7 +20,7 @@ down() {
 	for svc in cache-applier storage-applier producer; do stop "$DEV/$svc/$svc.pid" TERM; done
 	stop "$DEV/kafka/kafka.pid" TERM
 	stop "$DEV/redis/redis.pid" TERM
-	for db in replica standby primary; do stop "$DEV/$db/mariadbd.pid" TERM; done
+	for db in "${MODES[@]/#/replica-}" standby primary; do stop "$DEV/$db/mariadbd.pid" TERM; done
 }
 # A fresh stack every run: a previous run's data must not count.
 down
@@ -27,9 +29,11 @@ mkdir -p "$DEV"
 trap down EXIT
 start_primary
 start_standby
-start_mariadb replica "$REPLICA_PORT" 3 --skip-log-bin
+for i in 0 1 2; do
+	start_mariadb "replica-${MODES[$i]}" $((REPLICA_PORT + i)) $((3 + i)) --skip-log-bin
+done
 start_redis
 build_tools
 start_kafka
 (cd "$ROOT" && go build -o "$DEV/bin/bench" ./scripts/bench) || die "build the benchmark"
-"$DEV/bin/bench" --dev "$DEV" --config "$ROOT/scripts/bench.yaml" --replica "127.0.0.1:$REPLICA_PORT" "$@"
+"$DEV/bin/bench" --dev "$DEV" --config "$ROOT/scripts/bench.yaml" --replica-port "$REPLICA_PORT" "$@"

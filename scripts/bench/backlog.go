@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,18 +20,15 @@ import (
 )
 
 // backlog builds one backlog of sysbench transactions while every consumer
-// of the primary's binlog is stopped (the replica keeps fetching into its
-// relay log, as a replica that lost its SQL thread would), then lets each
-// stage and its baseline work it off alone, one after the other.
-func (s *stack) backlog(ctx context.Context, mode string, res *results) error {
+// of the primary's binlog is stopped (the replicas keep fetching into their
+// relay logs, as replicas whose SQL thread stopped would), then lets each
+// stage and each baseline work it off alone, one after the other.
+func (s *stack) backlog(ctx context.Context, res *results) error {
 	s.stopServices(res)
-	threads, pmode := 4, mode
-	if mode == "serial" {
-		threads, pmode = 0, "conservative" // no worker threads: the mode does not apply
-	}
-	if _, err := s.replica.ExecContext(ctx, fmt.Sprintf(
-		"STOP SLAVE SQL_THREAD; SET GLOBAL slave_parallel_threads=%d; SET GLOBAL slave_parallel_mode='%s'", threads, pmode)); err != nil {
-		return fmt.Errorf("stop the replica's SQL thread: %w", err)
+	for _, r := range s.replicas {
+		if _, err := r.db.ExecContext(ctx, "STOP SLAVE SQL_THREAD"); err != nil {
+			return fmt.Errorf("stop the %s replica's SQL thread: %w", r.mode, err)
+		}
 	}
 	from, err := s.head(ctx)
 	if err != nil {
@@ -47,8 +45,10 @@ func (s *stack) backlog(ctx context.Context, mode string, res *results) error {
 	if m := sysbenchRate.FindStringSubmatch(out); m != nil {
 		s.log.Info("backlog written", "transactions", m[1], "txn_per_s", m[2], "gtids", fmt.Sprintf("0-1-%d..%d", from+1, to))
 	}
-	if err := s.waitRelay(ctx, to); err != nil {
-		return err
+	for _, r := range s.replicas {
+		if err := waitRelay(ctx, r, to); err != nil {
+			return err
+		}
 	}
 
 	rows, dt, err := s.decode(ctx, from, to)
@@ -90,13 +90,15 @@ func (s *stack) backlog(ctx context.Context, mode string, res *results) error {
 	}
 	res.add("apply", rate(n, dt))
 
-	n, dt, err = s.catchUp(ctx, "replica", seqProgress(from, to, func(ctx context.Context) (int64, error) {
-		return gtidSeq(ctx, s.replica, "SELECT @@gtid_slave_pos")
-	}))
-	if err != nil {
-		return err
+	for _, r := range s.replicas {
+		n, dt, err = s.catchUp(ctx, r.mode+" replica", seqProgress(from, to, func(ctx context.Context) (int64, error) {
+			return gtidSeq(ctx, r.db, "SELECT @@gtid_slave_pos")
+		}))
+		if err != nil {
+			return err
+		}
+		res.add("native_"+r.mode, rate(n, dt))
 	}
-	res.add("native_"+mode, rate(n, dt))
 
 	// The cache's progress is in standby-log offsets (rows and transaction
 	// markers); its rate is counted in rows.
@@ -135,8 +137,9 @@ func rate(n int64, dt time.Duration) float64 { return float64(n) / dt.Seconds() 
 func (s *stack) catchUp(ctx context.Context, name string, progress func(context.Context) (int64, bool, error)) (int64, time.Duration, error) {
 	start := time.Now()
 	var err error
-	if name == "replica" {
-		_, err = s.replica.ExecContext(ctx, "START SLAVE SQL_THREAD")
+	if mode, ok := strings.CutSuffix(name, " replica"); ok {
+		i := slices.IndexFunc(s.replicas, func(r replica) bool { return r.mode == mode })
+		_, err = s.replicas[i].db.ExecContext(ctx, "START SLAVE SQL_THREAD")
 	} else if err = s.start(name); err == nil {
 		s.profileCPU(name)
 	}
@@ -191,10 +194,10 @@ func (s *stack) lastPublished(ctx context.Context, end int64) (int64, error) {
 	return parseSeq(r.Txn.GTID)
 }
 
-// waitRelay waits until the replica's IO thread has fetched the backlog.
-func (s *stack) waitRelay(ctx context.Context, to int64) error {
+// waitRelay waits until a replica's IO thread has fetched the backlog.
+func waitRelay(ctx context.Context, r replica, to int64) error {
 	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		rows, err := s.replica.QueryContext(ctx, "SHOW SLAVE STATUS")
+		rows, err := r.db.QueryContext(ctx, "SHOW SLAVE STATUS")
 		if err != nil {
 			return err
 		}
@@ -218,7 +221,7 @@ func (s *stack) waitRelay(ctx context.Context, to int64) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("the replica's IO thread did not fetch up to 0-1-%d within 5 minutes", to)
+	return fmt.Errorf("the %s replica's IO thread did not fetch up to 0-1-%d within 5 minutes", r.mode, to)
 }
 
 // decode is the baseline under the producer: go-mysql reading and decoding

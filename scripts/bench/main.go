@@ -1,6 +1,6 @@
 // Command bench measures lockstep side by side with its baselines, in one
-// run on one machine: MariaDB's own replica applying the same sysbench
-// backlog as the storage-applier (in each of its parallel modes), go-mysql's
+// run on one machine: MariaDB's own replication applying the same sysbench
+// backlog as the storage-applier (a replica in each of its modes), go-mysql's
 // raw binlog decode under the producer, plain pipelined HSET under the
 // cache-applier; then the end-to-end lag at a steady rate and the services'
 // peak memory. scripts/bench.sh starts the servers and runs it.
@@ -22,24 +22,25 @@ import (
 )
 
 type options struct {
-	dev, config, replica string
-	quick                bool
-	reps                 int
-	backlog              int // sysbench transactions per backlog
-	tableSize            int
-	lagRate              int
-	lagTime              time.Duration
-	bigRows              int
-	profile              string
+	dev, config string
+	replicaPort int
+	quick       bool
+	reps        int
+	backlog     int // sysbench transactions per backlog
+	tableSize   int
+	lagRate     int
+	lagTime     time.Duration
+	bigRows     int
+	profile     string
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.dev, "dev", ".dev/bench", "the stack's folder (binaries in bin/, one folder per service)")
 	flag.StringVar(&o.config, "config", "scripts/bench.yaml", "the services' config")
-	flag.StringVar(&o.replica, "replica", "127.0.0.1:33309", "the MariaDB replica of the native baseline")
+	flag.IntVar(&o.replicaPort, "replica-port", 33309, "port of the serial MariaDB replica on 127.0.0.1; the conservative and optimistic ones listen on the next two")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run in under 3 minutes: small backlogs, one repetition, a short lag phase")
-	flag.IntVar(&o.reps, "reps", 3, "repetitions of each measurement (each replica mode gets its own backlogs)")
+	flag.IntVar(&o.reps, "reps", 3, "repetitions of each measurement: one backlog each")
 	flag.IntVar(&o.backlog, "backlog", 100000, "sysbench transactions per backlog")
 	flag.IntVar(&o.tableSize, "table-size", 25000, "rows per sysbench table (4 tables)")
 	flag.IntVar(&o.lagRate, "lag-rate", 2000, "sysbench transactions/s during the lag phase")
@@ -80,13 +81,10 @@ func run(ctx context.Context, o options, log *slog.Logger) (*results, error) {
 		return nil, fmt.Errorf("set up: %w", err)
 	}
 	res := newResults()
-	modes := []string{"serial", "conservative", "optimistic"}
 	for rep := 1; rep <= o.reps; rep++ {
-		for _, mode := range modes {
-			log.Info("backlog", "rep", rep, "replica_mode", mode, "transactions", o.backlog)
-			if err := s.backlog(ctx, mode, res); err != nil {
-				return nil, fmt.Errorf("backlog %d (%s): %w", rep, mode, err)
-			}
+		log.Info("backlog", "rep", rep, "transactions", o.backlog)
+		if err := s.backlog(ctx, res); err != nil {
+			return nil, fmt.Errorf("backlog %d: %w", rep, err)
 		}
 	}
 	log.Info("end-to-end lag at a steady rate", "txn_per_s", o.lagRate, "for", o.lagTime)

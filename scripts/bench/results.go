@@ -43,9 +43,9 @@ func quantile(d []time.Duration, q float64) float64 {
 }
 
 var rows = []struct{ name, what, unit string }{
-	{"native_serial", "MariaDB replica, serial", "txn/s"},
-	{"native_conservative", "MariaDB replica, 4 threads conservative", "txn/s"},
-	{"native_optimistic", "MariaDB replica, 4 threads optimistic", "txn/s"},
+	{"native_serial", "MariaDB replication, serial", "txn/s"},
+	{"native_conservative", "MariaDB replication, 4 threads conservative", "txn/s"},
+	{"native_optimistic", "MariaDB replication, 4 threads optimistic", "txn/s"},
 	{"apply", "lockstep storage-applier", "txn/s"},
 	{"decode", "go-mysql raw binlog decode", "rows/s"},
 	{"producer", "lockstep producer (binlog -> primary log)", "rows/s"},

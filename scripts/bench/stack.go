@@ -30,6 +30,13 @@ import (
 
 var services = []string{"producer", "storage-applier", "cache-applier"}
 
+// replica is a MariaDB replica of the primary, applying in one mode.
+type replica struct {
+	mode    string
+	threads int // slave_parallel_threads
+	db      *sql.DB
+}
+
 // stack is the servers scripts/bench.sh started and the services the
 // benchmark starts and stops itself, one stage at a time.
 type stack struct {
@@ -37,14 +44,15 @@ type stack struct {
 	log *slog.Logger
 	cfg *config.Config
 
-	primary, standby, replica *sql.DB
-	rdb                       *redis.Client
-	opts                      []kgo.Opt
-	kcl                       *kgo.Client
-	adm                       *kadm.Client
-	running                   map[string]*exec.Cmd
-	profiled                  map[string]bool
-	started                   bool // the producer ran once (later runs resume from the primary log)
+	primary, standby *sql.DB
+	replicas         []replica
+	rdb              *redis.Client
+	opts             []kgo.Opt
+	kcl              *kgo.Client
+	adm              *kadm.Client
+	running          map[string]*exec.Cmd
+	profiled         map[string]bool
+	started          bool // the producer ran once (later runs resume from the primary log)
 }
 
 func newStack(ctx context.Context, o options, log *slog.Logger) (*stack, error) {
@@ -59,8 +67,16 @@ func newStack(ctx context.Context, o options, log *slog.Logger) (*stack, error) 
 	if s.standby, err = mysql.Open(ctx, "standby", cfg.Standby); err != nil {
 		return nil, err
 	}
-	if s.replica, err = mysql.Open(ctx, "replica", config.Database{Address: o.replica, User: "root"}); err != nil {
-		return nil, err
+	for i, mode := range []string{"serial", "conservative", "optimistic"} {
+		r := replica{mode: mode, threads: 4}
+		if mode == "serial" {
+			r.threads = 0
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", o.replicaPort+i)
+		if r.db, err = mysql.Open(ctx, "replica", config.Database{Address: addr, User: "root"}); err != nil {
+			return nil, err
+		}
+		s.replicas = append(s.replicas, r)
 	}
 	s.rdb = redis.NewClient(&redis.Options{Addr: cfg.Redis.Address})
 	if s.opts, err = kafka.Connect(ctx, cfg.Kafka); err != nil {
@@ -79,13 +95,15 @@ func (s *stack) close() {
 	}
 	s.kcl.Close()
 	s.rdb.Close()
-	s.replica.Close()
+	for _, r := range s.replicas {
+		r.db.Close()
+	}
 	s.standby.Close()
 	s.primary.Close()
 }
 
-// setup loads sysbench's tables on the primary, points the replica at it,
-// and lets both the replica and lockstep carry them over.
+// setup loads sysbench's tables on the primary, points the replicas at it,
+// and lets them and lockstep carry the tables over.
 func (s *stack) setup(ctx context.Context) error {
 	if _, err := s.primary.ExecContext(ctx, `CREATE DATABASE sbtest;
 		CREATE TABLE sbtest.probe (id BIGINT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6) NOT NULL)`); err != nil {
@@ -95,9 +113,14 @@ func (s *stack) setup(ctx context.Context) error {
 		return err
 	}
 	host, port, _ := strings.Cut(s.cfg.Primary.Address, ":")
-	if _, err := s.replica.ExecContext(ctx, fmt.Sprintf(
-		"CHANGE MASTER TO master_host='%s', master_port=%s, master_user='root', master_use_gtid=slave_pos; START SLAVE", host, port)); err != nil {
-		return fmt.Errorf("start the replica: %w", err)
+	for _, r := range s.replicas {
+		// Without threads the mode does not apply; conservative is valid.
+		mode := strings.Replace(r.mode, "serial", "conservative", 1)
+		if _, err := r.db.ExecContext(ctx, fmt.Sprintf(`SET GLOBAL slave_parallel_threads=%d; SET GLOBAL slave_parallel_mode='%s';
+			CHANGE MASTER TO master_host='%s', master_port=%s, master_user='root', master_use_gtid=slave_pos; START SLAVE`,
+			r.threads, mode, host, port)); err != nil {
+			return fmt.Errorf("start the %s replica: %w", r.mode, err)
+		}
 	}
 	for _, name := range services {
 		if err := s.start(name); err != nil {
@@ -107,19 +130,21 @@ func (s *stack) setup(ctx context.Context) error {
 	return s.drain(ctx)
 }
 
-// drain waits until the replica and every stage hold all the primary wrote.
+// drain waits until the replicas and every stage hold all the primary wrote.
 func (s *stack) drain(ctx context.Context) error {
 	head, err := s.head(ctx)
 	if err != nil {
 		return err
 	}
 	checks := map[string]func(context.Context) (bool, error){
-		"replica": func(ctx context.Context) (bool, error) {
-			n, err := gtidSeq(ctx, s.replica, "SELECT @@gtid_slave_pos")
-			return n >= head, err
-		},
 		"standby": func(ctx context.Context) (bool, error) { n, err := s.applied(ctx); return n >= head, err },
 		"cache":   func(ctx context.Context) (bool, error) { n, err := s.cacheLeft(ctx); return n == 0, err },
+	}
+	for _, r := range s.replicas {
+		checks[r.mode+" replica"] = func(ctx context.Context) (bool, error) {
+			n, err := gtidSeq(ctx, r.db, "SELECT @@gtid_slave_pos")
+			return n >= head, err
+		}
 	}
 	deadline := time.Now().Add(10 * time.Minute)
 	for name, done := range checks {
