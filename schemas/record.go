@@ -2,8 +2,9 @@ package schemas
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
+	json "github.com/goccy/go-json"
+	"unicode/utf8"
 )
 
 // SchemaVersion is the version of the record layout this package writes.
@@ -97,6 +98,10 @@ type Record struct {
 
 // Decode parses one record and checks what every consumer relies on.
 func Decode(b []byte) (*Record, error) {
+	// JSON is UTF-8; the decoder would let other bytes into values as is.
+	if !utf8.Valid(b) {
+		return nil, fmt.Errorf("decode record: it is not valid UTF-8")
+	}
 	var r Record
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("decode record: %w", err)
