@@ -29,6 +29,10 @@ func TestRowStatements(t *testing.T) {
 			"INSERT INTO `d`.`t``x` (`id`, `bin`, `txt`) VALUES (?, ?, ?)", []any{"2", nil, "größe"}},
 		{schemas.Record{Op: schemas.OpUpdate, Database: "d", Table: "t", Columns: cols, Before: before, After: after},
 			"UPDATE `d`.`t` SET `id` = ?, `bin` = ?, `txt` = ? WHERE `id` <=> ?", []any{"2", nil, "größe", "1"}},
+		// only what changed is set
+		{schemas.Record{Op: schemas.OpUpdate, Database: "d", Table: "t", Columns: cols, Before: before,
+			After: schemas.Row{"id": sp("1"), "bin": sp("AP8="), "txt": sp("neu")}},
+			"UPDATE `d`.`t` SET `txt` = ? WHERE `id` <=> ?", []any{"neu", "1"}},
 		{schemas.Record{Op: schemas.OpDelete, Database: "d", Table: "t", Columns: cols, Before: before},
 			"DELETE FROM `d`.`t` WHERE `id` <=> ?", []any{"1"}},
 		// no primary key: the whole before image, one row; a FLOAT compared as one

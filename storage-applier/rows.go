@@ -49,8 +49,14 @@ func rowStatement(r *schemas.Record, t *standbyTable) (string, []any, error) {
 		}
 		b.WriteString(") VALUES (" + strings.Repeat("?, ", len(stored)-1) + "?)")
 	case schemas.OpUpdate:
+		// Only the columns the change changed: less for the standby to
+		// parse and write (a change of nothing sets them all).
+		set := slices.DeleteFunc(slices.Clone(stored), func(c schemas.Column) bool { return sameValue(r.Before, r.After, c.Name) })
+		if len(set) == 0 {
+			set = stored
+		}
 		fmt.Fprintf(&b, "UPDATE %s SET ", table)
-		for i, c := range stored {
+		for i, c := range set {
 			if i > 0 {
 				b.WriteString(", ")
 			}
@@ -71,6 +77,17 @@ func rowStatement(r *schemas.Record, t *standbyTable) (string, []any, error) {
 		return "", nil, fmt.Errorf("op %q is not a row change", r.Op)
 	}
 	return b.String(), args, nil
+}
+
+// sameValue reports whether a column holds the same value (or NULL) in
+// both images; a column missing from the before image counts as changed.
+func sameValue(before, after schemas.Row, col string) bool {
+	b, ok := before[col]
+	if !ok {
+		return false
+	}
+	a := after[col]
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
 
 // where matches the row by its primary key, or, for a table without one, by

@@ -40,7 +40,7 @@ func main() {
 	flag.StringVar(&o.config, "config", "scripts/bench.yaml", "the services' config")
 	flag.IntVar(&o.replicaPort, "replica-port", 33309, "port of the serial MariaDB replica on 127.0.0.1; the conservative and optimistic ones listen on the next two")
 	flag.BoolVar(&o.quick, "quick", false, "a smoke run in under 3 minutes: small backlogs, one repetition, a short lag phase")
-	flag.IntVar(&o.reps, "reps", 3, "repetitions of each measurement: one backlog each")
+	flag.IntVar(&o.reps, "reps", 3, "repetitions of each measurement: one backlog each (0: only the lag and memory phases)")
 	flag.IntVar(&o.backlog, "backlog", 100000, "sysbench transactions per backlog")
 	flag.IntVar(&o.tableSize, "table-size", 25000, "rows per sysbench table (4 tables)")
 	flag.IntVar(&o.lagRate, "lag-rate", 2000, "sysbench transactions/s during the lag phase")
