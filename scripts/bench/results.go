@@ -56,21 +56,8 @@ var rows = []struct{ name, what, unit string }{
 }
 
 func (r *results) print(w io.Writer) {
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "MEASUREMENT\tUNIT\tMEDIAN\tMIN\tMAX\tRUNS\t")
-	for _, row := range rows {
-		v := r.samples[row.name]
-		if len(v) == 0 {
-			continue
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t\n", row.what, row.unit, median(v), slices.Min(v), slices.Max(v), len(v))
-	}
-	tw.Flush()
-	best, bestMode := 0.0, ""
-	for _, mode := range []string{"serial", "conservative", "optimistic"} {
-		if m := median(r.samples["native_"+mode]); m > best {
-			best, bestMode = m, mode
-		}
+	if len(r.samples) > 0 {
+		r.printRates(w)
 	}
 	kept := "sysbench kept the requested rate"
 	if !r.lagKept {
@@ -86,18 +73,38 @@ func (r *results) print(w io.Writer) {
 		mem = append(mem, fmt.Sprintf("%s %d MiB", s, r.rssKB[s]/1024))
 	}
 	fmt.Fprintf(w, "peak RSS: %s\n", strings.Join(mem, ", "))
-	ratio := func(a, b string) float64 {
-		if median(r.samples[b]) == 0 {
+	best, bestMode := 0.0, ""
+	for _, mode := range []string{"serial", "conservative", "optimistic"} {
+		if m := median(r.samples["native_"+mode]); m > best {
+			best, bestMode = m, mode
+		}
+	}
+	ratio := func(a, b float64) float64 {
+		if b == 0 {
 			return 0
 		}
-		return median(r.samples[a]) / median(r.samples[b])
+		return a / b
 	}
-	applyVsNative := 0.0
+	applyVsNative := ratio(median(r.samples["apply"]), best)
 	if best > 0 {
-		applyVsNative = median(r.samples["apply"]) / best
+		fmt.Fprintf(w, "apply vs the best native mode (%s): %.2f\n", bestMode, applyVsNative)
 	}
-	fmt.Fprintf(w, "apply vs the best native mode (%s): %.2f\n\n", bestMode, applyVsNative)
-	fmt.Fprintf(w, "RESULT apply_vs_native=%.2f producer_rows_per_s=%.0f producer_vs_decode=%.2f cache_vs_hset=%.2f e2e_p50_ms=%.0f e2e_p99_ms=%.0f e2e_max_ms=%.0f e2e_txn_per_s=%.0f peak_rss_mb=%d\n",
-		applyVsNative, median(r.samples["producer"]), ratio("producer", "decode"), ratio("cache", "hset"),
+	fmt.Fprintf(w, "\nRESULT apply_vs_native=%.2f producer_rows_per_s=%.0f producer_vs_decode=%.2f cache_vs_hset=%.2f e2e_p50_ms=%.0f e2e_p99_ms=%.0f e2e_max_ms=%.0f e2e_txn_per_s=%.0f peak_rss_mb=%d\n",
+		applyVsNative, median(r.samples["producer"]),
+		ratio(median(r.samples["producer"]), median(r.samples["decode"])), ratio(median(r.samples["cache"]), median(r.samples["hset"])),
 		quantile(r.cacheLag, .5), quantile(r.cacheLag, .99), quantile(r.cacheLag, 1), r.lagRate, peak/1024)
+}
+
+// printRates is the table of the backlog measurements.
+func (r *results) printRates(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "MEASUREMENT\tUNIT\tMEDIAN\tMIN\tMAX\tRUNS\t")
+	for _, row := range rows {
+		v := r.samples[row.name]
+		if len(v) == 0 {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t\n", row.what, row.unit, median(v), slices.Min(v), slices.Max(v), len(v))
+	}
+	tw.Flush()
 }
