@@ -31,7 +31,7 @@ func TestKill9InEachWindow(t *testing.T) {
 		service, point string
 		hit            int
 	}{
-		{"storage-applier", crashpoint.ApplierCommitted, 5},        // between standby COMMIT and publish (of a group)
+		{"storage-applier", crashpoint.ApplierCommitted, 40},       // between standby COMMIT and publish
 		{"producer", crashpoint.ProducerMidTxn, 170},               // inside a Kafka transaction
 		{"cache-applier", crashpoint.CacheWritten, 3},              // between Redis writes and the offset commit
 		{"producer", crashpoint.ProducerMidTxn + "-large", 10_000}, // inside a 20,000-row transaction

@@ -17,7 +17,8 @@ import (
 
 // What the services expose on the network: each listens on one TCP port,
 // its metrics on 127.0.0.1 — nothing else; there /healthz and /readyz say
-// whether the process and its stage run.
+// whether the process and its stage run, and /metrics has each stage's
+// throughput, apply latency, end-to-end lag, consumer lag and errors.
 func TestServicesListenOnlyForMetricsOnLoopback(t *testing.T) {
 	e := newEnv(t)
 	e.Cfg.Metrics.Listen = "127.0.0.1:0"
@@ -36,7 +37,26 @@ func TestServicesListenOnlyForMetricsOnLoopback(t *testing.T) {
 			}
 		}
 	}
-	// A stage that failed and waits to restart is not ready.
+	want := map[*proc][]string{
+		p.producer: {`lockstep_rows_total{stage="published"}`, `lockstep_transactions_total{stage="published"}`},
+		p.applier: {`lockstep_rows_total{stage="applied"}`, `lockstep_apply_seconds_count{stage="applied"}`,
+			`lockstep_end_to_end_seconds_count{stage="applied"}`, `lockstep_consumer_lag_records{partition="0",stage="applied"}`,
+			`lockstep_rows_total{stage="republished"}`},
+		p.cacheApplier: {`lockstep_cache_ops_total{result="applied"}`, `lockstep_apply_seconds_count{stage="cached"}`,
+			`lockstep_end_to_end_seconds_count{stage="cached"}`, `lockstep_consumer_lag_records{partition=`},
+	}
+	for s, names := range want {
+		_, body := s.get("/metrics")
+		for _, n := range names {
+			switch {
+			case !strings.Contains(body, n):
+				t.Errorf("%s /metrics lacks %s", s.name, n)
+			case !strings.Contains(n, "consumer_lag") && !hasPositive(body, n): // a lag may be 0
+				t.Errorf("%s /metrics: no %s above 0", s.name, n)
+			}
+		}
+	}
+	// A stage that failed and waits to restart is not ready, and counts it.
 	down := *e.Cfg
 	down.Standby.Address = "127.0.0.1:1" // nothing listens there
 	s := start(t, writeConfig(t, &down), "storage-applier")
@@ -46,6 +66,26 @@ func TestServicesListenOnlyForMetricsOnLoopback(t *testing.T) {
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "not running: connect to standby database 127.0.0.1:1"),
 			fmt.Sprintf("/readyz of a storage-applier whose standby is down = %d %q", code, body)
 	})
+	if _, body := s.get("/metrics"); !hasPositive(body, `lockstep_errors_total{kind="transient"}`) {
+		t.Errorf("the failing storage-applier's /metrics does not count its failures")
+	}
+}
+
+// hasPositive reports whether a Prometheus text exposition has a sample
+// whose name and labels start with series and whose value is above 0.
+func hasPositive(body, series string) bool {
+	for _, line := range strings.Split(body, "\n") {
+		rest, ok := strings.CutPrefix(line, series)
+		if !ok {
+			continue
+		}
+		if i := strings.LastIndexByte(rest, ' '); i >= 0 {
+			if v, err := strconv.ParseFloat(rest[i+1:], 64); err == nil && v > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // get fetches a path from the service's metrics listener, found in its log.

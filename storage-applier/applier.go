@@ -91,6 +91,7 @@ type applier struct {
 	applied gtidSet // the applied set through its last transaction
 	lastOff int64   // the offset of its last record; the checkpoint's once committed
 	rows    int
+	opened  time.Time // when its standby transaction began
 }
 
 func newApplier(db *sql.DB, conn *sql.Conn, cp *checkpoint, log *slog.Logger, topic string, tables *standbyTables, rp *republisher, groupRows int) *applier {
@@ -180,6 +181,9 @@ func (a *applier) begin(r *schemas.Record, off int64) error {
 	a.skip, a.inTxn = false, true
 	a.cur = &outbox{}
 	a.txnStart, a.txnSent, a.txnOpens = len(a.tx.queue), a.tx.sent, !a.tx.open
+	if a.txnOpens {
+		a.opened = time.Now()
+	}
 	var err error
 	if r.Op == schemas.OpPosition {
 		if a.next, err = a.applied.with(r.Source.GTIDSet); err != nil {
@@ -270,6 +274,7 @@ func (a *applier) commit(ctx context.Context) error {
 		if err := a.tx.commit(ctx); err != nil {
 			return fmt.Errorf("commit transactions through %s at %s offset %d: %w", a.applied, a.topic, a.lastOff, err)
 		}
+		metrics.Apply.WithLabelValues("applied").Observe(time.Since(a.opened).Seconds())
 	} else if err := a.advanceOnly(ctx, a.lastOff, a.applied); err != nil {
 		return err // only duplicates: no rows to commit
 	}
@@ -279,7 +284,11 @@ func (a *applier) commit(ctx context.Context) error {
 	for _, t := range a.times {
 		metrics.ObserveLag("applied", t)
 	}
-	crashpoint.Hit(crashpoint.ApplierCommitted)
+	// Passed once per transaction committed, so that a test aims at the
+	// n-th transaction whatever the grouping.
+	for range a.group {
+		crashpoint.Hit(crashpoint.ApplierCommitted)
+	}
 	now := time.Now()
 	for _, o := range a.group {
 		if err := a.rp.publish(ctx, o, now); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/metrics"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/internal/status"
@@ -197,6 +198,7 @@ func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, lo
 		if err := fs.Err0(); err != nil {
 			return fmt.Errorf("read %s from offset %d: %w", topic, from, err)
 		}
+		metrics.ObserveConsumerLag("applied", fs)
 		for _, rec := range fs.Records() {
 			if err := each(rec); err != nil {
 				return err

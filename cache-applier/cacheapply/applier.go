@@ -177,6 +177,7 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 	if err := a.rebuild.check(ctx); err != nil {
 		return err
 	}
+	metrics.ObserveConsumerLag("cached", fs)
 	if err := a.apply(ctx, fs.Records()); err != nil {
 		return err
 	}
@@ -267,10 +268,12 @@ func (a *cacheApplier) write(ctx context.Context, records int, ops []op) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	start := time.Now()
 	n, err := a.w.write(ctx, ops)
 	if err != nil {
 		return err
 	}
+	metrics.Apply.WithLabelValues("cached").Observe(time.Since(start).Seconds())
 	metrics.CacheOps.WithLabelValues("applied").Add(float64(n))
 	metrics.CacheOps.WithLabelValues("older, skipped").Add(float64(len(ops) - n))
 	a.applied, a.skipped = a.applied+n, a.skipped+len(ops)-n

@@ -11,12 +11,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var (
@@ -43,6 +45,29 @@ var (
 	Lag = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "lockstep_lag_seconds", Help: "Now minus the primary commit time of the last change handled, by stage.",
 	}, []string{"stage"})
+	// EndToEnd is the distribution of Lag: primary commit to standby commit
+	// (applied) and to cache write (cached).
+	EndToEnd = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "lockstep_end_to_end_seconds", Help: "Primary commit to the stage's own commit (applied: standby, cached: Redis), by stage; binlog time has one-second resolution.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 12),
+	}, []string{"stage"})
+	// Apply times one commit to a target: a standby transaction from its
+	// first statement to COMMIT (storage-applier), a batch of Redis writes
+	// (cache-applier).
+	Apply = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "lockstep_apply_seconds", Help: "Time to apply one batch to the target: a standby transaction (applied), a batch of Redis writes (cached).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"stage"})
+	// ConsumerLag counts the offsets of an input topic's partition that a
+	// consumer has not read yet.
+	ConsumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lockstep_consumer_lag_records", Help: "Offsets of the input topic not read yet, by stage and partition.",
+	}, []string{"stage", "partition"})
+	// Errors counts stage failures: transient ones restart the stage from
+	// its durable position, permanent ones stop the service.
+	Errors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lockstep_errors_total", Help: "Stage failures, by kind: transient (restarted) or permanent (stopped).",
+	}, []string{"kind"})
 )
 
 // stage is what /readyz reports: whether the service's stage runs.
@@ -76,9 +101,21 @@ func ready(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-// ObserveLag sets a stage's lag from a primary commit time in milliseconds.
+// ObserveLag records a stage's lag from a primary commit time in milliseconds.
 func ObserveLag(stage string, commitMS int64) {
-	Lag.WithLabelValues(stage).Set(time.Since(time.UnixMilli(commitMS)).Seconds())
+	age := time.Since(time.UnixMilli(commitMS)).Seconds()
+	Lag.WithLabelValues(stage).Set(age)
+	EndToEnd.WithLabelValues(stage).Observe(age)
+}
+
+// ObserveConsumerLag records what a fetch says is left of its partitions:
+// the high watermark past the last record it returned.
+func ObserveConsumerLag(stage string, fs kgo.Fetches) {
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if n := len(p.Records); n > 0 {
+			ConsumerLag.WithLabelValues(stage, strconv.Itoa(int(p.Partition))).Set(float64(p.HighWatermark - p.Records[n-1].Offset - 1))
+		}
+	})
 }
 
 // Serve exports /metrics on addr until ctx ends; an empty addr exports nothing.

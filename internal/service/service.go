@@ -61,6 +61,9 @@ func Supervise(ctx context.Context, log *slog.Logger, step func(context.Context)
 			return nil
 		}
 		metrics.SetStage(err)
+		if err != nil {
+			metrics.Errors.WithLabelValues(map[bool]string{true: "permanent", false: "transient"}[IsPermanent(err)]).Inc()
+		}
 		if err == nil || IsPermanent(err) {
 			return err
 		}
