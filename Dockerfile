@@ -7,7 +7,9 @@ COPY . .
 ARG SERVICE
 RUN CGO_ENABLED=0 go build -trimpath -o /out/service ./${SERVICE}
 
-FROM gcr.io/distroless/static-debian12
+# Static binary, no shell, not root.
+FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/service /usr/local/bin/service
 COPY lockstep.example.yaml /etc/lockstep/lockstep.yaml
+USER nonroot:nonroot
 ENTRYPOINT ["/usr/local/bin/service", "--config", "/etc/lockstep/lockstep.yaml"]

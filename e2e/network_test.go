@@ -6,9 +6,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,7 +20,8 @@ import (
 
 // What the services expose on the network: each listens on one TCP port,
 // its metrics on 127.0.0.1 — nothing else; there /healthz and /readyz say
-// whether the process and its stage run, and /metrics has each stage's
+// whether the process and its stage run (as does each binary's health
+// subcommand, for container health checks), and /metrics has each stage's
 // throughput, apply latency, end-to-end lag, consumer lag and errors.
 func TestServicesListenOnlyForMetricsOnLoopback(t *testing.T) {
 	e := newEnv(t)
@@ -36,7 +40,14 @@ func TestServicesListenOnlyForMetricsOnLoopback(t *testing.T) {
 				t.Errorf("%s %s = %d %q, want 200 %q", s.name, path, code, body, want)
 			}
 		}
+		if out, err := s.health(p.cfgPath); err != nil || strings.TrimSpace(out) != "running" {
+			t.Errorf("%s health = %v %q, want exit 0 and running", s.name, err, out)
+		}
 	}
+	// More rows once the cache-applier is past its start (where it may fill
+	// Redis from a snapshot of the standby): these go the regular way.
+	writeBatch(t, e, 5, 5)
+	consistent(t, e, 60*time.Second)
 	want := map[*proc][]string{
 		p.producer: {`lockstep_rows_total{stage="published"}`, `lockstep_transactions_total{stage="published"}`},
 		p.applier: {`lockstep_rows_total{stage="applied"}`, `lockstep_apply_seconds_count{stage="applied"}`,
@@ -69,6 +80,13 @@ func TestServicesListenOnlyForMetricsOnLoopback(t *testing.T) {
 	if _, body := s.get("/metrics"); !hasPositive(body, `lockstep_errors_total{kind="transient"}`) {
 		t.Errorf("the failing storage-applier's /metrics does not count its failures")
 	}
+	if out, err := s.health(p.cfgPath); err == nil || !strings.Contains(out, "is not ready: not running: connect to standby database 127.0.0.1:1") {
+		t.Errorf("health of the failing storage-applier = %v %q, want a non-zero exit naming the failure", err, out)
+	}
+	s.stop(syscall.SIGTERM)
+	if out, err := s.health(p.cfgPath); err == nil || !strings.Contains(out, "does not answer at") {
+		t.Errorf("health of a stopped storage-applier = %v %q, want a non-zero exit saying it does not answer", err, out)
+	}
 }
 
 // hasPositive reports whether a Prometheus text exposition has a sample
@@ -88,8 +106,9 @@ func hasPositive(body, series string) bool {
 	return false
 }
 
-// get fetches a path from the service's metrics listener, found in its log.
-func (p *proc) get(path string) (int, string) {
+// metricsAddr is where the service's metrics listener listens, found in
+// its log.
+func (p *proc) metricsAddr() string {
 	p.t.Helper()
 	b, err := os.ReadFile(p.log)
 	if err != nil {
@@ -99,7 +118,19 @@ func (p *proc) get(path string) (int, string) {
 	if m == nil {
 		p.t.Fatalf("%s did not log its metrics address", p.name)
 	}
-	resp, err := http.Get("http://" + string(m[1]) + path)
+	return string(m[1])
+}
+
+// health runs the service binary's health subcommand against it.
+func (p *proc) health(cfgPath string) (string, error) {
+	out, err := exec.Command(filepath.Join(binDir, p.name), "health", "--config", cfgPath, "--address", p.metricsAddr()).CombinedOutput()
+	return string(out), err
+}
+
+// get fetches a path from the service's metrics listener.
+func (p *proc) get(path string) (int, string) {
+	p.t.Helper()
+	resp, err := http.Get("http://" + p.metricsAddr() + path)
 	if err != nil {
 		p.t.Fatal(err)
 	}

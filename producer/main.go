@@ -34,7 +34,7 @@ func main() {
 			return run(ctx, cfg, log, fromStart)
 		})
 	cmd.Flags().BoolVar(&fromStart, "from-start", false, "on an empty primary log, start from the oldest binlog instead of the current position")
-	cmd.AddCommand(status.Command(), verify.Command())
+	cmd.AddCommand(status.Command(), status.HealthCommand("producer"), verify.Command())
 	service.Main(cmd)
 }
 

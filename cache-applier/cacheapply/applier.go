@@ -40,7 +40,7 @@ func Main(hook Hook) { service.Main(Command(hook)) }
 func Command(hook Hook) *cobra.Command {
 	cmd := service.Command("cache-applier", "Refresh or evict Redis keys from the standby log",
 		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error { return run(ctx, cfg, log, hook) })
-	cmd.AddCommand(status.Command(), verify.Command(), warmCommand(), replayCommand())
+	cmd.AddCommand(status.Command(), status.HealthCommand("cache-applier"), verify.Command(), warmCommand(), replayCommand())
 	return cmd
 }
 

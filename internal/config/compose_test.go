@@ -4,6 +4,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,6 +21,9 @@ type composeFile struct {
 		Build       struct {
 			Args map[string]string `yaml:"args"`
 		} `yaml:"build"`
+		Healthcheck struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
 	} `yaml:"services"`
 }
 
@@ -93,7 +98,20 @@ func TestComposeFileMatchesTheCode(t *testing.T) {
 			if _, err := os.Stat("../../" + s + "/main.go"); err != nil {
 				t.Errorf("compose builds %s, which is not a service of this repo: %v", s, err)
 			}
+			if !slices.Contains(svc.Healthcheck.Test, "health") {
+				t.Errorf("compose service %s has no health check through its health subcommand: %v", name, svc.Healthcheck.Test)
+			}
+		} else if len(svc.Healthcheck.Test) == 0 {
+			t.Errorf("compose service %s has no health check (the services wait for it)", name)
 		}
+	}
+	// The services' image runs as a user of its own, not root.
+	docker, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user := regexp.MustCompile(`(?m)^USER\s+(\S+)`).FindSubmatch(docker); user == nil || strings.HasPrefix(string(user[1]), "root") || strings.HasPrefix(string(user[1]), "0") {
+		t.Errorf("the Dockerfile's final image runs as root (want a USER line naming another user)")
 	}
 
 	bin, err := exec.LookPath("docker-compose")

@@ -233,14 +233,49 @@ func (r *reader) probe(service string) string {
 	if addr == "" {
 		return "unknown (metrics.listen is off)"
 	}
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + addr + "/readyz")
+	_, state, err := readyz(addr)
 	if err != nil {
 		return "no answer at " + addr
 	}
+	return state
+}
+
+// readyz asks a metrics listener whether its stage runs.
+func readyz(addr string) (bool, string, error) {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return false, "", err
+	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-	return strings.TrimSpace(string(b))
+	return resp.StatusCode == http.StatusOK, strings.TrimSpace(string(b)), nil
+}
+
+// HealthCommand is the health subcommand of a service binary, for
+// container health checks: it exits 0 when the service's stage runs (its
+// /readyz answers 200), else non-zero with the reason.
+func HealthCommand(name string) *cobra.Command {
+	var addr string
+	cmd := service.Subcommand("health", "Exit 0 if this service's stage runs (asks its /readyz)", func(_ context.Context, cfg *config.Config, out io.Writer) error {
+		if addr == "" {
+			addr = cfg.MetricsAddress(name)
+		}
+		if addr == "" {
+			return fmt.Errorf("metrics.listen is off, so the %s answers no health check: set it (auto: 127.0.0.1:9101-9103)", name)
+		}
+		ok, state, err := readyz(addr)
+		if err != nil {
+			return fmt.Errorf("the %s does not answer at %s (metrics.listen): %w", name, addr, err)
+		}
+		if !ok {
+			return fmt.Errorf("the %s at %s is not ready: %s", name, addr, state)
+		}
+		fmt.Fprintln(out, state)
+		return nil
+	})
+	cmd.Flags().StringVar(&addr, "address", "", "host:port of the service's metrics listener (default: from metrics.listen)")
+	return cmd
 }
 
 // gtidsBehind counts the transactions of set head after set at, over
