@@ -61,12 +61,14 @@ func Supervise(ctx context.Context, log *slog.Logger, step func(context.Context)
 			return nil
 		}
 		metrics.SetStage(err)
-		if err != nil {
-			metrics.Errors.WithLabelValues(map[bool]string{true: "permanent", false: "transient"}[IsPermanent(err)]).Inc()
+		if err == nil {
+			return nil
 		}
-		if err == nil || IsPermanent(err) {
+		if IsPermanent(err) {
+			metrics.Errors.WithLabelValues("permanent").Inc()
 			return err
 		}
+		metrics.Errors.WithLabelValues("transient").Inc()
 		if time.Since(started) > time.Minute {
 			backoff = 500 * time.Millisecond
 		}
