@@ -118,7 +118,8 @@ func (a *applier) idle(ctx context.Context) error {
 	return a.failed(a.lastOff, a.commit(ctx))
 }
 
-// failed drops the standby transaction after err at offset off. Outside
+// failed drops the standby transaction, and the group with it, after err
+// at offset off. Outside
 // the careful range, the error is one of several statements or
 // transactions: the applier starts over from the checkpoint, carefully up
 // to off, to apply what precedes the failure and name what fails.
@@ -126,7 +127,7 @@ func (a *applier) failed(off int64, err error) error {
 	if err == nil {
 		return nil
 	}
-	a.rollback()
+	a.tx.rollback()
 	if a.careful(off) || errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -169,7 +170,7 @@ func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, s
 	if a.rows >= a.groupRows || a.careful(off) {
 		return a.commit(ctx)
 	}
-	if a.tx.full() {
+	if a.tx.over(1) {
 		return a.tx.flush(ctx)
 	}
 	return nil
@@ -225,7 +226,7 @@ func (a *applier) restart(off int64) error {
 		a.tx.queue = a.tx.queue[:a.txnStart]
 		return nil
 	}
-	a.rollback()
+	a.tx.rollback()
 	if a.lastOff == a.cp.offset {
 		return nil // the standby transaction held nothing else
 	}
@@ -256,7 +257,7 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 		return nil
 	}})
 	a.rows++
-	if a.careful(off) || len(a.tx.queue) >= 4*batchStmts || a.tx.bytes >= 4*batchBytes {
+	if a.careful(off) || a.tx.over(4) {
 		return a.tx.flush(ctx) // one statement at a time, or a big transaction
 	}
 	return nil
@@ -317,12 +318,6 @@ func (a *applier) alone(ctx context.Context, off int64, apply func() error) erro
 	}
 	a.cp.committed(off, a.applied)
 	return a.rp.publish(ctx, o, time.Now())
-}
-
-// rollback drops the open standby transaction and the group with it: the
-// next life starts again from the checkpoint.
-func (a *applier) rollback() {
-	a.tx.rollback()
 }
 
 // advanceOnly moves the checkpoint past transactions that change no row.

@@ -113,7 +113,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer conn.Close()
 	a := newApplier(db, conn, cp, log, primaryTopic, newStandbyTables(db, cfg.Primary.Databases), rp, cfg.Applier.BatchRows)
-	defer a.rollback()
+	defer a.tx.rollback()
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return lk.watch(ctx) })

@@ -66,8 +66,9 @@ func (t *standbyTx) push(s stmt) {
 	}
 }
 
-// full reports whether the queue should be sent.
-func (t *standbyTx) full() bool { return len(t.queue) >= batchStmts || t.bytes >= batchBytes }
+// over reports whether the queue holds more than n round trips' worth:
+// at a transaction boundary it is sent at 1, inside a transaction at 4.
+func (t *standbyTx) over(n int) bool { return len(t.queue) >= n*batchStmts || t.bytes >= n*batchBytes }
 
 // flush sends the queued statements: one alone as a plain statement, more
 // in one round trip.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -74,7 +73,7 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 		last, err := s.lastPublished(ctx, ends[0])
 		return done, last >= to, err
 	}
-	n, dt, err := s.catchUp(ctx, "producer", published)
+	n, dt, err := s.catchUp(ctx, "producer", s.startProfiled("producer"), published)
 	if err != nil {
 		return err
 	}
@@ -84,14 +83,18 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 	if err != nil {
 		return err
 	}
-	n, dt, err = s.catchUp(ctx, "storage-applier", seqProgress(from, to, s.applied))
+	n, dt, err = s.catchUp(ctx, "storage-applier", s.startProfiled("storage-applier"), seqProgress(from, to, s.applied))
 	if err != nil {
 		return err
 	}
 	res.add("apply", rate(n, dt))
 
 	for _, r := range s.replicas {
-		n, dt, err = s.catchUp(ctx, r.mode+" replica", seqProgress(from, to, func(ctx context.Context) (int64, error) {
+		start := func() error {
+			_, err := r.db.ExecContext(ctx, "START SLAVE SQL_THREAD")
+			return err
+		}
+		n, dt, err = s.catchUp(ctx, r.mode+" replica", start, seqProgress(from, to, func(ctx context.Context) (int64, error) {
 			return gtidSeq(ctx, r.db, "SELECT @@gtid_slave_pos")
 		}))
 		if err != nil {
@@ -106,7 +109,7 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 	if err != nil {
 		return err
 	}
-	n, dt, err = s.catchUp(ctx, "cache-applier", func(ctx context.Context) (int64, bool, error) {
+	n, dt, err = s.catchUp(ctx, "cache-applier", s.startProfiled("cache-applier"), func(ctx context.Context) (int64, bool, error) {
 		left, err := s.cacheLeft(ctx)
 		return total - left, left == 0, err
 	})
@@ -134,17 +137,10 @@ func rate(n int64, dt time.Duration) float64 { return float64(n) / dt.Seconds() 
 // (and its start-up) is left out, as is the poll's resolution at the end.
 // progress reports the units done since the backlog was built and whether
 // the stage has finished.
-func (s *stack) catchUp(ctx context.Context, name string, progress func(context.Context) (int64, bool, error)) (int64, time.Duration, error) {
+func (s *stack) catchUp(ctx context.Context, name string, run func() error, progress func(context.Context) (int64, bool, error)) (int64, time.Duration, error) {
 	start := time.Now()
-	var err error
-	if mode, ok := strings.CutSuffix(name, " replica"); ok {
-		i := slices.IndexFunc(s.replicas, func(r replica) bool { return r.mode == mode })
-		_, err = s.replicas[i].db.ExecContext(ctx, "START SLAVE SQL_THREAD")
-	} else if err = s.start(name); err == nil {
-		s.profileCPU(name)
-	}
-	if err != nil {
-		return 0, 0, err
+	if err := run(); err != nil {
+		return 0, 0, fmt.Errorf("start the %s: %w", name, err)
 	}
 	var first int64
 	var t0 time.Time
@@ -169,6 +165,17 @@ func (s *stack) catchUp(ctx context.Context, name string, progress func(context.
 			return 0, 0, fmt.Errorf("the %s did not catch up within 15 minutes (%d done; logs under %s)", name, done, s.o.dev)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startProfiled starts a service, profiled with --profile.
+func (s *stack) startProfiled(name string) func() error {
+	return func() error {
+		err := s.start(name)
+		if err == nil {
+			s.profileCPU(name)
+		}
+		return err
 	}
 }
 

@@ -312,10 +312,7 @@ func parseSeq(pos string) (int64, error) {
 // cacheLeft counts the standby-log offsets the cache group has not committed
 // (0 when it is through every record).
 func (s *stack) cacheLeft(ctx context.Context) (int64, error) {
-	ends, err := s.adm.ListCommittedOffsets(ctx, s.cfg.Kafka.StandbyTopic)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, err := s.endOffsets(ctx, s.cfg.Kafka.StandbyTopic)
 	if err != nil {
 		return 0, err
 	}
@@ -327,14 +324,14 @@ func (s *stack) cacheLeft(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	var left int64
-	for p, e := range ends[s.cfg.Kafka.StandbyTopic] {
+	for p, end := range ends {
 		at := int64(0)
 		if o, ok := committed.Lookup(s.cfg.Kafka.StandbyTopic, p); ok {
 			at = max(o.At, 0)
 		}
 		// The end is past the commit marker of the last Kafka transaction,
 		// which no consumer commits: one offset left is none.
-		if d := e.Offset - at; d > 1 {
+		if d := end - at; d > 1 {
 			left += d
 		}
 	}
