@@ -20,17 +20,30 @@ import (
 // waitExit waits for a service to stop by itself and returns its log.
 func (p *proc) waitExit(within time.Duration) string {
 	p.t.Helper()
+	return p.finish(within, false)
+}
+
+// waitOK waits for a one-shot command to succeed and returns its output.
+func (p *proc) waitOK(within time.Duration) string {
+	p.t.Helper()
+	return p.finish(within, true)
+}
+
+// finish waits for the process to end, fails the test unless it ended as
+// wantOK says, and returns its log.
+func (p *proc) finish(within time.Duration, wantOK bool) string {
+	p.t.Helper()
 	select {
 	case <-p.done:
 	case <-time.After(within):
-		p.t.Fatalf("%s still runs after %s; it should have stopped", p.name, within)
-	}
-	if p.err == nil {
-		p.t.Fatalf("%s exited 0; it should have failed", p.name)
+		p.t.Fatalf("%s still runs after %s; it should have ended", p.name, within)
 	}
 	b, err := os.ReadFile(p.log)
 	if err != nil {
 		p.t.Fatal(err)
+	}
+	if (p.err == nil) != wantOK {
+		p.t.Fatalf("%s exited with %v, want success %v:\n%s", p.name, p.err, wantOK, b[max(0, len(b)-4000):])
 	}
 	return string(b)
 }

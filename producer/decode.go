@@ -41,6 +41,9 @@ type columnMeta struct {
 	charset  string // for character and binary string columns; "" otherwise
 	unsigned bool
 	members  []string // of an ENUM or SET
+	// sqlType is the type as records name it; only information_schema
+	// gives it (a snapshot's rows have no binlog type).
+	sqlType string
 }
 
 // binlogMeta reads a table map's column metadata; ok is false when the
@@ -134,9 +137,12 @@ func (t *table) row(values []any) (schemas.Row, error) {
 }
 
 // key is the primary-key part of a row image.
-func (t *table) key(r schemas.Row) schemas.Row {
+func (t *table) key(r schemas.Row) schemas.Row { return keyOf(t.columns, r) }
+
+// keyOf is the part of a row image in the key columns of cols.
+func keyOf(cols []schemas.Column, r schemas.Row) schemas.Row {
 	k := make(schemas.Row)
-	for _, c := range t.columns {
+	for _, c := range cols {
 		if c.Key {
 			k[c.Name] = r[c.Name]
 		}

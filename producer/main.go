@@ -34,7 +34,7 @@ func main() {
 			return run(ctx, cfg, log, fromStart)
 		})
 	cmd.Flags().BoolVar(&fromStart, "from-start", false, "on an empty primary log, start from the oldest binlog instead of the current position")
-	cmd.AddCommand(status.Command(), status.HealthCommand("producer"), verify.Command())
+	cmd.AddCommand(snapshotCommand(), status.Command(), status.HealthCommand("producer"), verify.Command())
 	service.Main(cmd)
 }
 
@@ -69,17 +69,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 		pos = &p
 	}
 
-	cl, err := kgo.NewClient(append(opts,
-		kgo.TransactionalID(cfg.Producer.TransactionalID),
-		kgo.TransactionTimeout(cfg.Kafka.TransactionTimeout),
-		partitionZero,
-	)...)
+	w, err := newWriter(cfg, opts, log)
 	if err != nil {
-		return service.Permanent(err)
+		return err
 	}
-	defer cl.Close()
-
-	w := &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log, CrashPoint: crashpoint.ProducerMidTxn, Stage: "published", MaxBytes: cfg.Kafka.MaxMessageBytes}
+	defer w.Client.Close()
 	if isNew {
 		// The start position is committed, in a Kafka transaction of its
 		// own, before anything is read: a producer that dies before its
@@ -112,6 +106,21 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	return g.Wait()
 }
 
+// newWriter is the primary log's transactional writer. Its transactional
+// id fences any other writer of the primary log (a second producer, or a
+// snapshot) that is still running.
+func newWriter(cfg *config.Config, opts []kgo.Opt, log *slog.Logger) (*kafka.TxnWriter, error) {
+	cl, err := kgo.NewClient(append(opts,
+		kgo.TransactionalID(cfg.Producer.TransactionalID),
+		kgo.TransactionTimeout(cfg.Kafka.TransactionTimeout),
+		partitionZero,
+	)...)
+	if err != nil {
+		return nil, service.Permanent(err)
+	}
+	return &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log, CrashPoint: crashpoint.ProducerMidTxn, Stage: "published", MaxBytes: cfg.Kafka.MaxMessageBytes}, nil
+}
+
 // partitionZero pins every record to partition 0: the primary log is one
 // total order, that of the primary's commits.
 var partitionZero = kgo.RecordPartitioner(kgo.ManualPartitioner())
@@ -142,7 +151,12 @@ func resumePosition(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (*s
 		return nil, err
 	}
 	r, err := schemas.Decode(rec.Value)
-	if err == nil && !r.Txn.Last {
+	switch {
+	case err != nil:
+	case r.Txn.Snapshot:
+		return nil, service.Permanentf("the primary log %s ends inside a snapshot (offset %d): producer snapshot stopped before it published the snapshot's position. Bootstrap again: stop the services, delete both topics, drop the replicated databases on the standby and delete its row in lockstep.checkpoint, run producer snapshot, then start the services",
+			topic, rec.Offset)
+	case !r.Txn.Last:
 		err = fmt.Errorf("it does not end a transaction")
 	}
 	if err != nil {
@@ -172,16 +186,21 @@ func loadCharsets(ctx context.Context, db *sql.DB) (charsets, error) {
 
 // positionRecord marks where a new stream starts: the GTID set pos.
 func positionRecord(pos string) *schemas.Record {
-	gtid := "0-0-0"
-	if set, err := gomysql.ParseMariadbGTIDSet(pos); err == nil {
-		for _, g := range set.(*gomysql.MariadbGTIDSet).Sets {
-			gtid = g.String() // any one names the marker; the set is the position
-			break
-		}
-	}
 	return &schemas.Record{
 		SchemaVersion: schemas.SchemaVersion, Op: schemas.OpPosition,
-		Txn:    schemas.Txn{GTID: gtid, Last: true},
+		Txn:    schemas.Txn{GTID: markerGTID(pos), Last: true},
 		Source: schemas.Source{GTIDSet: pos, CommitTimeMS: time.Now().UnixMilli()},
 	}
+}
+
+// markerGTID is the transaction id of records that stand for a position
+// (a stream's start, a snapshot) rather than a transaction: one GTID of the
+// set, or 0-0-0 for an empty one. The set itself is the position.
+func markerGTID(pos string) string {
+	if set, err := gomysql.ParseMariadbGTIDSet(pos); err == nil {
+		for _, g := range set.(*gomysql.MariadbGTIDSet).Sets {
+			return g.String()
+		}
+	}
+	return "0-0-0"
 }

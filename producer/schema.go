@@ -8,7 +8,8 @@ import (
 )
 
 // liveSchema reads column metadata from the primary's information_schema,
-// for binlogs that do not carry it (binlog_row_metadata not FULL). It is the
+// for a snapshot's rows and for binlogs that do not carry it
+// (binlog_row_metadata not FULL). For the binlog it is the
 // schema as it is now, not as it was when a row was written: rows read
 // after a schema change that keeps the column count would be mapped wrong,
 // which is why the producer warns at start (see preflight).
@@ -28,7 +29,8 @@ func (l *liveSchema) columns(ctx context.Context, db, table string) ([]columnMet
 	if m, ok := l.known[db+"."+table]; ok {
 		return m, nil
 	}
-	rows, err := l.db.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_KEY = 'PRI', COALESCE(CHARACTER_SET_NAME, ''), COLUMN_TYPE, DATA_TYPE
+	rows, err := l.db.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_KEY = 'PRI', COALESCE(CHARACTER_SET_NAME, ''), COLUMN_TYPE, DATA_TYPE,
+			COALESCE(NUMERIC_PRECISION, 0), COALESCE(NUMERIC_SCALE, 0), COALESCE(DATETIME_PRECISION, 0)
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, db, table)
 	if err != nil {
 		return nil, fmt.Errorf("read the columns of %s.%s on the primary: %w", db, table, err)
@@ -38,7 +40,8 @@ func (l *liveSchema) columns(ctx context.Context, db, table string) ([]columnMet
 	for rows.Next() {
 		var m columnMeta
 		var colType, dataType string
-		if err := rows.Scan(&m.name, &m.key, &m.charset, &colType, &dataType); err != nil {
+		var precision, scale, fsp int
+		if err := rows.Scan(&m.name, &m.key, &m.charset, &colType, &dataType, &precision, &scale, &fsp); err != nil {
 			return nil, err
 		}
 		m.unsigned = strings.Contains(colType, "unsigned")
@@ -48,6 +51,7 @@ func (l *liveSchema) columns(ctx context.Context, db, table string) ([]columnMet
 		case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
 			m.charset = "binary"
 		}
+		m.sqlType = recordType(dataType, m.unsigned, m.charset == "binary", precision, scale, fsp)
 		meta = append(meta, m)
 	}
 	if err := rows.Err(); err != nil {
@@ -80,4 +84,35 @@ func memberList(colType string) []string {
 		}
 	}
 	return out
+}
+
+// recordType names a column's type as records do (schemas/doc.go) from its
+// information_schema description: DATA_TYPE, unsigned, a binary character
+// set, and its numeric precision and scale or fraction digits.
+func recordType(dataType string, unsigned, bin bool, precision, scale, fsp int) string {
+	switch dataType {
+	case "tinyint", "smallint", "mediumint", "int", "bigint":
+		if unsigned {
+			return dataType + " unsigned"
+		}
+		return dataType
+	case "decimal":
+		return fmt.Sprintf("decimal(%d,%d)", precision, scale)
+	case "time", "datetime", "timestamp":
+		return fmt.Sprintf("%s(%d)", dataType, fsp)
+	case "bit":
+		return fmt.Sprintf("bit(%d)", precision)
+	case "char", "varchar", "binary", "varbinary":
+		if bin {
+			return pick(strings.HasPrefix(dataType, "var"), "varbinary", "binary")
+		}
+		return pick(strings.HasPrefix(dataType, "var"), "varchar", "char")
+	case "tinytext", "text", "mediumtext", "longtext", "tinyblob", "blob", "mediumblob", "longblob":
+		return pick(bin, "blob", "text")
+	case "float", "double", "date", "year", "enum", "set", "json":
+		return dataType
+	case "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection":
+		return "geometry"
+	}
+	return dataType
 }

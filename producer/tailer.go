@@ -295,12 +295,17 @@ func (t *tailer) commit(ctx context.Context) error {
 }
 
 func (t *tailer) send(ctx context.Context, r *schemas.Record) error {
-	it, err := kafka.NewItem(t.cfg.Kafka.PrimaryTopic, 0, r)
+	return send(ctx, t.out, t.cfg.Kafka.PrimaryTopic, r)
+}
+
+// send hands one record for the primary log to the writer.
+func send(ctx context.Context, out chan<- kafka.Item, topic string, r *schemas.Record) error {
+	it, err := kafka.NewItem(topic, 0, r)
 	if err != nil {
 		return service.Permanent(err)
 	}
 	select {
-	case t.out <- it:
+	case out <- it:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

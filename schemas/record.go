@@ -53,6 +53,11 @@ type Txn struct {
 	Index int `json:"index"`
 	// Last is true on the transaction's final record.
 	Last bool `json:"last"`
+	// Snapshot marks a transaction of a snapshot (its rows, and the DDL that
+	// creates its tables), not one read from the binlog: GTID then names
+	// the snapshot's position, shared by all its transactions, and the
+	// standby applies them by primary-log offset alone.
+	Snapshot bool `json:"snapshot,omitempty"`
 }
 
 // Source says where in the primary's binlog the change was read.
@@ -122,6 +127,9 @@ func (r *Record) Check() error {
 	}
 	if r.Txn.GTID == "" || r.Txn.Index < 0 {
 		return fmt.Errorf("record without a transaction id or with a negative row index")
+	}
+	if (r.Op == OpSnapshot) != (r.Txn.Snapshot && r.Op != OpDDL) {
+		return fmt.Errorf("%s record whose txn.snapshot is %v: snapshot rows, and only they and DDL, belong to a snapshot", r.Op, r.Txn.Snapshot)
 	}
 	switch r.Op {
 	case OpInsert, OpSnapshot:

@@ -67,6 +67,8 @@ func TestMalformedRecordsAreRejected(t *testing.T) {
 		{"unknown op", `{"schema_version":1,"op":"merge","txn":{"gtid":"0-1-1","index":0,"last":true}}`, `unknown op "merge"`},
 		{"update without before", `{"schema_version":1,"op":"update","database":"d","table":"t","after":{},"txn":{"gtid":"0-1-1","index":0,"last":true}}`, "without both images"},
 		{"no transaction", `{"schema_version":1,"op":"ddl","statement":"x"}`, "without a transaction id"},
+		{"snapshot row outside a snapshot", `{"schema_version":1,"op":"snapshot","database":"d","table":"t","after":{},"txn":{"gtid":"0-1-1","index":0,"last":true}}`, "txn.snapshot is false"},
+		{"binlog row in a snapshot", `{"schema_version":1,"op":"insert","database":"d","table":"t","after":{},"txn":{"gtid":"0-1-1","index":0,"last":true,"snapshot":true}}`, "txn.snapshot is true"},
 	} {
 		_, err := Decode([]byte(c.json))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -186,6 +186,13 @@ func (a *applier) begin(r *schemas.Record, off int64) error {
 		a.opened = time.Now()
 	}
 	var err error
+	if r.Txn.Snapshot {
+		// Its GTID names the snapshot, not a transaction: the offset alone
+		// says whether it is applied. The position record after the
+		// snapshot moves the applied set.
+		a.next = a.applied
+		return nil
+	}
 	if r.Op == schemas.OpPosition {
 		if a.next, err = a.applied.with(r.Source.GTIDSet); err != nil {
 			return service.Permanentf("position record at %s offset %d: %w", a.topic, off, err)

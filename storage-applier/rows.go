@@ -36,7 +36,7 @@ func rowStatement(r *schemas.Record, t *standbyTable) (string, []any, error) {
 	}
 	table := mysql.QuoteTable(r.Database, r.Table)
 	switch r.Op {
-	case schemas.OpInsert:
+	case schemas.OpInsert, schemas.OpSnapshot:
 		fmt.Fprintf(&b, "INSERT INTO %s (", table)
 		for i, c := range stored {
 			if i > 0 {

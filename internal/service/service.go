@@ -131,6 +131,16 @@ func Subcommand(name, short string, fn func(ctx context.Context, cfg *config.Con
 	})
 }
 
+// Task is a one-shot job beside a service that may run long (a snapshot,
+// a rebuild, a verify): the same config flags, no time limit; SIGTERM and
+// SIGINT stop it. fn writes its report to standard output and its progress
+// to standard error.
+func Task(name, short string, fn func(ctx context.Context, cfg *config.Config, out, progress io.Writer) error) *cobra.Command {
+	return withConfig(name, short, func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
+		return fn(ctx, cfg, cmd.OutOrStdout(), cmd.ErrOrStderr())
+	})
+}
+
 // withConfig is a command with the --config and --set flags whose run gets
 // the loaded config and a context that SIGTERM and SIGINT cancel.
 func withConfig(name, short string, run func(context.Context, *cobra.Command, *config.Config) error) *cobra.Command {

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lockstep-dr/lockstep/internal/cacherule"
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/progress"
+	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// snapshotCommand bootstraps a standby from nothing: a consistent snapshot
+// of the replicated tables, taken while the primary keeps writing, is
+// published to an empty primary log, followed by its GTID position, where
+// the producer then streams from. Every change is either in the snapshot
+// or after its position, never both.
+func snapshotCommand() *cobra.Command {
+	var chunkRows int
+	cmd := service.Task("snapshot", "Publish a consistent snapshot of the replicated tables to an empty primary log; the producer then streams from the snapshot's GTID position",
+		func(ctx context.Context, cfg *config.Config, out, progress io.Writer) error {
+			if chunkRows < 1 {
+				return fmt.Errorf("--chunk-rows %d: want at least 1", chunkRows)
+			}
+			return snapshot(ctx, cfg, service.Logger(cfg.Log, "producer"), chunkRows, out, progress)
+		})
+	cmd.Flags().IntVar(&chunkRows, "chunk-rows", 1000, "rows per snapshot transaction (the standby commits each on its own)")
+	return cmd
+}
+
+func snapshot(ctx context.Context, cfg *config.Config, log *slog.Logger, chunkRows int, out, progressOut io.Writer) error {
+	db, err := mysql.Open(ctx, "primary", cfg.Primary)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := preflight(ctx, db, cfg.Primary.Address, log); err != nil {
+		return err
+	}
+	opts, err := kafka.Connect(ctx, cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	pos, err := resumePosition(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	if pos != nil {
+		return fmt.Errorf("the primary log %s already holds a stream (it resumes at GTID %q): a snapshot starts a new stream on an empty topic. To bootstrap the standby again, stop the three services, delete both topics, drop the replicated databases on the standby and delete its row in lockstep.checkpoint, then run producer snapshot again",
+			cfg.Kafka.PrimaryTopic, *pos)
+	}
+
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to the primary: %w", err)
+	}
+	defer conn.Close()
+	snap, err := beginSnapshot(ctx, conn)
+	if err != nil {
+		return err
+	}
+	tables, err := cacherule.BaseTables(ctx, conn, cfg.Primary.Databases)
+	if err != nil {
+		return err
+	}
+	var estimate int64
+	if err := estimateRows(ctx, conn, tables, &estimate); err != nil {
+		return err
+	}
+	log.Info("snapshot taken", "gtid_position", snap.gtids, "binlog_file", snap.file, "binlog_pos", snap.pos, "tables", len(tables), "estimated_rows", estimate)
+
+	w, err := newWriter(cfg, opts, log)
+	if err != nil {
+		return err
+	}
+	defer w.Client.Close()
+	items := make(chan kafka.Item, 4096)
+	meter := progress.New(progressOut, "snapshot", "rows", estimate)
+	s := &snapshotter{cfg: cfg, conn: conn, snap: snap, chunkRows: chunkRows, out: items, meter: meter, live: newLiveSchema(db)}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Run(gctx, items) })
+	g.Go(func() error {
+		defer close(items)
+		return s.publish(gctx, tables)
+	})
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("snapshot at GTID %q, after %d rows: %w; the primary log now ends inside an unfinished snapshot, which the producer refuses to stream after: bootstrap again as described in the README", snap.gtids, s.rows, err)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("snapshot interrupted after %d rows: %w", s.rows, ctx.Err())
+	}
+	meter.Done()
+	_, err = fmt.Fprintf(out, "snapshot of %d rows in %d tables published to %s at GTID position %q; start the producer: it streams from there\n",
+		s.rows, len(tables), cfg.Kafka.PrimaryTopic, snap.gtids)
+	return err
+}
+
+// snapshotPoint is where a consistent snapshot stands in the binlog.
+type snapshotPoint struct {
+	gtids    string // the GTID position: every transaction in it is in the snapshot, none after
+	file     string
+	pos      uint32
+	serverID uint32
+	at       time.Time
+}
+
+// beginSnapshot opens a consistent-snapshot transaction on conn and reads
+// the binlog position it corresponds to exactly (MariaDB's
+// binlog_snapshot_file/position status, turned into a GTID position).
+func beginSnapshot(ctx context.Context, conn *sql.Conn) (*snapshotPoint, error) {
+	for _, q := range []string{
+		// The scan may wait on Kafka; the server must not give up on us.
+		"SET SESSION net_write_timeout = 3600",
+		"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+		"START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("open a consistent snapshot on the primary (%s): %w", q, err)
+		}
+	}
+	p := &snapshotPoint{at: time.Now()}
+	status := map[string]string{}
+	rows, err := conn.QueryContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'")
+	if err != nil {
+		return nil, fmt.Errorf("read the snapshot's binlog position: %w", err)
+	}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		status[strings.ToLower(k)] = v
+	}
+	rows.Close()
+	p.file = status["binlog_snapshot_file"]
+	if p.file == "" {
+		return nil, service.Permanentf("the primary reports no binlog_snapshot_file: the snapshot needs MariaDB with the binlog on")
+	}
+	if _, err := fmt.Sscan(status["binlog_snapshot_position"], &p.pos); err != nil {
+		return nil, fmt.Errorf("binlog_snapshot_position %q: %w", status["binlog_snapshot_position"], err)
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?), @@server_id", p.file, p.pos).Scan(&p.gtids, &p.serverID); err != nil {
+		return nil, fmt.Errorf("turn the snapshot's binlog position %s:%d into a GTID position: %w", p.file, p.pos, err)
+	}
+	return p, nil
+}
+
+// estimateRows sums the server's row estimates of the tables, for progress.
+func estimateRows(ctx context.Context, q cacherule.Querier, tables []string, total *int64) error {
+	for _, name := range tables {
+		db, table, _ := strings.Cut(name, ".")
+		var n sql.NullInt64
+		rows, err := q.QueryContext(ctx, "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", db, table)
+		if err != nil {
+			return fmt.Errorf("estimate the rows of %s: %w", name, err)
+		}
+		if rows.Next() {
+			err = rows.Scan(&n)
+		}
+		rows.Close()
+		if err != nil {
+			return err
+		}
+		*total += n.Int64
+	}
+	return nil
+}
+
+// snapshotter turns the snapshot into records: for each database and table
+// its CREATE statement (IF NOT EXISTS: the standby may have them), then its
+// rows in transactions of chunkRows, then the snapshot's position.
+type snapshotter struct {
+	cfg       *config.Config
+	conn      *sql.Conn
+	snap      *snapshotPoint
+	chunkRows int
+	out       chan<- kafka.Item
+	meter     *progress.Meter
+	live      *liveSchema
+	rows      int64
+}
+
+func (s *snapshotter) publish(ctx context.Context, tables []string) error {
+	created := map[string]bool{}
+	for _, name := range tables {
+		db, table, _ := strings.Cut(name, ".")
+		if !created[db] {
+			created[db] = true
+			var n, stmt string
+			if err := s.conn.QueryRowContext(ctx, "SHOW CREATE DATABASE "+mysql.Quote(db)).Scan(&n, &stmt); err != nil {
+				return fmt.Errorf("read the definition of database %s: %w", db, err)
+			}
+			if err := s.ddl(ctx, db, "", ifNotExists(stmt, "CREATE DATABASE ")); err != nil {
+				return err
+			}
+		}
+		var n, stmt string
+		if err := s.conn.QueryRowContext(ctx, "SHOW CREATE TABLE "+mysql.QuoteTable(db, table)).Scan(&n, &stmt); err != nil {
+			return fmt.Errorf("read the definition of table %s: %w", name, err)
+		}
+		if err := s.ddl(ctx, db, db, ifNotExists(stmt, "CREATE TABLE ")); err != nil {
+			return err
+		}
+		if err := s.table(ctx, db, table); err != nil {
+			return err
+		}
+	}
+	return s.send(ctx, positionRecord(s.snap.gtids))
+}
+
+// ifNotExists makes a CREATE statement leave an existing object alone.
+func ifNotExists(stmt, prefix string) string {
+	if !strings.HasPrefix(stmt, prefix) {
+		return stmt
+	}
+	return prefix + "IF NOT EXISTS " + stmt[len(prefix):]
+}
+
+func (s *snapshotter) ddl(ctx context.Context, db, schema, stmt string) error {
+	r := s.record(schemas.OpDDL, db, "")
+	r.Statement, r.Schema, r.Txn.Last = stmt, schema, true
+	return s.send(ctx, r)
+}
+
+// record is a snapshot record: every one names the snapshot's position.
+func (s *snapshotter) record(op schemas.Op, db, table string) *schemas.Record {
+	return &schemas.Record{
+		SchemaVersion: schemas.SchemaVersion, Op: op, Database: db, Table: table,
+		Txn:    schemas.Txn{GTID: markerGTID(s.snap.gtids), Snapshot: true},
+		Source: schemas.Source{ServerID: s.snap.serverID, File: s.snap.file, Pos: s.snap.pos, CommitTimeMS: s.snap.at.UnixMilli()},
+	}
+}
+
+// table publishes the rows of one table as they are in the snapshot, in
+// transactions of chunkRows rows.
+func (s *snapshotter) table(ctx context.Context, db, table string) error {
+	meta, err := s.live.columns(ctx, db, table)
+	if err != nil {
+		return err
+	}
+	cols := make([]schemas.Column, len(meta))
+	for i, m := range meta {
+		cols[i] = schemas.Column{Name: m.name, Key: m.key, Type: m.sqlType, Binary: m.charset == "binary" || strings.HasPrefix(m.sqlType, "bit(")}
+	}
+	var pending *schemas.Record
+	index := 0
+	err = cacherule.ScanTable(ctx, s.conn, mysql.QuoteTable(db, table), func(row cacherule.Row) error {
+		if len(row.Names) != len(cols) {
+			return fmt.Errorf("table %s.%s changed while it was read: %d columns, %d at the start", db, table, len(row.Names), len(cols))
+		}
+		r := s.record(schemas.OpSnapshot, db, table)
+		r.Columns, r.After = cols, make(schemas.Row, len(cols))
+		for i, c := range cols {
+			if row.Values[i] != nil {
+				r.After[c.Name] = schemas.EncodeValue(row.Values[i], c.Binary)
+			} else {
+				r.After[c.Name] = nil
+			}
+		}
+		r.Key = keyOf(cols, r.After)
+		if pending != nil {
+			pending.Txn.Last = index == s.chunkRows
+			if err := s.send(ctx, pending); err != nil {
+				return err
+			}
+			if index == s.chunkRows {
+				index = 0
+			}
+		}
+		r.Txn.Index = index
+		index++
+		pending = r
+		s.rows++
+		s.meter.Add(1)
+		return nil
+	})
+	if err != nil || pending == nil {
+		return err
+	}
+	pending.Txn.Last = true
+	return s.send(ctx, pending)
+}
+
+func (s *snapshotter) send(ctx context.Context, r *schemas.Record) error {
+	return send(ctx, s.out, s.cfg.Kafka.PrimaryTopic, r)
+}
