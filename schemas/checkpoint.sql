@@ -15,5 +15,8 @@ CREATE TABLE IF NOT EXISTS lockstep.checkpoint (
   -- the offset of a DDL statement that was started but may not have finished
   -- (DDL commits on its own and cannot join the checkpoint's transaction)
   ddl_offset       BIGINT NULL,
-  updated_at       DATETIME(6) NOT NULL
+  updated_at       DATETIME(6) NOT NULL,
+  -- after storage-applier rewind: the last primary offset the standby log
+  -- held then; the applier applies up to it again and republishes it
+  rewind_end       BIGINT NOT NULL DEFAULT -1
 ) ENGINE=InnoDB;

@@ -22,6 +22,9 @@ type checkpoint struct {
 	// applied is every primary transaction the standby holds, by GTID.
 	applied gtidSet
 	topicID string
+	// rewindEnd is, after a rewind, the last primary offset the standby
+	// log held then; -1 otherwise.
+	rewindEnd int64
 }
 
 // loadCheckpoint creates lockstep's table if needed and reads (or creates)
@@ -30,14 +33,22 @@ func loadCheckpoint(ctx context.Context, db *sql.DB, name, topic string) (*check
 	if _, err := db.ExecContext(ctx, schemas.CheckpointSQL); err != nil {
 		return nil, fmt.Errorf("create lockstep.checkpoint on the standby (the user needs CREATE on lockstep.*): %w", err)
 	}
+	var has int
+	err := db.QueryRowContext(ctx, sqlHasRewindEnd).Scan(&has)
+	if err == nil && has == 0 {
+		_, err = db.ExecContext(ctx, sqlAddRewindEnd)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("add column rewind_end to lockstep.checkpoint on the standby (the user needs ALTER on lockstep.*): %w", err)
+	}
 	cp := &checkpoint{name: name}
 	var gtids string
-	err := db.QueryRowContext(ctx, sqlSelectCheckpoint, name).Scan(&cp.offset, &cp.ddlOffset, &gtids, &cp.topicID)
+	err = db.QueryRowContext(ctx, sqlSelectCheckpoint, name).Scan(&cp.offset, &cp.ddlOffset, &gtids, &cp.topicID, &cp.rewindEnd)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := db.ExecContext(ctx, sqlInsertCheckpoint, name, topic); err != nil {
 			return nil, fmt.Errorf("create checkpoint %q: %w", name, err)
 		}
-		cp.offset, cp.ddlOffset = -1, -1
+		cp.offset, cp.ddlOffset, cp.rewindEnd = -1, -1, -1
 	} else if err != nil {
 		return nil, classify(fmt.Errorf("read checkpoint %q: %w", name, err))
 	}

@@ -31,15 +31,15 @@ func acquire(ctx context.Context, db *sql.DB, applier string, log *slog.Logger) 
 	l := &lock{conn: conn, name: mysql.ApplierLock(applier)}
 	waiting := false
 	for {
-		var got sql.NullInt64
-		if err := conn.QueryRowContext(ctx, sqlGetLock, l.name).Scan(&got); err != nil {
+		got, err := l.try(ctx)
+		if err != nil {
 			conn.Close()
 			if ctx.Err() != nil {
 				return nil, nil
 			}
-			return nil, fmt.Errorf("take lock %s on the standby: %w", l.name, err)
+			return nil, err
 		}
-		if got.Int64 == 1 {
+		if got {
 			if waiting {
 				log.Info("took over as the active storage-applier", "lock", l.name)
 			}
@@ -56,6 +56,15 @@ func acquire(ctx context.Context, db *sql.DB, applier string, log *slog.Logger) 
 		case <-time.After(lockPoll):
 		}
 	}
+}
+
+// try takes the lock if it is free.
+func (l *lock) try(ctx context.Context) (bool, error) {
+	var got sql.NullInt64
+	if err := l.conn.QueryRowContext(ctx, sqlGetLock, l.name).Scan(&got); err != nil {
+		return false, fmt.Errorf("take lock %s on the standby: %w", l.name, err)
+	}
+	return got.Int64 == 1, nil
 }
 
 // watch returns an error as soon as this process no longer holds the lock.

@@ -26,7 +26,7 @@ import (
 
 func main() {
 	cmd := service.Command("storage-applier", "Apply the primary log to the standby database, then republish to the standby log", run)
-	cmd.AddCommand(status.Command(), status.HealthCommand("storage-applier"), verify.Command())
+	cmd.AddCommand(rewindCommand(), status.Command(), status.HealthCommand("storage-applier"), verify.Command())
 	service.Main(cmd)
 }
 
@@ -87,9 +87,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if published > cp.offset {
-		return service.Permanentf("standby log %s holds primary offset %d but the standby checkpoint %q is at %d: the standby database is behind what was published (restored from an old backup?); re-bootstrap it",
-			standbyTopic, published, cp.name, cp.offset)
+	switch {
+	case published > cp.offset && published <= cp.rewindEnd:
+		log.Warn("the standby was rewound: applying again what the standby log already holds, and republishing it (the cache's versions make the repeats harmless); until the applier passes the offset where the standby log ended, the cache may hold values newer than the standby",
+			"from_offset", cp.offset+1, "standby_log_through", published)
+	case published > cp.offset:
+		return service.Permanentf("standby log %s holds primary offset %d but the standby checkpoint %q is at %d: the standby database is behind what was published (restored from an old backup?). If it holds exactly what the primary log holds before offset %d, say so with storage-applier rewind --from-offset %d; otherwise re-bootstrap it",
+			standbyTopic, published, cp.name, cp.offset, cp.offset+1, cp.offset+1)
 	}
 	if from := min(published, cp.offset) + 1; from < primary.Start {
 		return service.Permanentf("topic %s starts at offset %d but the standby needs offset %d: retention removed records not yet applied or republished; re-bootstrap the standby",

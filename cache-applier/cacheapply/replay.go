@@ -32,7 +32,7 @@ func replayCommand() *cobra.Command {
 			var since time.Time
 			if fromTime != "" {
 				var err error
-				if since, err = parseSince(fromTime); err != nil {
+				if since, err = service.ParseSince("--from-time", fromTime); err != nil {
 					return err
 				}
 			}
@@ -41,17 +41,6 @@ func replayCommand() *cobra.Command {
 	cmd.Flags().Int64Var(&fromOffset, "from-offset", -1, "start at this offset of every partition")
 	cmd.Flags().StringVar(&fromTime, "from-time", "", "start at the first record written at or after this time: RFC 3339 or a duration ago (2h)")
 	return cmd
-}
-
-func parseSince(s string) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil {
-		return time.Now().Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("--from-time %q: want RFC 3339 (2026-11-27T04:00:00Z) or a duration ago (2h)", s)
-	}
-	return t, nil
 }
 
 func replay(ctx context.Context, cfg *config.Config, fromOffset int64, since time.Time, out io.Writer) error {
@@ -72,11 +61,8 @@ func replay(ctx context.Context, cfg *config.Config, fromOffset int64, since tim
 	}
 	var byTime kadm.ListedOffsets
 	if !since.IsZero() {
-		if byTime, err = adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic); err == nil {
-			err = byTime.Error()
-		}
-		if err != nil {
-			return fmt.Errorf("find the offsets of %s at %s: %w", topic, since.Format(time.RFC3339), err)
+		if byTime, err = kafka.OffsetsAt(ctx, adm, topic, since); err != nil {
+			return err
 		}
 	}
 	rdb, err := openRedis(ctx, cfg.Redis)

@@ -169,6 +169,19 @@ func PartitionBounds(ctx context.Context, adm *kadm.Client, topic string) (map[i
 // broker said exists means the broker is stuck, and the caller retries.
 const scanTimeout = 60 * time.Second
 
+// OffsetsAt finds, in each partition of topic, the first record written at
+// or after t (the end offset where there is none).
+func OffsetsAt(ctx context.Context, adm *kadm.Client, topic string, t time.Time) (kadm.ListedOffsets, error) {
+	listed, err := adm.ListOffsetsAfterMilli(ctx, t.UnixMilli(), topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find the offsets of %s at %s: %w", topic, t.Format(time.RFC3339), err)
+	}
+	return listed, nil
+}
+
 // Scan delivers, in order, the committed records of [from, end) of one
 // partition. It needs a partition whose records up to end are decided
 // (end at or below the last stable offset).

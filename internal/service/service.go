@@ -141,6 +141,18 @@ func Task(name, short string, fn func(ctx context.Context, cfg *config.Config, o
 	})
 }
 
+// ParseSince reads a time flag: RFC 3339, or a duration ago (2h).
+func ParseSince(flag, s string) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s %q: want RFC 3339 (2026-11-27T04:00:00Z) or a duration ago (2h)", flag, s)
+	}
+	return t, nil
+}
+
 // withConfig is a command with the --config and --set flags whose run gets
 // the loaded config and a context that SIGTERM and SIGINT cancel.
 func withConfig(name, short string, run func(context.Context, *cobra.Command, *config.Config) error) *cobra.Command {
