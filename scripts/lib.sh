@@ -77,9 +77,10 @@ start_mariadb() {
 		--innodb-flush-log-at-trx-commit=2 --sync-binlog=0 --max-connections=500 \
 		--max-allowed-packet=64M "$@" >>"$dir/stdout.log" 2>&1 &
 	wait_for "MariaDB $name on 127.0.0.1:$port" mariadb --no-defaults -uroot --socket="$dir/mariadbd.sock" -e 'SELECT 1'
-	# Root over TCP from 127.0.0.1, as the services connect.
+	# Root over TCP from 127.0.0.1, as the services connect; kept out of the
+	# binlog, so that a restart adds no transaction of its own.
 	mariadb --no-defaults -uroot --socket="$dir/mariadbd.sock" -e \
-		"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
+		"SET SESSION sql_log_bin = 0; CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
 	wait_for "MariaDB $name over TCP" mariadb --no-defaults "${tcp_tls[@]}" -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1'
 }
 

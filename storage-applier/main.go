@@ -26,7 +26,7 @@ import (
 
 func main() {
 	cmd := service.Command("storage-applier", "Apply the primary log to the standby database, then republish to the standby log", run)
-	cmd.AddCommand(rewindCommand(), status.Command(), status.HealthCommand("storage-applier"), verify.Command())
+	cmd.AddCommand(rewindCommand(), failoverCommand(), status.Command(), status.HealthCommand("storage-applier"), verify.Command())
 	service.Main(cmd)
 }
 

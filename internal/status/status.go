@@ -68,16 +68,11 @@ func Run(ctx context.Context, cfg *config.Config, out io.Writer) error {
 // checkpoint (storage-applier), the cache group's committed offsets
 // (cache-applier).
 func Report(ctx context.Context, cfg *config.Config) ([]Stage, error) {
-	opts, err := kafka.Connect(ctx, cfg.Kafka)
+	r, err := newReader(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	r := &reader{cfg: cfg, opts: opts, adm: kadm.NewClient(cl)}
+	defer r.close()
 	var out []Stage
 	for _, f := range []func(context.Context) (Stage, error){r.producer, r.storage, r.cache} {
 		s, err := f(ctx)
@@ -89,11 +84,35 @@ func Report(ctx context.Context, cfg *config.Config) ([]Stage, error) {
 	return out, nil
 }
 
+// Cache is the cache-applier's line alone: it needs no database.
+func Cache(ctx context.Context, cfg *config.Config) (Stage, error) {
+	r, err := newReader(ctx, cfg)
+	if err != nil {
+		return Stage{}, err
+	}
+	defer r.close()
+	return r.cache(ctx)
+}
+
 type reader struct {
 	cfg  *config.Config
 	opts []kgo.Opt
 	adm  *kadm.Client
 }
+
+func newReader(ctx context.Context, cfg *config.Config) (*reader, error) {
+	opts, err := kafka.Connect(ctx, cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &reader{cfg: cfg, opts: opts, adm: kadm.NewClient(cl)}, nil
+}
+
+func (r *reader) close() { r.adm.Close() }
 
 func (r *reader) producer(ctx context.Context) (Stage, error) {
 	s := Stage{Name: "producer", Behind: -1, Lag: -1, State: r.probe("producer")}
@@ -112,7 +131,7 @@ func (r *reader) producer(ctx context.Context) (Stage, error) {
 		return s, err
 	}
 	s.Position = fmt.Sprintf("published through GTID %s; primary at %s", last.Txn.GTID, head)
-	if s.Behind, err = gtidsBehind(head, last.Txn.GTID); err == nil && s.Behind == 0 {
+	if s.Behind, err = GTIDsBehind(head, last.Txn.GTID); err == nil && s.Behind == 0 {
 		s.Lag = 0
 	}
 	return s, err
@@ -278,9 +297,9 @@ func HealthCommand(name string) *cobra.Command {
 	return cmd
 }
 
-// gtidsBehind counts the transactions of set head after set at, over
+// GTIDsBehind counts the transactions of set head after set at, over
 // every replication domain.
-func gtidsBehind(head, at string) (int64, error) {
+func GTIDsBehind(head, at string) (int64, error) {
 	h, err := gomysql.ParseMariadbGTIDSet(head)
 	if err != nil {
 		return -1, fmt.Errorf("GTID set %q: %w", head, err)

@@ -35,6 +35,9 @@ type Env struct {
 
 	kafkaDir  string
 	kafkaOpts []kfake.Opt
+	// ownPrimary is the environment of scripts/lib.sh for a primary of
+	// the test's own (NewOwnPrimary); nil for the shared one.
+	ownPrimary []string
 }
 
 func startKafka(port int, dir string, opts []kfake.Opt) (*kfake.Cluster, error) {
@@ -92,6 +95,41 @@ func New(t testing.TB) *Env {
 	t.Helper()
 	pAddr, sAddr, rAddr := Servers(t)
 	return build(t, pAddr, sAddr, rAddr, nil, func(*config.Config) {})
+}
+
+// NewOwnPrimary is New with a primary MariaDB of the test's own (a private
+// server process on a free port, its own data folder), which the test may
+// kill and start again; the standby and Redis are the shared ones.
+func NewOwnPrimary(t testing.TB) *Env {
+	t.Helper()
+	_, sAddr, rAddr := Servers(t)
+	port := strconv.Itoa(freePorts(t, 1)[0])
+	env := append(os.Environ(), "LOCKSTEP_DEV_DIR="+t.TempDir(), "LOCKSTEP_PRIMARY_PORT="+port)
+	lib(t, env, "start_primary")
+	t.Cleanup(func() { lib(t, env, `stop "$DEV/primary/mariadbd.pid"`) })
+	e := build(t, "127.0.0.1:"+port, sAddr, rAddr, nil, func(*config.Config) {})
+	e.ownPrimary = env
+	return e
+}
+
+// KillPrimary kills the test's own primary server with SIGKILL, as a
+// crash of the primary site would.
+func (e *Env) KillPrimary(t testing.TB) {
+	t.Helper()
+	lib(t, e.ownPrimaryEnv(t), `stop "$DEV/primary/mariadbd.pid" KILL`)
+}
+
+// StartPrimary starts the test's own primary again on its data folder.
+func (e *Env) StartPrimary(t testing.TB) {
+	t.Helper()
+	lib(t, e.ownPrimaryEnv(t), "start_primary")
+}
+
+func (e *Env) ownPrimaryEnv(t testing.TB) []string {
+	if e.ownPrimary == nil {
+		t.Fatal("the shared primary serves every test: only a primary of NewOwnPrimary may be stopped")
+	}
+	return e.ownPrimary
 }
 
 // build starts the broker with kafkaOpts, makes the test's config for the

@@ -141,7 +141,7 @@ func lib(t testing.TB, env []string, script string) {
 	cmd := exec.Command("bash", "-c", "set -e; source scripts/lib.sh; "+script)
 	cmd.Dir, cmd.Env = string(root[:len(root)-1]), env
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("start the TLS servers: %v\n%s", err, out)
+		t.Fatalf("scripts/lib.sh: %s: %v\n%s", script, err, out)
 	}
 }
 

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/internal/status"
+	"github.com/lockstep-dr/lockstep/internal/verify"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// failoverCommand makes the standby ready to take over from the primary:
+// the primary log is fenced, the standby applies everything in it and the
+// cache drains the standby log, both verifies run, and the report says
+// what the primary may have committed that the standby lacks. It exits
+// non-zero when any of it fails.
+func failoverCommand() *cobra.Command {
+	var wait time.Duration
+	cmd := service.Task("failover", "Fence the primary log, let the standby and its cache apply all of it, verify, and report what may be lost",
+		func(ctx context.Context, cfg *config.Config, out, _ io.Writer) error {
+			return failover(ctx, cfg, wait, out)
+		})
+	cmd.Flags().DurationVar(&wait, "wait", 5*time.Minute, "how long the standby and the cache may take to apply what the primary log holds")
+	return cmd
+}
+
+func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out io.Writer) error {
+	standby, err := mysql.Open(ctx, "standby", cfg.Standby)
+	if err != nil {
+		return err
+	}
+	defer standby.Close()
+	opts, err := kafka.Connect(ctx, cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "failover to the standby %s (checkpoint %q)\n", cfg.Standby.Address, cfg.Applier.Name)
+
+	fence, err := fencePrimaryLog(ctx, cfg, opts)
+	if err != nil {
+		return fmt.Errorf("1/5 fence the primary log: %w", err)
+	}
+	fmt.Fprintf(out, "1/5 fenced: producer %q can no longer commit to %s; the log ends at offset %d, GTID position %q\n",
+		cfg.Producer.TransactionalID, cfg.Kafka.PrimaryTopic, fence.offset, fence.gtids)
+
+	deadline := time.Now().Add(wait)
+	var applied string
+	took, err := waitFor(ctx, deadline, func() (bool, error) {
+		off, gtids, err := mysql.Checkpoint(ctx, standby, cfg.Applier.Name)
+		applied = gtids
+		if err != nil || off < fence.offset {
+			return false, err
+		}
+		sb, err := standbyLogBounds(ctx, cfg, opts)
+		if err != nil {
+			return false, err
+		}
+		published, _, err := lastPublished(ctx, opts, cfg.Kafka.StandbyTopic, sb)
+		return published >= fence.offset, err
+	})
+	if err != nil {
+		return fmt.Errorf("2/5 the storage-applier has not applied and republished through offset %d of %s (storage-applier status shows why): %w", fence.offset, cfg.Kafka.PrimaryTopic, err)
+	}
+	fmt.Fprintf(out, "2/5 the standby applied everything through offset %d (GTIDs %q) and republished it [%s]\n", fence.offset, applied, took.Round(time.Millisecond))
+
+	took, err = waitFor(ctx, deadline, func() (bool, error) {
+		s, err := status.Cache(ctx, cfg)
+		return err == nil && s.Behind == 0, err
+	})
+	if err != nil {
+		return fmt.Errorf("3/5 the cache-applier (group %s) has not drained %s (cache-applier status shows why): %w", cfg.Cache.Group, cfg.CacheTopic(), err)
+	}
+	fmt.Fprintf(out, "3/5 the cache-applier drained %s [%s]\n", cfg.CacheTopic(), took.Round(time.Millisecond))
+
+	// The primary may be gone with its site: the storage comparison and the
+	// exact loss need it, the rest does not.
+	primary, perr := mysql.Open(ctx, "primary", cfg.Primary)
+	if perr == nil {
+		defer primary.Close()
+	}
+	what := verify.What{Cache: true, Storage: perr == nil}
+	fmt.Fprintln(out, "4/5 verify:")
+	if perr != nil {
+		fmt.Fprintf(out, "  storage: NOT COMPARED: the primary %s is unreachable (%v)\n", cfg.Primary.Address, perr)
+	}
+	equal, _, err := verify.Check(ctx, cfg, what, cfg.Primary.Databases, 0, out)
+	if err != nil {
+		return fmt.Errorf("4/5 verify: %w", err)
+	}
+
+	fmt.Fprintln(out, "5/5 what may be lost:")
+	if perr != nil {
+		fmt.Fprintf(out, "  the primary is unreachable: the standby holds everything the primary log holds, through GTID position %q. Transactions the primary committed after it, before the producer published them, are not on the standby: when the old primary is back, compare its @@gtid_binlog_pos with that position\n", fence.gtids)
+	} else {
+		var head string
+		if err := primary.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_pos").Scan(&head); err != nil {
+			return fmt.Errorf("5/5 read the primary's binlog position: %w", err)
+		}
+		lost, err := status.GTIDsBehind(head, applied)
+		if err != nil {
+			return fmt.Errorf("5/5: %w", err)
+		}
+		fmt.Fprintf(out, "  the primary is at GTID position %q, the standby applied %q: the primary committed %d transaction(s) the standby does not have (on any database; lockstep carries only the replicated ones)\n", head, applied, lost)
+	}
+	if err := writable(ctx, standby, out); err != nil {
+		return err
+	}
+	if !equal {
+		return errors.New("the standby is caught up but differs (see the verify above): do not serve from it before you know why")
+	}
+	fmt.Fprintf(out, "READY: the standby %s holds everything the primary log held and its cache matches it; point the applications at it. Stop this site's storage-applier (nothing more will come) and keep the old primary's producer stopped\n", cfg.Standby.Address)
+	return nil
+}
+
+// logEnd is where the fenced primary log ends.
+type logEnd struct {
+	offset int64  // of its last record; -1 when empty
+	gtids  string // the GTID position after it
+}
+
+// fencePrimaryLog takes over the producer's Kafka transactional id: the
+// broker aborts any transaction the producer has open and refuses it
+// every later commit, so the log's end is final. A producer that starts
+// again takes the id back: it must stay stopped.
+func fencePrimaryLog(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (logEnd, error) {
+	cl, err := kgo.NewClient(append(opts, kgo.TransactionalID(cfg.Producer.TransactionalID), kgo.TransactionTimeout(cfg.Kafka.TransactionTimeout))...)
+	if err != nil {
+		return logEnd{}, err
+	}
+	defer cl.Close()
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		return logEnd{}, fmt.Errorf("take over transactional id %q: %w", cfg.Producer.TransactionalID, err)
+	}
+	topic := cfg.Kafka.PrimaryTopic
+	bounds, err := kafka.PartitionBounds(ctx, kadm.NewClient(cl), topic)
+	if err != nil {
+		return logEnd{}, err
+	}
+	last, err := kafka.LastCommitted(ctx, opts, topic, 0, bounds[0])
+	if err != nil || last == nil {
+		return logEnd{offset: -1}, err
+	}
+	r, err := schemas.Decode(last.Value)
+	if err != nil {
+		return logEnd{}, fmt.Errorf("last record of %s at offset %d: %w", topic, last.Offset, err)
+	}
+	return logEnd{offset: last.Offset, gtids: r.Source.GTIDSet}, nil
+}
+
+func standbyLogBounds(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (map[int32]kafka.Bounds, error) {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	return kafka.PartitionBounds(ctx, kadm.NewClient(cl), cfg.Kafka.StandbyTopic)
+}
+
+// waitFor polls done until it holds, fails, or the deadline passes.
+func waitFor(ctx context.Context, deadline time.Time, done func() (bool, error)) (time.Duration, error) {
+	start := time.Now()
+	for {
+		ok, err := done()
+		if ok || err != nil {
+			return time.Since(start), err
+		}
+		if time.Now().After(deadline) {
+			return time.Since(start), fmt.Errorf("not done after %s (--wait)", time.Since(start).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// writable turns off the standby's read_only, which keeps applications
+// from writing to a standby, so that it can serve.
+func writable(ctx context.Context, standby *sql.DB, out io.Writer) error {
+	var ro bool
+	if err := standby.QueryRowContext(ctx, "SELECT @@GLOBAL.read_only").Scan(&ro); err != nil {
+		return fmt.Errorf("read the standby's read_only: %w", err)
+	}
+	if !ro {
+		fmt.Fprintln(out, "  the standby takes writes (read_only is OFF)")
+		return nil
+	}
+	if _, err := standby.ExecContext(ctx, "SET GLOBAL read_only = OFF"); err != nil {
+		return fmt.Errorf("turn off the standby's read_only so that it takes writes (the user needs READ_ONLY ADMIN or SUPER): %w", err)
+	}
+	fmt.Fprintln(out, "  the standby's read_only was ON: turned OFF, it takes writes")
+	return nil
+}
