@@ -48,7 +48,7 @@ func consistent(t *testing.T, e *testenv.Env, timeout time.Duration) {
 	rules := cacherule.Compile(e.Cfg.Cache)
 	testenv.Eventually(t, timeout, func() (bool, string) {
 		ctx := context.Background()
-		tables, err := verify.Databases(ctx, e.Primary, e.Standby, e.Cfg.Primary.Databases)
+		tables, err := verify.Databases(ctx, e.Primary, e.Standby, e.Cfg.Primary.Databases, 0, nil)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -57,7 +57,7 @@ func consistent(t *testing.T, e *testenv.Env, timeout time.Duration) {
 				return false, fmt.Sprintf("table %+v differs", tb)
 			}
 		}
-		c, err := verify.CacheAgainst(ctx, e.Standby, e.Redis, rules, e.Cfg.Primary.Databases)
+		c, err := verify.CacheAgainst(ctx, e.Standby, e.Redis, rules, e.Cfg.Primary.Databases, nil)
 		if err != nil {
 			return false, err.Error()
 		}

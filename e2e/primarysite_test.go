@@ -25,7 +25,7 @@ func TestPrimarySiteCache(t *testing.T) {
 	mixedChanges(t, e)
 	rules := cacherule.Compile(e.Cfg.Cache)
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
-		c, err := verify.CacheAgainst(context.Background(), e.Primary, e.Redis, rules, e.Cfg.Primary.Databases)
+		c, err := verify.CacheAgainst(context.Background(), e.Primary, e.Redis, rules, e.Cfg.Primary.Databases, nil)
 		if err != nil {
 			return false, err.Error()
 		}

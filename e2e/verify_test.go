@@ -29,8 +29,9 @@ func TestVerifyAndWarm(t *testing.T) {
 		}
 		return string(out)
 	}
-	mustContain(t, run(true, "storage-applier", "verify", "storage"), e.DB+".users", "equal")
-	mustContain(t, run(true, "cache-applier", "verify", "cache"), "0 missing, 0 with a different value, 0 orphan keys")
+	// The report, and on standard error the progress's last line.
+	mustContain(t, run(true, "storage-applier", "verify", "storage"), e.DB+".users", "equal", "verify storage: 40 rows in ")
+	mustContain(t, run(true, "cache-applier", "verify", "cache"), "0 missing, 0 with a different value, 0 orphan keys", "verify cache: ")
 
 	// The cache rebuilt at the current checkpoint (its marker deleted): each
 	// key's version is then the one warm writes at.

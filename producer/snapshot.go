@@ -74,8 +74,8 @@ func snapshot(ctx context.Context, cfg *config.Config, log *slog.Logger, chunkRo
 	if err != nil {
 		return err
 	}
-	var estimate int64
-	if err := estimateRows(ctx, conn, tables, &estimate); err != nil {
+	estimate, err := mysql.EstimateRows(ctx, conn, tables)
+	if err != nil {
 		return err
 	}
 	log.Info("snapshot taken", "gtid_position", snap.gtids, "binlog_file", snap.file, "binlog_pos", snap.pos, "tables", len(tables), "estimated_rows", estimate)
@@ -155,27 +155,6 @@ func beginSnapshot(ctx context.Context, conn *sql.Conn) (*snapshotPoint, error) 
 		return nil, fmt.Errorf("turn the snapshot's binlog position %s:%d into a GTID position: %w", p.file, p.pos, err)
 	}
 	return p, nil
-}
-
-// estimateRows sums the server's row estimates of the tables, for progress.
-func estimateRows(ctx context.Context, q cacherule.Querier, tables []string, total *int64) error {
-	for _, name := range tables {
-		db, table, _ := strings.Cut(name, ".")
-		var n sql.NullInt64
-		rows, err := q.QueryContext(ctx, "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", db, table)
-		if err != nil {
-			return fmt.Errorf("estimate the rows of %s: %w", name, err)
-		}
-		if rows.Next() {
-			err = rows.Scan(&n)
-		}
-		rows.Close()
-		if err != nil {
-			return err
-		}
-		*total += n.Int64
-	}
-	return nil
 }
 
 // snapshotter turns the snapshot into records: for each database and table

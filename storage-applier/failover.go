@@ -29,14 +29,14 @@ import (
 func failoverCommand() *cobra.Command {
 	var wait time.Duration
 	cmd := service.Task("failover", "Fence the primary log, let the standby and its cache apply all of it, verify, and report what may be lost",
-		func(ctx context.Context, cfg *config.Config, out, _ io.Writer) error {
-			return failover(ctx, cfg, wait, out)
+		func(ctx context.Context, cfg *config.Config, out, progress io.Writer) error {
+			return failover(ctx, cfg, wait, out, progress)
 		})
 	cmd.Flags().DurationVar(&wait, "wait", 5*time.Minute, "how long the standby and the cache may take to apply what the primary log holds")
 	return cmd
 }
 
-func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out io.Writer) error {
+func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out, progress io.Writer) error {
 	standby, err := mysql.Open(ctx, "standby", cfg.Standby)
 	if err != nil {
 		return err
@@ -95,7 +95,7 @@ func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out i
 	if perr != nil {
 		fmt.Fprintf(out, "  storage: NOT COMPARED: the primary %s is unreachable (%v)\n", cfg.Primary.Address, perr)
 	}
-	equal, _, err := verify.Check(ctx, cfg, what, cfg.Primary.Databases, 0, out)
+	equal, _, err := verify.Check(ctx, cfg, what, cfg.Primary.Databases, 0, out, progress)
 	if err != nil {
 		return fmt.Errorf("4/5 verify: %w", err)
 	}

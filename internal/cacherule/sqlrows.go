@@ -24,12 +24,22 @@ type Querier interface {
 // DOUBLE as their exact bits, which text SELECT output rounds.
 // The Row passed to fn is reused; the value slices in it are new each row.
 func ScanTable(ctx context.Context, q Querier, table string, fn func(Row) error) error {
-	stmt, err := q.PrepareContext(ctx, "SELECT * FROM "+table)
+	return ScanRows(ctx, q, table, "", nil, fn)
+}
+
+// ScanRows is ScanTable over the rows that match a WHERE condition (""
+// for all) with its arguments.
+func ScanRows(ctx context.Context, q Querier, table, where string, args []any, fn func(Row) error) error {
+	query := "SELECT * FROM " + table
+	if where != "" {
+		query += " WHERE " + where
+	}
+	stmt, err := q.PrepareContext(ctx, query)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", table, err)
 	}
 	defer stmt.Close()
-	rows, err := stmt.QueryContext(ctx)
+	rows, err := stmt.QueryContext(ctx, args...)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", table, err)
 	}

@@ -125,3 +125,21 @@ func Checkpoint(ctx context.Context, q interface {
 	}
 	return applied, gtid, nil
 }
+
+// EstimateRows sums the server's row estimates (information_schema) of
+// tables given as "db.table": a total for progress, not a count.
+func EstimateRows(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, tables []string) (int64, error) {
+	var total int64
+	for _, name := range tables {
+		db, table, _ := strings.Cut(name, ".")
+		var n sql.NullInt64
+		err := q.QueryRowContext(ctx, "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", db, table).Scan(&n)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, fmt.Errorf("estimate the rows of %s: %w", name, err)
+		}
+		total += n.Int64
+	}
+	return total, nil
+}

@@ -25,7 +25,7 @@ type What struct{ Storage, Cache bool }
 // and wait has not passed (the standby may be catching up), then prints the
 // last comparison to out. It returns whether everything compared equal and
 // how long it took to get there.
-func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wait time.Duration, out io.Writer) (bool, time.Duration, error) {
+func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wait time.Duration, out, progress io.Writer) (bool, time.Duration, error) {
 	standby, err := mysql.Open(ctx, "standby", cfg.Standby)
 	if err != nil {
 		return false, 0, err
@@ -40,8 +40,8 @@ func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wai
 		}
 		defer primary.Close()
 		compares = append(compares, func() (string, bool, error) {
-			tables, err := Databases(ctx, primary, standby, dbs)
-			return storageReport(tables), AllEqual(tables), err
+			tables, err := Databases(ctx, primary, standby, dbs, wait, progress)
+			return StorageReport(tables), AllEqual(tables), err
 		})
 	}
 	if what.Cache {
@@ -53,7 +53,7 @@ func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wai
 		defer rdb.Close()
 		rules := cacherule.Compile(cfg.Cache)
 		compares = append(compares, func() (string, bool, error) {
-			c, err := CacheAgainst(ctx, standby, rdb, rules, dbs)
+			c, err := CacheAgainst(ctx, standby, rdb, rules, dbs, progress)
 			if err != nil {
 				return "", false, err
 			}
@@ -84,15 +84,24 @@ func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wai
 	}
 }
 
-func storageReport(tables []Table) string {
+// StorageReport renders the comparison of the tables, one line each with
+// the rows that differ under it.
+func StorageReport(tables []Table) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "  %-20s %12s %12s %14s %14s  %s\n", "table", "primary rows", "standby rows", "primary sum", "standby sum", "verdict")
+	fmt.Fprintf(&b, "  %-20s %12s %12s %8s  %s\n", "table", "primary rows", "standby rows", "chunks", "verdict")
 	for _, t := range tables {
 		v := "equal"
-		if !t.OK() {
-			v = "DIFFERENT"
+		switch {
+		case t.MissingPrimary:
+			v = "DIFFERENT: not on the primary"
+		case t.MissingStandby:
+			v = "DIFFERENT: not on the standby"
+		case t.Columns != "":
+			v = "DIFFERENT: " + t.Columns
+		case !t.OK():
+			v = fmt.Sprintf("DIFFERENT: %d chunk(s) differ", t.Differing)
 		}
-		fmt.Fprintf(&b, "  %-20s %12d %12d %14d %14d  %s\n", t.Name, t.PrimaryRows, t.StandbyRows, t.PrimarySum.Int64, t.StandbySum.Int64, v)
+		fmt.Fprintf(&b, "  %-20s %12d %12d %8d  %s\n", t.Name, t.PrimaryRows, t.StandbyRows, t.Chunks, v)
 		for _, d := range t.Diff {
 			fmt.Fprintln(&b, "    "+d)
 		}
@@ -127,8 +136,8 @@ func Command() *cobra.Command {
 		{"cache", "Compare every key the cache rules define with the standby's rows", What{Cache: true}},
 	} {
 		var wait time.Duration
-		sub := service.Subcommand(c.name, c.short, func(ctx context.Context, cfg *config.Config, out io.Writer) error {
-			ok, _, err := Check(ctx, cfg, c.what, cfg.Primary.Databases, wait, out)
+		sub := service.Task(c.name, c.short, func(ctx context.Context, cfg *config.Config, out, progress io.Writer) error {
+			ok, _, err := Check(ctx, cfg, c.what, cfg.Primary.Databases, wait, out, progress)
 			if err == nil && !ok {
 				err = fmt.Errorf("%s differs (after re-checking for %s)", c.name, wait)
 			}

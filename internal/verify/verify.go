@@ -1,5 +1,5 @@
-// Package verify compares the standby with the primary (per table, CHECKSUM
-// TABLE and row count) and the cache with the standby (every key the rules
+// Package verify compares the standby with the primary (per table, in
+// primary-key chunks: row count and a checksum) and the cache with the standby (every key the rules
 // say a standby row should have, and no key that no row explains).
 package verify
 
@@ -7,29 +7,37 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/progress"
 )
 
 // Table is the comparison of one table.
 type Table struct {
-	// Diff lists, for a table whose checksums differ, the primary keys of
-	// the rows that differ (at most maxDiff), each with what is wrong.
-	Diff                           []string
-	Name                           string
-	PrimaryRows, StandbyRows       int64
-	PrimarySum, StandbySum         sql.NullInt64
+	Name                     string
+	PrimaryRows, StandbyRows int64
+	// Chunks is how many key ranges were compared; Differing how many of
+	// them still differed after re-checking.
+	Chunks, Differing int
+	// Diff lists, for the chunks that differ, the rows that differ (at
+	// most maxDiff), each keyed by its primary key and with what is wrong.
+	Diff []string
+	// Columns names how the two sides' column lists differ ("" when alike):
+	// the rows are then not compared.
+	Columns                        string
 	MissingPrimary, MissingStandby bool
 }
 
 // OK reports whether both sides hold the same rows.
 func (t Table) OK() bool {
-	return !t.MissingPrimary && !t.MissingStandby && t.PrimaryRows == t.StandbyRows && t.PrimarySum == t.StandbySum
+	return !t.MissingPrimary && !t.MissingStandby && t.Columns == "" && t.Differing == 0 && t.PrimaryRows == t.StandbyRows
 }
 
 // AllEqual reports whether there are tables and all are equal.
@@ -42,8 +50,12 @@ func AllEqual(ts []Table) bool {
 	return len(ts) > 0
 }
 
-// Databases compares every base table of the given databases on both sides.
-func Databases(ctx context.Context, primary, standby *sql.DB, dbs []string) ([]Table, error) {
+// Databases compares every base table of the given databases on both
+// sides, chunk by chunk (see compareTable). A chunk that differs is
+// compared again until it is equal or settle has passed: a standby that
+// takes writes may be catching up. progress (nil: none) gets a progress
+// bar or lines, in primary rows.
+func Databases(ctx context.Context, primary, standby *sql.DB, dbs []string, settle time.Duration, progressOut io.Writer) ([]Table, error) {
 	pt, err := cacherule.BaseTables(ctx, primary, dbs)
 	if err != nil {
 		return nil, fmt.Errorf("list primary tables: %w", err)
@@ -52,42 +64,284 @@ func Databases(ctx context.Context, primary, standby *sql.DB, dbs []string) ([]T
 	if err != nil {
 		return nil, fmt.Errorf("list standby tables: %w", err)
 	}
+	if progressOut == nil {
+		progressOut = io.Discard
+	}
+	estimate, err := mysql.EstimateRows(ctx, primary, pt)
+	if err != nil {
+		return nil, err
+	}
+	meter := progress.New(progressOut, "verify storage", "rows", estimate)
 	names := append(slices.Clone(pt), st...)
 	slices.Sort(names)
 	names = slices.Compact(names)
 	var out []Table
 	for _, n := range names {
 		t := Table{Name: n, MissingPrimary: !slices.Contains(pt, n), MissingStandby: !slices.Contains(st, n)}
-		if !t.MissingPrimary {
-			if t.PrimaryRows, t.PrimarySum, err = summary(ctx, primary, n); err != nil {
-				return nil, fmt.Errorf("primary: %w", err)
-			}
-		}
-		if !t.MissingStandby {
-			if t.StandbyRows, t.StandbySum, err = summary(ctx, standby, n); err != nil {
-				return nil, fmt.Errorf("standby: %w", err)
-			}
-		}
-		if !t.OK() && !t.MissingPrimary && !t.MissingStandby {
-			if t.Diff, err = diffRows(ctx, primary, standby, n); err != nil {
-				return nil, err
+		if !t.MissingPrimary && !t.MissingStandby {
+			if err := compareTable(ctx, primary, standby, &t, settle, meter); err != nil {
+				return nil, fmt.Errorf("compare %s: %w", n, err)
 			}
 		}
 		out = append(out, t)
 	}
+	meter.Done()
 	return out, nil
 }
 
+// chunkRows is how many rows, by primary key, one chunk compares.
+const chunkRows = 1000
+
 const maxDiff = 20
 
-// diffRows compares a table row by row, keyed by its primary key (or the
+// column is what the comparison needs of a column.
+type column struct {
+	name, dataType string
+	key            bool
+}
+
+// tableDef is a table's columns and its primary key, in key order.
+type tableDef struct {
+	quoted string
+	cols   []column
+	key    []column
+}
+
+func describe(ctx context.Context, db *sql.DB, name string) (tableDef, error) {
+	schema, table, _ := strings.Cut(name, ".")
+	def := tableDef{quoted: quoted(name)}
+	rows, err := db.QueryContext(ctx, `SELECT c.COLUMN_NAME, c.DATA_TYPE, k.ORDINAL_POSITION
+		FROM information_schema.COLUMNS c LEFT JOIN information_schema.KEY_COLUMN_USAGE k
+		  ON k.TABLE_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME AND k.CONSTRAINT_NAME = 'PRIMARY'
+		WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION`, schema, table)
+	if err != nil {
+		return def, fmt.Errorf("read the columns of %s: %w", name, err)
+	}
+	defer rows.Close()
+	keyAt := map[int64]column{}
+	for rows.Next() {
+		var c column
+		var pos sql.NullInt64
+		if err := rows.Scan(&c.name, &c.dataType, &pos); err != nil {
+			return def, err
+		}
+		c.key = pos.Valid
+		def.cols = append(def.cols, c)
+		if pos.Valid {
+			keyAt[pos.Int64] = c
+		}
+	}
+	for i := int64(1); i <= int64(len(keyAt)); i++ {
+		def.key = append(def.key, keyAt[i])
+	}
+	return def, rows.Err()
+}
+
+func (d tableDef) signature() string {
+	var parts []string
+	for _, c := range d.cols {
+		parts = append(parts, c.name+" "+c.dataType)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// checksumSQL sums a CRC32 of every row's values, with a NULL flag per
+// column (CONCAT_WS skips NULLs); FLOAT as DOUBLE, whose text keeps its bits.
+func (d tableDef) checksumSQL() string {
+	var vals, nulls []string
+	for _, c := range d.cols {
+		v := mysql.Quote(c.name)
+		if c.dataType == "float" {
+			v = "CAST(" + v + " AS DOUBLE)"
+		}
+		vals = append(vals, "CAST("+v+" AS BINARY)")
+		nulls = append(nulls, "ISNULL("+mysql.Quote(c.name)+")")
+	}
+	return "SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS(CHAR(31), " + strings.Join(vals, ", ") + ", CONCAT(" + strings.Join(nulls, ", ") + ")))), 0) FROM " + d.quoted
+}
+
+// keyList is the primary key as a row constructor: (a, b).
+func (d tableDef) keyList() string {
+	var ks []string
+	for _, c := range d.key {
+		ks = append(ks, mysql.Quote(c.name))
+	}
+	return "(" + strings.Join(ks, ", ") + ")"
+}
+
+// chunk is a key range (lo, hi]; nil ends are open.
+type chunk struct{ lo, hi []any }
+
+// where is the chunk's condition and arguments ("" for a whole table).
+func (d tableDef) where(c chunk) (string, []any) {
+	var conds []string
+	var args []any
+	marks := "(" + strings.Repeat("?, ", len(d.key)-1) + "?)"
+	if c.lo != nil {
+		conds, args = append(conds, d.keyList()+" > "+marks), append(args, c.lo...)
+	}
+	if c.hi != nil {
+		conds, args = append(conds, d.keyList()+" <= "+marks), append(args, c.hi...)
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// nextBound is the key ending the chunk that starts after lo: the
+// chunkRows-th key on the primary, nil when fewer are left.
+func (d tableDef) nextBound(ctx context.Context, db *sql.DB, lo []any) ([]any, error) {
+	cond, args := d.where(chunk{lo: lo})
+	if cond != "" {
+		cond = " WHERE " + cond
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d", strings.Trim(d.keyList(), "()"), d.quoted, cond, strings.Trim(d.keyList(), "()"), chunkRows-1)
+	raw := make([]sql.RawBytes, len(d.key))
+	dest := make([]any, len(raw))
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return nil, err
+	}
+	// Text keys go back as text, so that they compare in the column's
+	// collation, as ORDER BY sorted them; binary ones as bytes.
+	hi := make([]any, len(raw))
+	for i, v := range raw {
+		if binaryType(d.key[i].dataType) {
+			hi[i] = append([]byte(nil), v...)
+		} else {
+			hi[i] = string(v)
+		}
+	}
+	return hi, nil
+}
+
+func binaryType(t string) bool {
+	return slices.Contains([]string{"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit"}, t)
+}
+
+// sum is a chunk's row count and checksum on one side.
+type sum struct{ rows, crc int64 }
+
+func (d tableDef) sum(ctx context.Context, db *sql.DB, c chunk) (sum, error) {
+	q := d.checksumSQL()
+	cond, args := d.where(c)
+	if cond != "" {
+		q += " WHERE " + cond
+	}
+	var s sum
+	err := db.QueryRowContext(ctx, q, args...).Scan(&s.rows, &s.crc)
+	return s, err
+}
+
+// compareTable compares a table in chunks of chunkRows rows by primary key
+// (a table without one is one chunk): row count and a checksum of the rows
+// on each side. Chunks that differ are compared again until they are
+// equal or settle has passed; the rows of those still differing are
+// compared one by one and named.
+func compareTable(ctx context.Context, primary, standby *sql.DB, t *Table, settle time.Duration, meter *progress.Meter) error {
+	pd, err := describe(ctx, primary, t.Name)
+	if err != nil {
+		return err
+	}
+	sd, err := describe(ctx, standby, t.Name)
+	if err != nil {
+		return err
+	}
+	if p, s := pd.signature(), sd.signature(); p != s {
+		t.Columns = fmt.Sprintf("columns differ: primary (%s), standby (%s)", p, s)
+		return nil
+	}
+	type result struct {
+		c    chunk
+		p, s sum
+	}
+	var differing []result
+	compare := func(c chunk) (result, error) {
+		r := result{c: c}
+		var err error
+		if r.p, err = pd.sum(ctx, primary, c); err != nil {
+			return r, fmt.Errorf("primary: %w", err)
+		}
+		if r.s, err = pd.sum(ctx, standby, c); err != nil {
+			return r, fmt.Errorf("standby: %w", err)
+		}
+		return r, nil
+	}
+	var lo []any
+	for {
+		c := chunk{lo: lo}
+		if len(pd.key) > 0 {
+			if c.hi, err = pd.nextBound(ctx, primary, lo); err != nil {
+				return fmt.Errorf("primary: %w", err)
+			}
+		}
+		r, err := compare(c)
+		if err != nil {
+			return err
+		}
+		t.Chunks++
+		t.PrimaryRows += r.p.rows
+		t.StandbyRows += r.s.rows
+		meter.Add(r.p.rows)
+		if r.p != r.s {
+			differing = append(differing, r)
+		}
+		if c.hi == nil {
+			break
+		}
+		lo = c.hi
+	}
+	deadline := time.Now().Add(settle)
+	for len(differing) > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		still := differing[:0]
+		for _, old := range differing {
+			r, err := compare(old.c)
+			if err != nil {
+				return err
+			}
+			t.PrimaryRows += r.p.rows - old.p.rows
+			t.StandbyRows += r.s.rows - old.s.rows
+			if r.p != r.s {
+				still = append(still, r)
+			}
+		}
+		differing = still
+	}
+	t.Differing = len(differing)
+	for _, r := range differing {
+		if len(t.Diff) >= maxDiff {
+			break
+		}
+		d, err := diffRows(ctx, primary, standby, pd, r.c)
+		if err != nil {
+			return err
+		}
+		t.Diff = append(t.Diff, d[:min(len(d), maxDiff-len(t.Diff))]...)
+	}
+	return nil
+}
+
+// diffRows compares a chunk row by row, keyed by the primary key (or the
 // whole row for a table without one), and names the rows that differ.
-func diffRows(ctx context.Context, primary, standby *sql.DB, name string) ([]string, error) {
-	p, err := rowDigests(ctx, primary, name)
+func diffRows(ctx context.Context, primary, standby *sql.DB, d tableDef, c chunk) ([]string, error) {
+	p, err := rowDigests(ctx, primary, d, c)
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
-	s, err := rowDigests(ctx, standby, name)
+	s, err := rowDigests(ctx, standby, d, c)
 	if err != nil {
 		return nil, fmt.Errorf("standby: %w", err)
 	}
@@ -108,7 +362,7 @@ func diffRows(ctx context.Context, primary, standby *sql.DB, name string) ([]str
 		}
 	}
 	slices.Sort(diff)
-	return diff[:min(len(diff), maxDiff)], nil
+	return diff, nil
 }
 
 // rowDiff names the columns in which two versions of a row differ, with
@@ -130,26 +384,12 @@ func rowDiff(p, s []string) string {
 	return strings.Join(out, "; ")
 }
 
-// rowDigests maps each row's key to its columns, as "name=value".
-func rowDigests(ctx context.Context, db *sql.DB, name string) (map[string][]string, error) {
-	dbName, table, _ := strings.Cut(name, ".")
-	var keyCols []string
-	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
-		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION`, dbName, table)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		keyCols = append(keyCols, c)
-	}
-	rows.Close()
+// rowDigests maps each row of a chunk, by its key, to its columns as
+// "name=value".
+func rowDigests(ctx context.Context, db *sql.DB, d tableDef, c chunk) (map[string][]string, error) {
 	out := make(map[string][]string)
-	err = cacherule.ScanTable(ctx, db, quoted(name), func(r cacherule.Row) error {
+	cond, args := d.where(c)
+	err := cacherule.ScanRows(ctx, db, d.quoted, cond, args, func(r cacherule.Row) error {
 		var key, all []string
 		for i, n := range r.Names {
 			v := "NULL"
@@ -157,7 +397,7 @@ func rowDigests(ctx context.Context, db *sql.DB, name string) (map[string][]stri
 				v = fmt.Sprintf("%q", r.Values[i])
 			}
 			all = append(all, n+"="+v)
-			if slices.Contains(keyCols, n) {
+			if slices.ContainsFunc(d.key, func(k column) bool { return k.name == n }) {
 				key = append(key, n+"="+v)
 			}
 		}
@@ -175,19 +415,6 @@ func quoted(name string) string {
 	return mysql.QuoteTable(db, t)
 }
 
-func summary(ctx context.Context, db *sql.DB, name string) (int64, sql.NullInt64, error) {
-	var n int64
-	var sum sql.NullInt64
-	var tbl string
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+quoted(name)).Scan(&n); err != nil {
-		return 0, sum, fmt.Errorf("count %s: %w", name, err)
-	}
-	if err := db.QueryRowContext(ctx, "CHECKSUM TABLE "+quoted(name)).Scan(&tbl, &sum); err != nil {
-		return 0, sum, fmt.Errorf("checksum %s: %w", name, err)
-	}
-	return n, sum, nil
-}
-
 // Cache is the comparison of the cache with the standby.
 type Cache struct {
 	Keys    int      // keys the standby rows call for
@@ -202,9 +429,12 @@ func (c *Cache) OK() bool { return len(c.Missing)+len(c.Wrong)+len(c.Orphans) ==
 
 // CacheAgainst compares every refresh rule's keys with the standby rows of
 // the databases given.
-func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules *cacherule.Set, dbs []string) (*Cache, error) {
+// progress (nil: none) gets a progress bar or lines, in standby rows.
+func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules *cacherule.Set, dbs []string, progressOut io.Writer) (*Cache, error) {
 	res := &Cache{}
 	expected := make(map[string]bool)
+	tables := make(map[*cacherule.Rule][]string)
+	var estimate int64
 	for _, r := range rules.Rules() {
 		if !r.Refresh() {
 			continue
@@ -213,12 +443,24 @@ func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules
 		if err != nil {
 			return nil, err
 		}
-		for _, name := range names {
-			if err := checkTable(ctx, standby, rdb, r, name, res, expected); err != nil {
+		n, err := mysql.EstimateRows(ctx, standby, names)
+		if err != nil {
+			return nil, err
+		}
+		tables[r], estimate = names, estimate+n
+	}
+	if progressOut == nil {
+		progressOut = io.Discard
+	}
+	meter := progress.New(progressOut, "verify cache", "rows", estimate)
+	for _, r := range rules.Rules() {
+		for _, name := range tables[r] {
+			if err := checkTable(ctx, standby, rdb, r, name, res, expected, meter); err != nil {
 				return nil, err
 			}
 		}
 	}
+	meter.Done()
 	for _, r := range rules.Rules() {
 		if !r.Refresh() {
 			continue
@@ -236,8 +478,9 @@ func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules
 	return res, nil
 }
 
-func checkTable(ctx context.Context, standby *sql.DB, rdb *redis.Client, r *cacherule.Rule, name string, res *Cache, expected map[string]bool) error {
+func checkTable(ctx context.Context, standby *sql.DB, rdb *redis.Client, r *cacherule.Rule, name string, res *Cache, expected map[string]bool, meter *progress.Meter) error {
 	return cacherule.ScanTable(ctx, standby, quoted(name), func(row cacherule.Row) error {
+		meter.Add(1)
 		keys, err := r.Render(row)
 		if err != nil {
 			return err

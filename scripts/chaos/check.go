@@ -40,8 +40,8 @@ func (s *stack) check(ctx context.Context, timeout time.Duration) (*final, error
 	rules := cacherule.Compile(s.cfg.Cache)
 	for {
 		var err error
-		if f.tables, err = verify.Databases(ctx, s.primary, s.standby, []string{"chaos"}); err == nil {
-			f.cache, err = verify.CacheAgainst(ctx, s.standby, s.rdb, rules, []string{"chaos"})
+		if f.tables, err = verify.Databases(ctx, s.primary, s.standby, []string{"chaos"}, 0, nil); err == nil {
+			f.cache, err = verify.CacheAgainst(ctx, s.standby, s.rdb, rules, []string{"chaos"}, nil)
 		}
 		if err == nil && verify.AllEqual(f.tables) && f.cache.OK() {
 			break
@@ -164,16 +164,11 @@ func report(o options, results []faultResult, w *workload, obs *observer, f *fin
 	violations := len(obs.viol)
 	obs.mu.Unlock()
 	for _, t := range f.tables {
-		v := "equal"
 		if !t.OK() {
-			v = "DIFFERENT"
 			violations++
 		}
-		fmt.Printf("  %-12s primary %6d rows sum %10d, standby %6d rows sum %10d: %s\n", t.Name, t.PrimaryRows, t.PrimarySum.Int64, t.StandbyRows, t.StandbySum.Int64, v)
-		for _, d := range t.Diff {
-			fmt.Println("    " + d)
-		}
 	}
+	fmt.Print(verify.StorageReport(f.tables))
 	fmt.Printf("  cache: %d keys checked, %d missing, %d stale, %d extra\n", f.cache.Checked, len(f.cache.Missing), len(f.cache.Wrong), len(f.cache.Orphans))
 	for _, l := range [][]string{f.cache.Missing, f.cache.Wrong, f.cache.Orphans} {
 		if len(l) > 0 {

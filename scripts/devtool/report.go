@@ -46,7 +46,7 @@ func reportCmd(load func() (*config.Config, error)) *cobra.Command {
 // then prints the comparison; the verdict is the last comparison made.
 func report(ctx context.Context, cfg *config.Config, dbs []string, wait time.Duration) (bool, error) {
 	fmt.Println("\nconsistency report")
-	ok, drained, err := verify.Check(ctx, cfg, verify.What{Storage: true, Cache: true}, dbs, wait, os.Stdout)
+	ok, drained, err := verify.Check(ctx, cfg, verify.What{Storage: true, Cache: true}, dbs, wait, os.Stdout, nil)
 	if err != nil {
 		return false, err
 	}
