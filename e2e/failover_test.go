@@ -41,7 +41,8 @@ func TestFailoverAfterThePrimaryDies(t *testing.T) {
 		}
 	}()
 	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		return committed.Load() >= 300, fmt.Sprintf("%d transactions committed, waiting for 300", committed.Load())
+		n := testenv.Count(t, e.Standby, e.DB+".users")
+		return n >= 300, fmt.Sprintf("%d transactions on the standby, waiting for 300", n)
 	})
 	// The producer falls behind (stopped), so that the primary dies with
 	// transactions it has not published: the loss failover must report.
@@ -65,6 +66,7 @@ func TestFailoverAfterThePrimaryDies(t *testing.T) {
 		return string(out)
 	}
 	out := failover(true)
+	t.Logf("failover with the primary dead:\n%s", out)
 	mustContain(t, out, "1/5 fenced: producer", "2/5 the standby applied everything", "3/5 the cache-applier drained",
 		"storage: NOT COMPARED: the primary", "0 missing, 0 with a different value, 0 orphan keys", "the primary is unreachable", "READY: the standby")
 

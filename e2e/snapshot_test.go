@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
-	"strings"
+	"regexp"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -35,6 +38,10 @@ func TestSnapshotBootstrapsAStandbyDuringWrites(t *testing.T) {
 		testenv.Exec(t, e.Primary, "SET SESSION sql_mode = ''; INSERT INTO "+e.DB+".types ("+typeColumns+") VALUES ("+r+")")
 	}
 
+	bin, err := plainBinDir() // the race detector would make 200,000 rows slow
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	var writes atomic.Int64
 	done := make(chan error, 1)
@@ -47,14 +54,11 @@ func TestSnapshotBootstrapsAStandbyDuringWrites(t *testing.T) {
 	}
 	defer stop()
 
-	bin, err := plainBinDir() // the race detector would make 200,000 rows slow
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfgPath := writeConfig(t, e.Cfg)
 	out := start(t, cfgPath, filepath.Join(bin, "producer"), "snapshot", "--chunk-rows", "700").waitOK(5 * time.Minute)
 	mustContain(t, out, "snapshot taken", "rows in 4 tables published to "+e.Cfg.Kafka.PrimaryTopic, "start the producer")
-	if !strings.Contains(out, "snapshot: ") || !strings.Contains(out, " rows in ") {
+	summary := regexp.MustCompile(`snapshot: \d+ rows in \S+ \(\d+ rows/s\)`).FindString(out)
+	if summary == "" {
 		t.Errorf("no progress summary in the snapshot's output:\n%s", out)
 	}
 	during := writes.Load()
@@ -75,29 +79,26 @@ func TestSnapshotBootstrapsAStandbyDuringWrites(t *testing.T) {
 	// stream; a second snapshot would start another stream on it: refused.
 	var snapRows, ddl int
 	var position string
-	for _, kr := range records(t, e, e.Cfg.Kafka.PrimaryTopic) {
-		r, err := schemas.Decode(kr.Value)
-		if err != nil {
-			t.Fatalf("offset %d: %v", kr.Offset, err)
-		}
+	err = kafka.ScanTopic(context.Background(), clientOpts(t, e), e.Cfg.Kafka.PrimaryTopic, func(kr *kgo.Record, r *schemas.Record) error {
 		switch {
-		case r.Op == schemas.OpSnapshot:
+		case r.Op == schemas.OpSnapshot && position == "":
 			snapRows++
-			if position != "" {
-				t.Fatalf("snapshot row at offset %d after the snapshot's position record", kr.Offset)
-			}
-		case r.Txn.Snapshot && r.Op == schemas.OpDDL:
+		case r.Txn.Snapshot && r.Op == schemas.OpDDL && position == "":
 			ddl++
 		case r.Op == schemas.OpPosition && position == "":
 			position = r.Source.GTIDSet
-		case position == "":
-			t.Fatalf("a %s record at offset %d before the snapshot's position record", r.Op, kr.Offset)
+		case position == "" || r.Txn.Snapshot:
+			return fmt.Errorf("a %s record at offset %d on the wrong side of the snapshot's position record", r.Op, kr.Offset)
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if snapRows < rows || ddl != 5 || position == "" {
 		t.Fatalf("primary log: %d snapshot rows (want at least %d), %d snapshot DDL records (want 5: a database and 4 tables), position %q", snapRows, rows, ddl, position)
 	}
-	t.Logf("snapshot of %d rows at GTID %s; %d writes during it, %d in all", snapRows, position, during, writes.Load())
+	t.Logf("%s, at GTID %s; %d writes before it ended, %d in all", summary, position, during, writes.Load())
 	mustContain(t, start(t, cfgPath, filepath.Join(bin, "producer"), "snapshot").waitExit(time.Minute), "already holds a stream")
 }
 

@@ -30,6 +30,12 @@
 // checks what every consumer relies on (each image holds exactly the
 // record's columns, DDL is a transaction of its own, ...).
 //
+// A snapshot (producer snapshot) publishes, at the start of a stream, the
+// CREATE statements of the replicated databases and tables (op "ddl") and
+// their rows (op "snapshot", an after image only), in transactions marked
+// txn.snapshot whose GTID names the snapshot's position; a position record
+// with that GTID position follows, where the binlog stream continues.
+//
 // A record's version, used for compare-and-set in the cache, is its position
 // in primary commit order: the primary-log offset it was read from.
 package schemas

@@ -185,9 +185,17 @@ func build(t testing.TB, pAddr, sAddr, rAddr string, kafkaOpts []kfake.Opt, twea
 			_, _ = db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+mysql.Quote(id))
 			_, _ = db.ExecContext(ctx, "DELETE FROM lockstep.checkpoint WHERE name = ?", id)
 		}
+		// Deleted a thousand at a time: a test may leave 100,000s of keys.
+		var keys []string
 		iter := e.Redis.Scan(ctx, 0, "*"+id+":*", 1000).Iterator()
 		for iter.Next(ctx) {
-			e.Redis.Del(ctx, iter.Val())
+			if keys = append(keys, iter.Val()); len(keys) == 1000 {
+				e.Redis.Unlink(ctx, keys...)
+				keys = keys[:0]
+			}
+		}
+		if len(keys) > 0 {
+			e.Redis.Unlink(ctx, keys...)
 		}
 		e.Primary.Close()
 		e.Standby.Close()

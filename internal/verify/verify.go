@@ -174,6 +174,9 @@ type chunk struct{ lo, hi []any }
 
 // where is the chunk's condition and arguments ("" for a whole table).
 func (d tableDef) where(c chunk) (string, []any) {
+	if c.lo == nil && c.hi == nil {
+		return "", nil
+	}
 	var conds []string
 	var args []any
 	marks := "(" + strings.Repeat("?, ", len(d.key)-1) + "?)"
