@@ -95,7 +95,7 @@ func snapshot(ctx context.Context, cfg *config.Config, log *slog.Logger, chunkRo
 		return s.publish(gctx, tables)
 	})
 	if err := g.Wait(); err != nil {
-		return fmt.Errorf("snapshot at GTID %q, after %d rows: %w; the primary log now ends inside an unfinished snapshot, which the producer refuses to stream after: bootstrap again as described in the README", snap.gtids, s.rows, err)
+		return fmt.Errorf("snapshot at GTID %q, after %d rows: %w; the primary log may end inside the unfinished snapshot, which the producer refuses to stream after: bootstrap again as described in the README (Bootstrap a standby)", snap.gtids, s.rows, err)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("snapshot interrupted after %d rows: %w", s.rows, ctx.Err())
