@@ -41,23 +41,11 @@ func main() {
 // run is one life of the producer: find the position, then tail and publish
 // until ctx ends or something fails.
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bool) error {
-	db, err := mysql.Open(ctx, "primary", cfg.Primary)
+	db, opts, pos, err := open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := preflight(ctx, db, cfg.Primary.Address, log); err != nil {
-		return err
-	}
-
-	opts, err := kafka.Connect(ctx, cfg.Kafka)
-	if err != nil {
-		return err
-	}
-	pos, err := resumePosition(ctx, cfg, opts)
-	if err != nil {
-		return err
-	}
 	isNew := pos == nil
 	if isNew {
 		p := ""
@@ -104,6 +92,30 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	g.Go(func() error { return t.run(ctx) })
 	g.Go(func() error { return w.Run(ctx, items) })
 	return g.Wait()
+}
+
+// open is what every writer of the primary log starts with: the primary,
+// checked; the Kafka client options; and the position the stream resumes
+// at, nil when the primary log is empty.
+func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sql.DB, []kgo.Opt, *string, error) {
+	db, err := mysql.Open(ctx, "primary", cfg.Primary)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var opts []kgo.Opt
+	var pos *string
+	err = preflight(ctx, db, cfg.Primary.Address, log)
+	if err == nil {
+		opts, err = kafka.Connect(ctx, cfg.Kafka)
+	}
+	if err == nil {
+		pos, err = resumePosition(ctx, cfg, opts)
+	}
+	if err != nil {
+		db.Close()
+		return nil, nil, nil, err
+	}
+	return db, opts, pos, nil
 }
 
 // newWriter is the primary log's transactional writer. Its transactional

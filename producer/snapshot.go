@@ -40,22 +40,11 @@ func snapshotCommand() *cobra.Command {
 }
 
 func snapshot(ctx context.Context, cfg *config.Config, log *slog.Logger, chunkRows int, out, progressOut io.Writer) error {
-	db, err := mysql.Open(ctx, "primary", cfg.Primary)
+	db, opts, pos, err := open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := preflight(ctx, db, cfg.Primary.Address, log); err != nil {
-		return err
-	}
-	opts, err := kafka.Connect(ctx, cfg.Kafka)
-	if err != nil {
-		return err
-	}
-	pos, err := resumePosition(ctx, cfg, opts)
-	if err != nil {
-		return err
-	}
 	if pos != nil {
 		return fmt.Errorf("the primary log %s already holds a stream (it resumes at GTID %q): a snapshot starts a new stream on an empty topic. To bootstrap the standby again, stop the three services, delete both topics, drop the replicated databases on the standby and delete its row in lockstep.checkpoint, then run producer snapshot again",
 			cfg.Kafka.PrimaryTopic, *pos)

@@ -25,25 +25,16 @@ import (
 // checkpoint; the standby must already hold exactly what precedes that
 // transaction, which only the operator knows, hence --confirm.
 func rewindCommand() *cobra.Command {
-	var fromOffset int64
-	var fromTime string
+	var from *service.From
 	var confirm bool
 	cmd := service.Task("rewind", "Point the standby back at an offset or time of the primary log: the storage-applier applies from there again (needs --confirm)",
 		func(ctx context.Context, cfg *config.Config, out, _ io.Writer) error {
-			if (fromOffset < 0) == (fromTime == "") {
-				return errors.New("give one of --from-offset N or --from-time (RFC 3339, or a duration ago such as 2h)")
+			if err := from.Parse(); err != nil {
+				return err
 			}
-			var since time.Time
-			if fromTime != "" {
-				var err error
-				if since, err = service.ParseSince("--from-time", fromTime); err != nil {
-					return err
-				}
-			}
-			return rewind(ctx, cfg, fromOffset, since, confirm, out)
+			return rewind(ctx, cfg, from.Offset, from.Time, confirm, out)
 		})
-	cmd.Flags().Int64Var(&fromOffset, "from-offset", -1, "apply again from this primary-log offset (the first record of a transaction)")
-	cmd.Flags().StringVar(&fromTime, "from-time", "", "apply again from the first transaction published at or after this time: RFC 3339 or a duration ago (2h)")
+	from = service.FromFlags(cmd, "apply again from this primary-log offset (the first record of a transaction)", "apply again from the first transaction published at or after this time")
 	cmd.Flags().BoolVar(&confirm, "confirm", false, "do it: without it the command only says what it would do")
 	return cmd
 }

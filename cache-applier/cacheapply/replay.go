@@ -2,7 +2,6 @@ package cacheapply
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -22,24 +21,15 @@ import (
 // cache-applier runs. The group's offsets are not touched and hooks are not
 // called.
 func replayCommand() *cobra.Command {
-	var fromOffset int64
-	var fromTime string
-	cmd := service.Subcommand("replay", "Write the cache again from the standby log, from --from-offset or --from-time to its end (safe while the cache-applier runs)",
-		func(ctx context.Context, cfg *config.Config, out io.Writer) error {
-			if (fromOffset < 0) == (fromTime == "") {
-				return errors.New("give one of --from-offset N (in every partition) or --from-time (RFC 3339, or a duration ago such as 2h)")
+	var from *service.From
+	cmd := service.Task("replay", "Write the cache again from the standby log, from --from-offset or --from-time to its end (safe while the cache-applier runs)",
+		func(ctx context.Context, cfg *config.Config, out, _ io.Writer) error {
+			if err := from.Parse(); err != nil {
+				return err
 			}
-			var since time.Time
-			if fromTime != "" {
-				var err error
-				if since, err = service.ParseSince("--from-time", fromTime); err != nil {
-					return err
-				}
-			}
-			return replay(ctx, cfg, fromOffset, since, out)
+			return replay(ctx, cfg, from.Offset, from.Time, out)
 		})
-	cmd.Flags().Int64Var(&fromOffset, "from-offset", -1, "start at this offset of every partition")
-	cmd.Flags().StringVar(&fromTime, "from-time", "", "start at the first record written at or after this time: RFC 3339 or a duration ago (2h)")
+	from = service.FromFlags(cmd, "start at this offset of every partition", "start at the first record written at or after this time")
 	return cmd
 }
 

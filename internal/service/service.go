@@ -141,16 +141,42 @@ func Task(name, short string, fn func(ctx context.Context, cfg *config.Config, o
 	})
 }
 
-// ParseSince reads a time flag: RFC 3339, or a duration ago (2h).
-func ParseSince(flag, s string) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil {
-		return time.Now().Add(-d), nil
+// From is where a command starts reading a topic: its --from-offset or
+// its --from-time flag, exactly one of them.
+type From struct {
+	Offset int64     // -1 unless --from-offset is given
+	Time   time.Time // zero unless --from-time is given
+	text   string
+}
+
+// FromFlags adds --from-offset and --from-time to cmd, with what each means
+// for it.
+func FromFlags(cmd *cobra.Command, offsetUsage, timeUsage string) *From {
+	f := &From{}
+	cmd.Flags().Int64Var(&f.Offset, "from-offset", -1, offsetUsage)
+	cmd.Flags().StringVar(&f.text, "from-time", "", timeUsage+": RFC 3339 or a duration ago (2h)")
+	return f
+}
+
+// Parse checks that exactly one of the flags is given and reads the time:
+// RFC 3339, or a duration ago.
+func (f *From) Parse() error {
+	if (f.Offset < 0) == (f.text == "") {
+		return errors.New("give one of --from-offset N or --from-time (RFC 3339, or a duration ago such as 2h)")
 	}
-	t, err := time.Parse(time.RFC3339, s)
+	if f.text == "" {
+		return nil
+	}
+	if d, err := time.ParseDuration(f.text); err == nil {
+		f.Time = time.Now().Add(-d)
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339, f.text)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s %q: want RFC 3339 (2026-11-27T04:00:00Z) or a duration ago (2h)", flag, s)
+		return fmt.Errorf("--from-time %q: want RFC 3339 (2026-11-27T04:00:00Z) or a duration ago (2h)", f.text)
 	}
-	return t, nil
+	f.Time = t
+	return nil
 }
 
 // withConfig is a command with the --config and --set flags whose run gets
