@@ -163,8 +163,8 @@ func refill(ctx context.Context, q cacherule.Querier, out *batch, r *cacherule.R
 // warmCommand writes the cache from the standby database: for a cache that
 // lost keys, when the standby log no longer reaches back far enough.
 func warmCommand() *cobra.Command {
-	return service.Subcommand("warm", "Write every key the cache rules define from a snapshot of the standby (safe while the cache-applier runs)",
-		func(ctx context.Context, cfg *config.Config, out io.Writer) error {
+	return service.Task("warm", "Write every key the cache rules define from a snapshot of the standby (safe while the cache-applier runs)",
+		func(ctx context.Context, cfg *config.Config, out, _ io.Writer) error {
 			rdb, err := openRedis(ctx, cfg.Redis)
 			if err != nil {
 				return err
