@@ -189,6 +189,11 @@ func (r *Record) Check() error {
 	return nil
 }
 
+// Binlog reports whether the record is part of a transaction read from the
+// binlog, whose GTID identifies it; position and snapshot records only
+// name a position.
+func (r *Record) Binlog() bool { return r.Op != OpPosition && !r.Txn.Snapshot }
+
 // Name is "database.table".
 func (r *Record) Name() string { return r.Database + "." + r.Table }
 

@@ -46,9 +46,15 @@ func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out, 
 	if err != nil {
 		return err
 	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl) // one client for every poll below
 	fmt.Fprintf(out, "failover to the standby %s (checkpoint %q)\n", cfg.Standby.Address, cfg.Applier.Name)
 
-	fence, err := fencePrimaryLog(ctx, cfg, opts)
+	fence, err := fencePrimaryLog(ctx, cfg, opts, adm)
 	if err != nil {
 		return fmt.Errorf("1/5 fence the primary log: %w", err)
 	}
@@ -63,7 +69,7 @@ func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out, 
 		if err != nil || off < fence.offset {
 			return false, err
 		}
-		sb, err := standbyLogBounds(ctx, cfg, opts)
+		sb, err := kafka.PartitionBounds(ctx, adm, cfg.Kafka.StandbyTopic)
 		if err != nil {
 			return false, err
 		}
@@ -76,7 +82,7 @@ func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out, 
 	fmt.Fprintf(out, "2/5 the standby applied everything through offset %d (GTIDs %q) and republished it [%s]\n", fence.offset, applied, took.Round(time.Millisecond))
 
 	took, err = waitFor(ctx, deadline, func() (bool, error) {
-		s, err := status.Cache(ctx, cfg)
+		s, err := status.Cache(ctx, cfg, opts, adm)
 		return err == nil && s.Behind == 0, err
 	})
 	if err != nil {
@@ -134,7 +140,7 @@ type logEnd struct {
 // broker aborts any transaction the producer has open and refuses it
 // every later commit, so the log's end is final. A producer that starts
 // again takes the id back: it must stay stopped.
-func fencePrimaryLog(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (logEnd, error) {
+func fencePrimaryLog(ctx context.Context, cfg *config.Config, opts []kgo.Opt, adm *kadm.Client) (logEnd, error) {
 	cl, err := kgo.NewClient(append(opts, kgo.TransactionalID(cfg.Producer.TransactionalID), kgo.TransactionTimeout(cfg.Kafka.TransactionTimeout))...)
 	if err != nil {
 		return logEnd{}, err
@@ -144,7 +150,7 @@ func fencePrimaryLog(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (l
 		return logEnd{}, fmt.Errorf("take over transactional id %q: %w", cfg.Producer.TransactionalID, err)
 	}
 	topic := cfg.Kafka.PrimaryTopic
-	bounds, err := kafka.PartitionBounds(ctx, kadm.NewClient(cl), topic)
+	bounds, err := kafka.PartitionBounds(ctx, adm, topic)
 	if err != nil {
 		return logEnd{}, err
 	}
@@ -157,15 +163,6 @@ func fencePrimaryLog(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (l
 		return logEnd{}, fmt.Errorf("last record of %s at offset %d: %w", topic, last.Offset, err)
 	}
 	return logEnd{offset: last.Offset, gtids: r.Source.GTIDSet}, nil
-}
-
-func standbyLogBounds(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (map[int32]kafka.Bounds, error) {
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	return kafka.PartitionBounds(ctx, kadm.NewClient(cl), cfg.Kafka.StandbyTopic)
 }
 
 // waitFor polls done until it holds, fails, or the deadline passes.

@@ -150,7 +150,7 @@ func republish(ctx context.Context, rp *republisher, published string, from, end
 	return read(ctx, rp.opts, rp.source, from, end, log, func(r *schemas.Record, off int64, size int, restart bool) error {
 		if r.Txn.Index == 0 && !restart {
 			skip = false // position and snapshot records name no transaction
-			if r.Op != schemas.OpPosition && !r.Txn.Snapshot {
+			if r.Binlog() {
 				if seen, skip, err = seen.add(r.Txn.GTID); err != nil {
 					return service.Permanentf("%s offset %d: %w", rp.source, off, err)
 				}

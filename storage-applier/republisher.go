@@ -124,7 +124,7 @@ func lastPublished(ctx context.Context, opts []kgo.Opt, topic string, bounds map
 		if err != nil {
 			return 0, "", service.Permanentf("last record of %s[%d] at offset %d: %w", topic, p, rec.Offset, err)
 		}
-		if r.Standby.PrimaryOffset > last && r.Op != schemas.OpPosition && !r.Txn.Snapshot {
+		if r.Standby.PrimaryOffset > last && r.Binlog() {
 			gtid = r.Txn.GTID
 		}
 		last = max(last, r.Standby.PrimaryOffset)

@@ -84,13 +84,10 @@ func Report(ctx context.Context, cfg *config.Config) ([]Stage, error) {
 	return out, nil
 }
 
-// Cache is the cache-applier's line alone: it needs no database.
-func Cache(ctx context.Context, cfg *config.Config) (Stage, error) {
-	r, err := newReader(ctx, cfg)
-	if err != nil {
-		return Stage{}, err
-	}
-	defer r.close()
+// Cache is the cache-applier's line alone (it needs no database), read
+// through the caller's Kafka clients, for a caller that polls it.
+func Cache(ctx context.Context, cfg *config.Config, opts []kgo.Opt, adm *kadm.Client) (Stage, error) {
+	r := &reader{cfg: cfg, opts: opts, adm: adm}
 	return r.cache(ctx)
 }
 

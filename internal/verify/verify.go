@@ -64,14 +64,10 @@ func Databases(ctx context.Context, primary, standby *sql.DB, dbs []string, sett
 	if err != nil {
 		return nil, fmt.Errorf("list standby tables: %w", err)
 	}
-	if progressOut == nil {
-		progressOut = io.Discard
-	}
-	estimate, err := mysql.EstimateRows(ctx, primary, pt)
+	meter, err := newMeter(ctx, primary, progressOut, "verify storage", pt)
 	if err != nil {
 		return nil, err
 	}
-	meter := progress.New(progressOut, "verify storage", "rows", estimate)
 	names := append(slices.Clone(pt), st...)
 	slices.Sort(names)
 	names = slices.Compact(names)
@@ -87,6 +83,19 @@ func Databases(ctx context.Context, primary, standby *sql.DB, dbs []string, sett
 	}
 	meter.Done()
 	return out, nil
+}
+
+// newMeter is the progress of a comparison over tables, shown on out; with
+// out nil it shows nothing and asks the server for no estimate.
+func newMeter(ctx context.Context, db *sql.DB, out io.Writer, what string, tables []string) (*progress.Meter, error) {
+	if out == nil {
+		return progress.New(io.Discard, what, "rows", 0), nil
+	}
+	estimate, err := mysql.EstimateRows(ctx, db, tables)
+	if err != nil {
+		return nil, err
+	}
+	return progress.New(out, what, "rows", estimate), nil
 }
 
 // chunkRows is how many rows, by primary key, one chunk compares.
@@ -161,12 +170,15 @@ func (d tableDef) checksumSQL() string {
 }
 
 // keyList is the primary key as a row constructor: (a, b).
-func (d tableDef) keyList() string {
+func (d tableDef) keyList() string { return "(" + d.keyColumns() + ")" }
+
+// keyColumns is the primary key's columns: a, b.
+func (d tableDef) keyColumns() string {
 	var ks []string
 	for _, c := range d.key {
 		ks = append(ks, mysql.Quote(c.name))
 	}
-	return "(" + strings.Join(ks, ", ") + ")"
+	return strings.Join(ks, ", ")
 }
 
 // chunk is a key range (lo, hi]; nil ends are open.
@@ -196,7 +208,7 @@ func (d tableDef) nextBound(ctx context.Context, db *sql.DB, lo []any) ([]any, e
 	if cond != "" {
 		cond = " WHERE " + cond
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d", strings.Trim(d.keyList(), "()"), d.quoted, cond, strings.Trim(d.keyList(), "()"), chunkRows-1)
+	q := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d", d.keyColumns(), d.quoted, cond, d.keyColumns(), chunkRows-1)
 	raw := make([]sql.RawBytes, len(d.key))
 	dest := make([]any, len(raw))
 	for i := range raw {
@@ -437,7 +449,7 @@ func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules
 	res := &Cache{}
 	expected := make(map[string]bool)
 	tables := make(map[*cacherule.Rule][]string)
-	var estimate int64
+	var all []string
 	for _, r := range rules.Rules() {
 		if !r.Refresh() {
 			continue
@@ -446,16 +458,12 @@ func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules
 		if err != nil {
 			return nil, err
 		}
-		n, err := mysql.EstimateRows(ctx, standby, names)
-		if err != nil {
-			return nil, err
-		}
-		tables[r], estimate = names, estimate+n
+		tables[r], all = names, append(all, names...)
 	}
-	if progressOut == nil {
-		progressOut = io.Discard
+	meter, err := newMeter(ctx, standby, progressOut, "verify cache", all)
+	if err != nil {
+		return nil, err
 	}
-	meter := progress.New(progressOut, "verify cache", "rows", estimate)
 	for _, r := range rules.Rules() {
 		for _, name := range tables[r] {
 			if err := checkTable(ctx, standby, rdb, r, name, res, expected, meter); err != nil {
