@@ -47,7 +47,7 @@ func TestBadRecordsStopTheApplierAndApplyNothing(t *testing.T) {
 		}, []string{"0 rows matched on the standby, want 1", "diverged"}},
 		{"a row change after DDL in one transaction", func(_ *testenv.Env, r *schemas.Record) {
 			r.Op, r.Statement, r.Txn.Last = schemas.OpDDL, "DROP TABLE items", false
-		}, []string{"offset 2", "ddl record that is not a whole transaction of its own"}},
+		}, []string{"offset 2", "ddl record that is not the first of its transaction"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)

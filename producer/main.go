@@ -48,13 +48,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	defer db.Close()
 	isNew := pos == nil
 	if isNew {
-		p := ""
+		pos = &schemas.Source{}
 		if !fromStart {
-			if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_pos").Scan(&p); err != nil {
+			if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_pos").Scan(&pos.GTIDSet); err != nil {
 				return fmt.Errorf("read the primary's current GTID position: %w", err)
 			}
 		}
-		pos = &p
 	}
 
 	w, err := newWriter(cfg, opts, log)
@@ -67,7 +66,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 		// own, before anything is read: a producer that dies before its
 		// first transaction then resumes here, not at whatever is "current"
 		// when it comes back.
-		start, err := kafka.NewItem(cfg.Kafka.PrimaryTopic, 0, positionRecord(*pos))
+		start, err := kafka.NewItem(cfg.Kafka.PrimaryTopic, 0, positionRecord(pos.GTIDSet))
 		if err != nil {
 			return service.Permanent(err)
 		}
@@ -77,7 +76,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 		if err := w.Run(ctx, one); err != nil || ctx.Err() != nil {
 			return err
 		}
-		log.Info("primary log was empty: started a new stream", "from_gtid", *pos, "from_start", fromStart)
+		log.Info("primary log was empty: started a new stream", "from_gtid", pos.GTIDSet, "from_start", fromStart)
 	}
 	items := make(chan kafka.Item, 4096)
 	cs, err := loadCharsets(ctx, db)
@@ -95,15 +94,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 }
 
 // open is what every writer of the primary log starts with: the primary,
-// checked; the Kafka client options; and the position the stream resumes
-// at, nil when the primary log is empty.
-func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sql.DB, []kgo.Opt, *string, error) {
+// checked; the Kafka client options; and the positions the stream resumes
+// at (the source of the log's last record), nil when the primary log is
+// empty.
+func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sql.DB, []kgo.Opt, *schemas.Source, error) {
 	db, err := mysql.Open(ctx, "primary", cfg.Primary)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	var opts []kgo.Opt
-	var pos *string
+	var pos *schemas.Source
 	err = preflight(ctx, db, cfg.Primary.Address, log)
 	if err == nil {
 		opts, err = kafka.Connect(ctx, cfg.Kafka)
@@ -137,9 +137,10 @@ func newWriter(cfg *config.Config, opts []kgo.Opt, log *slog.Logger) (*kafka.Txn
 // total order, that of the primary's commits.
 var partitionZero = kgo.RecordPartitioner(kgo.ManualPartitioner())
 
-// resumePosition reads the GTID position stored in the last committed
-// record of the primary log; nil when the log is empty.
-func resumePosition(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (*string, error) {
+// resumePosition reads the positions stored in the last committed record
+// of the primary log: what it holds through, and where to read the binlog
+// from; nil when the log is empty.
+func resumePosition(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (*schemas.Source, error) {
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, service.Permanent(err)
@@ -174,7 +175,7 @@ func resumePosition(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (*s
 	if err != nil {
 		return nil, service.Permanentf("last committed record of %s at offset %d cannot give a resume position: %w", topic, rec.Offset, err)
 	}
-	return &r.Source.GTIDSet, nil
+	return &r.Source, nil
 }
 
 // loadCharsets reads which character set each collation id belongs to.

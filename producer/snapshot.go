@@ -47,7 +47,7 @@ func snapshot(ctx context.Context, cfg *config.Config, log *slog.Logger, chunkRo
 	defer db.Close()
 	if pos != nil {
 		return fmt.Errorf("the primary log %s already holds a stream (it resumes at GTID %q): a snapshot starts a new stream on an empty topic. To bootstrap the standby again, stop the three services, delete both topics, drop the replicated databases on the standby and delete its row in lockstep.checkpoint, then run producer snapshot again",
-			cfg.Kafka.PrimaryTopic, *pos)
+			cfg.Kafka.PrimaryTopic, pos.GTIDSet)
 	}
 
 	conn, err := db.Conn(ctx)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ import (
 // committed transaction in scope into records, sent in order on out. A
 // transaction's records carry their index and, on the last one, the last-row
 // flag and the GTID position after the transaction, where a restart resumes.
+// What it carries and what it refuses: shapes.go and handle.
 type tailer struct {
 	cfg config.Config
 	log *slog.Logger
@@ -35,22 +37,54 @@ type tailer struct {
 	live       *liveSchema
 	warnedLive bool
 	pos        *gomysql.MariadbGTIDSet
-	file       string
-	tables     map[*replication.TableMapEvent]*table
+	// published is what the primary log already holds when the stream
+	// starts before it (XA transactions were pending): those transactions
+	// are read again for their prepared XA rows only.
+	published *gomysql.MariadbGTIDSet
+	file      string
+	checksum  bool
+	tables    map[*replication.TableMapEvent]*table
+	xa        xaBook
 
-	// the open transaction
+	// the open event group
 	gtid    *gomysql.MariadbGTID
-	ddl     bool // a standalone (DDL) event group: it ends after its statement
+	flags   byte
+	replay  bool   // published already
+	xid     string // an XA group's id; a PREPARE group's rows wait for its outcome
 	index   int
+	sent    int             // records of the group sent already
 	pending *schemas.Record // held back until we know whether it is the last
+	// held are records that may still be undone: after a savepoint, or of
+	// an XA PREPARE group.
+	held       []*schemas.Record
+	savepoints []savepoint
 }
 
-func newTailer(cfg config.Config, log *slog.Logger, cs charsets, live *liveSchema, pos string, out chan<- kafka.Item) (*tailer, error) {
-	set, err := gomysql.ParseMariadbGTIDSet(pos)
-	if err != nil {
-		return nil, service.Permanentf("resume position %q is not a MariaDB GTID set: %w", pos, err)
+// savepoint marks where the records stood when SAVEPOINT name ran.
+type savepoint struct {
+	name        string
+	held, index int
+}
+
+func newTailer(cfg config.Config, log *slog.Logger, cs charsets, live *liveSchema, from schemas.Source, out chan<- kafka.Item) (*tailer, error) {
+	start := from.GTIDSet
+	if from.Resume != "" {
+		start = from.Resume
 	}
-	return &tailer{cfg: cfg, log: log, out: out, charsets: cs, live: live, pos: set.(*gomysql.MariadbGTIDSet), tables: make(map[*replication.TableMapEvent]*table)}, nil
+	set, err := gomysql.ParseMariadbGTIDSet(start)
+	if err != nil {
+		return nil, service.Permanentf("resume position %q is not a MariaDB GTID set: %w", start, err)
+	}
+	t := &tailer{cfg: cfg, log: log, out: out, charsets: cs, live: live, pos: set.(*gomysql.MariadbGTIDSet), tables: make(map[*replication.TableMapEvent]*table)}
+	if from.Resume != "" {
+		pub, err := gomysql.ParseMariadbGTIDSet(from.GTIDSet)
+		if err != nil {
+			return nil, service.Permanentf("published position %q is not a MariaDB GTID set: %w", from.GTIDSet, err)
+		}
+		t.published = pub.(*gomysql.MariadbGTIDSet)
+		log.Info("XA transactions were pending: reading the binlog again from before the oldest prepare", "from_gtid", from.Resume, "published_through", from.GTIDSet)
+	}
+	return t, nil
 }
 
 func (t *tailer) run(ctx context.Context) error {
@@ -91,7 +125,7 @@ func (t *tailer) run(ctx context.Context) error {
 			t.pos, err, t.cfg.Primary.User)
 	}
 	if err != nil {
-		return fmt.Errorf("start binlog stream from GTID %s: %w", t.pos, err)
+		return mysql.Classify(fmt.Errorf("start binlog stream from GTID %s: %w", t.pos, err))
 	}
 	t.log.Info("tailing binlog", "primary", t.cfg.Primary.Address, "from_gtid", t.pos.String())
 	for {
@@ -116,49 +150,238 @@ func classifyStreamError(err error, pos string) error {
 	if errors.As(err, &me) && me.Code == 1236 {
 		return service.Permanentf("the primary cannot send its binlog from GTID %s (%s): the binlog the producer needs was probably purged; re-bootstrap the standby and start the producer on an empty primary log topic", pos, me.Message)
 	}
-	return fmt.Errorf("read binlog after GTID %s: %w", pos, err)
+	return mysql.Classify(fmt.Errorf("read binlog after GTID %s: %w", pos, err))
 }
 
+// handle is the allow-list of binlog events: each known type is carried,
+// passed over because it changes nothing by itself, or refused.
 func (t *tailer) handle(ctx context.Context, ev *replication.BinlogEvent) error {
+	h := ev.Header
 	switch e := ev.Event.(type) {
+	case *replication.FormatDescriptionEvent:
+		t.checksum = e.ChecksumAlgorithm == replication.BINLOG_CHECKSUM_ALG_CRC32
 	case *replication.RotateEvent:
 		t.file = string(e.NextLogName)
 	case *replication.MariadbGTIDEvent:
-		if t.gtid != nil {
-			return fmt.Errorf("binlog GTID %s began before transaction %s ended", e.GTID.String(), t.gtid.String())
-		}
-		g := e.GTID
-		t.gtid, t.ddl, t.index, t.pending = &g, e.IsStandalone(), 0, nil
+		return t.begin(e, eventBody(ev, t.checksum))
+	case *replication.TableMapEvent, *replication.MariadbAnnotateRowsEvent, *replication.MariadbGTIDListEvent,
+		*replication.MariadbBinlogCheckPointEvent, *replication.HeartbeatEvent:
+		// Table maps describe the rows events after them; the rest are
+		// markers and comments.
+	case *replication.IntVarEvent, *replication.BeginLoadQueryEvent:
+		// Context of the statement that follows (INSERT_ID, LOAD DATA's
+		// file), which is judged on its own.
 	case *replication.RowsEvent:
-		return t.rows(ctx, ev.Header, e)
+		return t.rows(ctx, h, e)
 	case *replication.XIDEvent:
 		return t.commit(ctx)
 	case *replication.QueryEvent:
-		return t.query(ctx, ev.Header, e)
+		return t.query(ctx, h, string(e.Schema), string(e.Query))
+	case *replication.ExecuteLoadQueryEvent:
+		schema, q, err := loadQuery(eventBody(ev, t.checksum))
+		if err != nil {
+			return t.refuse(h, "", "a LOAD DATA statement that cannot be read ("+err.Error()+")", "set binlog_format=ROW")
+		}
+		return t.statement(h, schema, q)
+	case *replication.GenericEvent:
+		switch h.EventType {
+		case replication.XA_PREPARE_LOG_EVENT:
+			return t.prepare()
+		case replication.RAND_EVENT, replication.USER_VAR_EVENT:
+			return nil // context of the statement that follows, like INTVAR
+		case replication.STOP_EVENT, replication.IGNORABLE_EVENT:
+			return nil
+		}
+		return t.refuse(h, "", fmt.Sprintf("binlog event %s (type %d)", h.EventType, byte(h.EventType)), "lockstep does not know this event; report it with the server's version")
+	default:
+		return t.refuse(h, "", fmt.Sprintf("binlog event %s (type %d, %T)", h.EventType, byte(h.EventType), e), "lockstep does not know this event on a MariaDB primary; report it with the server's version")
 	}
 	return nil
 }
 
-func (t *tailer) query(ctx context.Context, h *replication.EventHeader, e *replication.QueryEvent) error {
-	q := strings.TrimSpace(string(e.Query))
-	switch {
-	case t.gtid == nil:
+// refuse stops the producer for good before it publishes anything of the
+// open transaction: what it found, where, and what to change. The binlog
+// keeps the transaction, so the stream cannot go past it; the standby is
+// repaired by a new bootstrap.
+func (t *tailer) refuse(h *replication.EventHeader, table, found, change string) error {
+	gtid := "(none)"
+	if t.gtid != nil {
+		gtid = t.gtid.String()
+	}
+	if table != "" {
+		found += " for " + table
+	}
+	return service.Permanentf("refused %s in GTID %s (binlog %s position %d): lockstep publishes only what it can reproduce exactly, and nothing of this transaction or after it was published. "+
+		"To go on: %s; then bootstrap the standby again from a snapshot (README, Bootstrap a standby), since the binlog keeps this transaction and the stream cannot pass it",
+		found, gtid, t.file, h.LogPos, change)
+}
+
+// begin opens an event group; an XA group's GTID event names its XA id.
+func (t *tailer) begin(e *replication.MariadbGTIDEvent, body []byte) error {
+	if t.gtid != nil {
+		return service.Permanentf("binlog GTID %s began before event group %s ended (binlog %s): a shape of event group lockstep does not know; report it with the server's version",
+			e.GTID.String(), t.gtid.String(), t.file)
+	}
+	g := e.GTID
+	t.gtid, t.flags, t.index, t.sent, t.pending, t.xid = &g, e.Flags, 0, 0, nil, ""
+	t.replay = t.published != nil && covers(t.published, g)
+	if e.Flags&(flPreparedXA|flCompletedXA) != 0 {
+		xid, err := xaID(body, e.Flags)
+		if err != nil {
+			return service.Permanentf("XA event group %s (binlog %s): %w", g.String(), t.file, err)
+		}
+		t.xid = xid
+	}
+	return nil
+}
+
+// covers reports whether the position set is at or past the transaction g
+// in g's domain.
+func covers(set *gomysql.MariadbGTIDSet, g gomysql.MariadbGTID) bool {
+	cur, ok := set.Sets[g.DomainID]
+	return ok && cur.SequenceNumber >= g.SequenceNumber
+}
+
+// query handles a statement: a standalone group's DDL, or one inside a
+// transaction.
+func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, q string) error {
+	if t.gtid == nil {
 		return nil // before our first GTID: the tail of a group we resumed after
-	case strings.EqualFold(q, "BEGIN"):
-		return nil
-	case strings.EqualFold(q, "COMMIT"):
+	}
+	q = strings.TrimSpace(q)
+	kind, arg := classifyStatement(q)
+	if t.flags&flCompletedXA != 0 {
+		// XA COMMIT or XA ROLLBACK, a group of its own (flagged standalone)
+		switch kind {
+		case stmtXACommit:
+			return t.xaCommit(ctx, h)
+		case stmtXARollback:
+			t.xa.take(t.xid)
+			t.xid = ""
+			return t.commit(ctx)
+		}
+		return t.refuse(h, "", fmt.Sprintf("statement %q in an XA COMMIT/ROLLBACK group", abbreviate(q, 200)), "report it with the server's version")
+	}
+	if t.flags&replication.BINLOG_MARIADB_FL_STANDALONE != 0 {
+		if err := t.ddl(ctx, h, schema, q); err != nil {
+			return err
+		}
 		return t.commit(ctx)
-	case !t.ddl:
-		// e.g. SAVEPOINT inside a transaction: row events carry the changes.
-		t.log.Debug("statement inside a transaction ignored", "gtid", t.gtid.String(), "query", q)
+	}
+	switch kind {
+	case stmtBegin, stmtXAStart, stmtXAEnd:
+		return nil
+	case stmtCommit:
+		return t.commit(ctx)
+	case stmtSavepoint:
+		t.savepoints = append(t.savepoints, savepoint{name: arg, held: len(t.held), index: t.index})
+		return nil
+	case stmtRollbackTo:
+		return t.rollbackTo(h, arg)
+	case stmtRollback:
+		return t.rollback(h)
+	case stmtXACommit, stmtXARollback:
+		return t.refuse(h, "", fmt.Sprintf("statement %q in a group not flagged as XA", abbreviate(q, 200)), "report it with the server's version")
+	}
+	if t.flags&replication.BINLOG_MARIADB_FL_DDL != 0 {
+		// CREATE TABLE ... SELECT: the CREATE, then its rows, one group.
+		if t.index != 0 {
+			return t.refuse(h, "", "a DDL statement after row changes in one event group ("+q+")", "report it with the server's version")
+		}
+		return t.ddl(ctx, h, schema, q)
+	}
+	return t.statement(h, schema, q)
+}
+
+// ddl publishes a DDL statement of a replicated database as a record.
+func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q string) error {
+	t.live.forget()
+	db := ddlDatabase(schema, q)
+	if !mysql.Replicated(db, t.cfg.Primary.Databases) {
 		return nil
 	}
-	t.live.forget()
-	schema := string(e.Schema)
-	db := ddlDatabase(schema, q)
-	if mysql.Replicated(db, t.cfg.Primary.Databases) {
-		t.log.Info("ddl", "gtid", t.gtid.String(), "database", db, "statement", q)
-		if err := t.emit(ctx, &schemas.Record{Op: schemas.OpDDL, Database: db, Schema: schema, Statement: q}, h); err != nil {
+	t.log.Info("ddl", "gtid", t.gtid.String(), "database", db, "statement", q)
+	return t.emit(ctx, &schemas.Record{Op: schemas.OpDDL, Database: db, Schema: schema, Statement: q}, h)
+}
+
+// statement judges a statement inside a transaction that is neither
+// control nor DDL: statement-based DML, whose effect only executing it
+// again would show. On a replicated database it is refused.
+func (t *tailer) statement(h *replication.EventHeader, schema, q string) error {
+	if t.gtid == nil {
+		return nil
+	}
+	for _, db := range statementDatabases(schema, q) {
+		if mysql.Replicated(db, t.cfg.Primary.Databases) {
+			return t.refuse(h, db, fmt.Sprintf("statement-based events (binlog_format=STATEMENT or MIXED in the writing session: %q)", abbreviate(q, 200)),
+				"lockstep needs row events: set binlog_format=ROW globally and revoke from applications the privilege to change it in their sessions (SUPER, BINLOG ADMIN)")
+		}
+	}
+	t.log.Debug("statement on a database that is not replicated, ignored", "gtid", t.gtid.String(), "schema", schema, "query", abbreviate(q, 200))
+	return nil
+}
+
+func abbreviate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// rollbackTo undoes the records after a savepoint: the server logs ROLLBACK
+// TO when the transaction also changed a non-transactional table, and
+// keeps the undone row events in the group.
+func (t *tailer) rollbackTo(h *replication.EventHeader, name string) error {
+	for i := len(t.savepoints) - 1; i >= 0; i-- {
+		if sp := t.savepoints[i]; strings.EqualFold(sp.name, name) {
+			clear(t.held[sp.held:])
+			t.held, t.index = t.held[:sp.held], sp.index
+			t.savepoints = t.savepoints[:i+1]
+			return nil
+		}
+	}
+	return t.refuse(h, "", "ROLLBACK TO SAVEPOINT "+name+" with no SAVEPOINT "+name+" in the transaction", "report it with the server's version")
+}
+
+// rollback ends a group whose transactional changes were undone.
+func (t *tailer) rollback(h *replication.EventHeader) error {
+	if t.sent > 0 {
+		return t.refuse(h, "", "a transaction ending in ROLLBACK after its rows were published", "report it with the server's version")
+	}
+	t.pending = nil
+	clear(t.held)
+	t.held = t.held[:0]
+	return t.commit(context.Background()) // nothing left to send
+}
+
+// prepare ends an XA PREPARE group: its rows wait for the outcome.
+func (t *tailer) prepare() error {
+	if t.gtid == nil {
+		return nil
+	}
+	from := t.pos.String()
+	if t.xid == "" || t.flags&flPreparedXA == 0 {
+		return service.Permanentf("XA PREPARE in GTID %s (binlog %s) in a group not flagged as XA: a shape of event group lockstep does not know; report it with the server's version", t.gtid.String(), t.file)
+	}
+	t.xa.add(&preparedXA{xid: t.xid, gtid: t.gtid.String(), from: from, rows: t.held})
+	t.held = nil
+	xid, gtid, n := t.xa.pending()
+	t.log.Info("XA transaction prepared: its rows wait for XA COMMIT", "xid", t.xid, "gtid", t.gtid.String(), "pending", n, "oldest_xid", xid, "oldest_gtid", gtid)
+	return t.commit(context.Background()) // nothing to send: advances the position
+}
+
+// xaCommit publishes a prepared XA transaction's rows as the transaction of
+// its commit.
+func (t *tailer) xaCommit(ctx context.Context, h *replication.EventHeader) error {
+	xid := t.xid
+	rows, ok := t.xa.take(xid)
+	if !ok && !t.replay {
+		return t.refuse(h, "", "XA COMMIT "+xid+" whose XA PREPARE the producer did not read (it precedes the position the stream started at)",
+			"the rows it committed are unknown; nothing else is needed before the bootstrap")
+	}
+	t.xid = "" // its rows are this group's, sent at commit
+	for _, r := range rows {
+		if err := t.emit(ctx, r, h); err != nil {
 			return err
 		}
 	}
@@ -189,6 +412,9 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 	db := string(e.Table.Schema)
 	if !mysql.Replicated(db, t.cfg.Primary.Databases) {
 		return nil
+	}
+	if err := t.fullImages(h, e); err != nil {
+		return err
 	}
 	tbl, ok := t.tables[e.Table]
 	if !ok {
@@ -239,6 +465,34 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 	return nil
 }
 
+// fullImages refuses a rows event whose images leave out columns
+// (binlog_row_image MINIMAL or NOBLOB in the writing session): an update
+// would be applied as a guess at the columns it did not log.
+func (t *tailer) fullImages(h *replication.EventHeader, e *replication.RowsEvent) error {
+	n := int(e.ColumnCount)
+	missing := missingColumns(e.ColumnBitmap1, n)
+	if e.Type() == replication.EnumRowsEventTypeUpdate {
+		missing = append(missing, missingColumns(e.ColumnBitmap2, n)...)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	names := e.Table.ColumnNameString()
+	var cols []string
+	for _, i := range missing {
+		if i < len(names) {
+			cols = append(cols, names[i])
+		} else {
+			cols = append(cols, fmt.Sprintf("#%d", i+1))
+		}
+	}
+	slices.Sort(cols)
+	cols = slices.Compact(cols)
+	return t.refuse(h, string(e.Table.Schema)+"."+string(e.Table.Table),
+		fmt.Sprintf("a partial row image (binlog_row_image MINIMAL or NOBLOB in the writing session; the %s event leaves out %s)", h.EventType, strings.Join(cols, ", ")),
+		"lockstep needs every column of both images: set binlog_row_image=FULL globally and revoke from applications the privilege to change it in their sessions")
+}
+
 // columns is a table map's column metadata: from the binlog, or, when it
 // carries none, from the primary's schema as it is now, which must at least
 // have the same number of columns as the rows.
@@ -262,21 +516,34 @@ func (t *tailer) columns(ctx context.Context, tm *replication.TableMapEvent) ([]
 	return meta, nil
 }
 
-// emit sends the previously held record and holds this one: only the next
-// record or the commit tells whether it is the last.
+// emit adds a record to the open transaction. Records that may still be
+// undone (after a savepoint, of an XA PREPARE) are held until the group
+// ends; the others go out with one held back, since only the next record
+// or the commit tells whether it is the last.
 func (t *tailer) emit(ctx context.Context, r *schemas.Record, h *replication.EventHeader) error {
 	r.SchemaVersion = schemas.SchemaVersion
 	r.Txn = schemas.Txn{GTID: t.gtid.String(), Index: t.index}
 	r.Source = schemas.Source{ServerID: h.ServerID, File: t.file, Pos: h.LogPos, CommitTimeMS: int64(h.Timestamp) * 1000}
 	t.index++
+	if t.replay && t.xid == "" {
+		return nil // in the primary log already
+	}
+	if t.xid != "" || len(t.savepoints) > 0 {
+		t.held = append(t.held, r)
+		return nil
+	}
 	prev := t.pending
 	t.pending = r
 	if prev == nil {
 		return nil
 	}
+	t.sent++
 	return t.send(ctx, prev)
 }
 
+// commit ends the open event group: the position moves past it and what
+// it holds goes out, its last record flagged and carrying the positions a
+// restart needs.
 func (t *tailer) commit(ctx context.Context) error {
 	if t.gtid == nil {
 		return nil
@@ -284,14 +551,26 @@ func (t *tailer) commit(ctx context.Context) error {
 	if err := t.pos.AddSet(t.gtid); err != nil {
 		return fmt.Errorf("advance GTID position %s by %s: %w", t.pos, t.gtid.String(), err)
 	}
-	last := t.pending
-	t.gtid, t.pending = nil, nil
-	if last == nil {
-		return nil // nothing in scope
+	var out []*schemas.Record
+	if t.pending != nil {
+		out = append(out, t.pending)
 	}
+	out = append(out, t.held...)
+	replay := t.replay
+	t.gtid, t.pending, t.held, t.savepoints, t.xid, t.replay = nil, nil, nil, nil, "", false
+	if len(out) == 0 || replay {
+		return nil // nothing in scope, or published already
+	}
+	last := out[len(out)-1]
 	last.Txn.Last = true
 	last.Source.GTIDSet = t.pos.String()
-	return t.send(ctx, last)
+	last.Source.Resume = t.xa.resume()
+	for _, r := range out {
+		if err := t.send(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (t *tailer) send(ctx context.Context, r *schemas.Record) error {

@@ -71,6 +71,10 @@ type Source struct {
 	// the last record only (empty elsewhere, and for a stream that starts at
 	// the oldest binlog), it is where the producer resumes.
 	GTIDSet string `json:"gtid_set"`
+	// Resume, on a last record, is where a restarted producer reads the
+	// binlog from when that is before GTIDSet: XA transactions were
+	// prepared and not yet committed, and their rows are read again.
+	Resume string `json:"resume,omitempty"`
 }
 
 // Standby is what the storage-applier adds when it republishes a record.
@@ -148,8 +152,9 @@ func (r *Record) Check() error {
 		if r.Statement == "" {
 			return fmt.Errorf("ddl record without a statement")
 		}
-		if r.Txn.Index != 0 || !r.Txn.Last {
-			return fmt.Errorf("ddl record that is not a whole transaction of its own")
+		if r.Txn.Index != 0 {
+			// It may be followed by rows: those of CREATE TABLE ... SELECT.
+			return fmt.Errorf("ddl record that is not the first of its transaction")
 		}
 		return nil
 	case OpPosition:

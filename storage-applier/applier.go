@@ -157,6 +157,12 @@ func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, s
 		case schemas.OpPosition: // no rows: the stream starts here
 			return a.alone(ctx, off, nil)
 		case schemas.OpDDL:
+			if !r.Txn.Last {
+				// CREATE TABLE ... SELECT: the table, then its rows in the
+				// standby transaction. A restart before their commit runs
+				// the statement again, which the DDL mark allows.
+				return a.applyDDL(ctx, r, off)
+			}
 			return a.alone(ctx, off, func() error { return a.applyDDL(ctx, r, off) })
 		}
 		if err := a.applyRow(ctx, r, off); err != nil {
@@ -182,6 +188,7 @@ func (a *applier) begin(r *schemas.Record, off int64) error {
 	a.skip, a.inTxn = false, true
 	a.cur = &outbox{}
 	a.txnStart, a.txnSent, a.txnOpens = len(a.tx.queue), a.tx.sent, !a.tx.open
+	a.tx.alone = a.careful(off)
 	if a.txnOpens {
 		a.opened = time.Now()
 	}
@@ -255,7 +262,7 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 	}
 	a.tx.add(stmt{query: q, args: args, check: func(n int64, err error) error {
 		if err != nil {
-			return classify(fmt.Errorf("apply %s: %w; nothing of the transaction was applied", at(), err))
+			return mysql.Classify(fmt.Errorf("apply %s: %w; nothing of the transaction was applied", at(), err))
 		}
 		if n != 1 {
 			return service.Permanentf("apply %s, key %v: %d rows matched on the standby, want 1: the standby has diverged from the primary; nothing of the transaction was applied",
@@ -368,7 +375,7 @@ func (a *applier) applyDDL(ctx context.Context, r *schemas.Record, off int64) er
 		err = nil
 	}
 	if err != nil {
-		return classify(fmt.Errorf("apply DDL of transaction %s at %s offset %d (%s): %w", r.Txn.GTID, a.topic, off, r.Statement, err))
+		return mysql.Classify(fmt.Errorf("apply DDL of transaction %s at %s offset %d (%s): %w", r.Txn.GTID, a.topic, off, r.Statement, err))
 	}
 	a.log.Info("applied DDL", "gtid", r.Txn.GTID, "offset", off, "statement", r.Statement)
 	return nil
@@ -388,21 +395,6 @@ func alreadyDone(err error) bool {
 		return true
 	}
 	return false
-}
-
-// classify sorts standby errors into stop and retry: errors about the data
-// or the schema need an operator; connection and lock errors go away.
-func classify(err error) error {
-	switch mysql.ErrorNumber(err) {
-	case 0, // not a server error: network, context
-		1205,       // lock wait timeout
-		1213,       // deadlock
-		1040,       // too many connections
-		1053,       // server shutdown in progress
-		2006, 2013: // server gone
-		return err
-	}
-	return service.Permanent(err)
 }
 
 func keyText(r *schemas.Record) string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -50,7 +51,7 @@ func loadCheckpoint(ctx context.Context, db *sql.DB, name, topic string) (*check
 		}
 		cp.offset, cp.ddlOffset, cp.rewindEnd = -1, -1, -1
 	} else if err != nil {
-		return nil, classify(fmt.Errorf("read checkpoint %q: %w", name, err))
+		return nil, mysql.Classify(fmt.Errorf("read checkpoint %q: %w", name, err))
 	}
 	if cp.applied, err = parseGTIDSet(gtids); err != nil {
 		return nil, service.Permanentf("checkpoint %q in lockstep.checkpoint: %w", name, err)

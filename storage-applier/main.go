@@ -203,7 +203,7 @@ func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, lo
 			return nil
 		}
 		if err := fs.Err0(); err != nil {
-			return fmt.Errorf("read %s from offset %d: %w", topic, from, err)
+			return kafka.Classify(fmt.Errorf("read %s from offset %d: %w", topic, from, err))
 		}
 		metrics.ObserveConsumerLag("applied", fs)
 		for _, rec := range fs.Records() {

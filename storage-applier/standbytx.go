@@ -36,6 +36,9 @@ type standbyTx struct {
 	bytes int
 	// sent counts the statements of the open transaction already sent.
 	sent int
+	// alone sends every statement in a round trip of its own, so that the
+	// server's error is the failing statement's and passes its check.
+	alone bool
 }
 
 // Limits of one round trip: far below any max_allowed_packet.
@@ -70,17 +73,19 @@ func (t *standbyTx) push(s stmt) {
 // at a transaction boundary it is sent at 1, inside a transaction at 4.
 func (t *standbyTx) over(n int) bool { return len(t.queue) >= n*batchStmts || t.bytes >= n*batchBytes }
 
-// flush sends the queued statements: one alone as a plain statement, more
-// in one round trip.
+// flush sends the queued statements: one alone (or each alone) as a plain
+// statement, more in one round trip.
 func (t *standbyTx) flush(ctx context.Context) error {
 	q := t.queue
 	t.queue, t.bytes = t.queue[:0], 0
 	t.sent += len(q)
-	switch len(q) {
-	case 0:
+	if len(q) == 1 || t.alone {
+		for _, s := range q {
+			if err := t.execOne(ctx, s); err != nil {
+				return err
+			}
+		}
 		return nil
-	case 1:
-		return t.execOne(ctx, q[0])
 	}
 	var text strings.Builder
 	var args []driver.NamedValue

@@ -171,7 +171,7 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 		if errors.Is(err, kerr.OffsetOutOfRange) {
 			return a.wentBack(ctx, cl, topic)
 		}
-		return fmt.Errorf("read %s: %w", topic, err)
+		return kafka.Classify(fmt.Errorf("read %s: %w", topic, err))
 	}
 	// Once per batch: has Redis lost its data since the last one?
 	if err := a.rebuild.check(ctx); err != nil {

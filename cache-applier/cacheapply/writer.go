@@ -57,11 +57,11 @@ func (w *writer) write(ctx context.Context, ops []op) (applied int, err error) {
 		// Redis lost its script cache (restart): load and run the batch again;
 		// the version guard makes the repeat harmless.
 		if err := cas.Load(ctx, w.rdb).Err(); err != nil {
-			return 0, fmt.Errorf("load cache script: %w", err)
+			return 0, classifyRedis(fmt.Errorf("load cache script: %w", err))
 		}
 		applied, err = w.pipeline(ctx, ops)
 	}
-	return applied, err
+	return applied, classifyRedis(err)
 }
 
 func (w *writer) pipeline(ctx context.Context, ops []op) (int, error) {

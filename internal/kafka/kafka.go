@@ -206,7 +206,7 @@ func Scan(ctx context.Context, opts []kgo.Opt, topic string, partition int32, fr
 	for {
 		fs := cl.PollFetches(ctx)
 		if err := fs.Err0(); err != nil {
-			return fmt.Errorf("read %s[%d] offsets %d..%d: %w", topic, partition, from, end-1, err)
+			return Classify(fmt.Errorf("read %s[%d] offsets %d..%d: %w", topic, partition, from, end-1, err))
 		}
 		done := false
 		for _, r := range fs.Records() {

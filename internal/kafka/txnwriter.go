@@ -101,7 +101,7 @@ func (w *TxnWriter) Run(ctx context.Context, in <-chan Item) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			return Classify(err)
 		}
 	}
 }

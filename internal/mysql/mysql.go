@@ -58,7 +58,7 @@ func Open(ctx context.Context, key string, c config.Database) (*sql.DB, error) {
 	db.SetConnMaxIdleTime(time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to %s database %s as %s (%s.address, %s.user): %w", key, c.Address, c.User, key, key, err)
+		return nil, Classify(fmt.Errorf("connect to %s database %s as %s (%s.address, %s.user): %w", key, c.Address, c.User, key, key, err))
 	}
 	return db, nil
 }
@@ -91,15 +91,6 @@ func Replicated(db string, only []string) bool {
 		}
 	}
 	return true
-}
-
-// ErrorNumber is the server's error number, or 0 for other errors.
-func ErrorNumber(err error) uint16 {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number
-	}
-	return 0
 }
 
 // ApplierLock is the name of the standby lock an active storage-applier

@@ -1,0 +1,43 @@
+package cacheapply
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockstep-dr/lockstep/internal/service"
+)
+
+// redisPermanent are the error prefixes of Redis replies that repeat on
+// every retry, with what to do about them. The others (LOADING, BUSY,
+// READONLY and MASTERDOWN during a failover, CLUSTERDOWN, TRYAGAIN, OOM
+// until memory frees, NOSCRIPT after a restart) and every network error
+// pass by themselves.
+var redisPermanent = map[string]string{
+	"WRONGTYPE": "a key lockstep writes holds another type: another writer uses the key space of a cache rule; give lockstep its own key_prefix, or fix the rule's format",
+	"NOPERM":    "the Redis user may not run what lockstep needs: grant it the commands and keys README, Security lists",
+	"NOAUTH":    "set redis.password (and redis.user for an ACL user)",
+	"WRONGPASS": "check redis.user and redis.password",
+	"ERR":       "",
+}
+
+// classifyRedis sorts an error from Redis into retry (returned as is) and
+// stop (service.Permanent), in one place for every path that writes Redis.
+func classifyRedis(err error) error {
+	var re redis.Error
+	if err == nil || service.IsPermanent(err) || !errors.As(err, &re) {
+		return err
+	}
+	msg := re.Error()
+	prefix, _, _ := strings.Cut(msg, " ")
+	hint, ok := redisPermanent[prefix]
+	if !ok || strings.Contains(msg, "max number of clients") {
+		return err
+	}
+	if hint == "" {
+		return service.Permanent(err)
+	}
+	return service.Permanent(fmt.Errorf("%w; %s", err, hint))
+}

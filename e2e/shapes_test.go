@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/testenv"
+)
+
+// session runs statements on one connection of db, so that session
+// settings (binlog_format, binlog_row_image) hold for the ones after them,
+// then closes it: its settings, or a prepared XA transaction, go with it.
+func session(t *testing.T, db *sql.DB, stmts ...string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	defer func() { _ = conn.Raw(func(any) error { return driver.ErrBadConn }) }()
+	for _, s := range stmts {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// standbyCount is the number of rows of a standby table matching where,
+// -1 while the table is not there.
+func standbyCount(t *testing.T, e *testenv.Env, table, where string) int {
+	t.Helper()
+	var n int
+	err := e.Standby.QueryRow("SELECT COUNT(*) FROM " + e.DB + "." + table + " WHERE " + where).Scan(&n)
+	if mysql.ErrorNumber(err) == 1146 || mysql.ErrorNumber(err) == 1049 {
+		return -1
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// What a session may write that lockstep cannot reproduce exactly stops the
+// producer for good, with an error naming the GTID, the table, what it
+// found and what to change; what came before is carried, nothing of the
+// refused transaction or after it is.
+func TestShapesTheProducerRefuses(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		stmts func(db string) []string
+		want  []string
+	}{
+		{"binlog_row_image MINIMAL", func(db string) []string {
+			return []string{"SET SESSION binlog_row_image=MINIMAL", "UPDATE " + db + ".users SET name='min' WHERE id=1"}
+		}, []string{"partial row image", "leaves out", "binlog_row_image=FULL"}},
+		{"binlog_row_image NOBLOB", func(db string) []string {
+			return []string{"SET SESSION binlog_row_image=NOBLOB", "UPDATE " + db + ".items SET price=2 WHERE id=1"}
+		}, []string{"partial row image", "leaves out title", "binlog_row_image=FULL"}},
+		{"FULL then MINIMAL in one session", func(db string) []string {
+			return []string{"UPDATE " + db + ".users SET name='full' WHERE id=1", "SET SESSION binlog_row_image=MINIMAL", "DELETE FROM " + db + ".users WHERE id=1"}
+		}, []string{"partial row image", "DeleteRowsEvent"}},
+		{"binlog_format STATEMENT", func(db string) []string {
+			return []string{"SET SESSION binlog_format=STATEMENT", "INSERT INTO " + db + ".users VALUES (7, 'st@x', 'st', 1, NULL)"}
+		}, []string{"statement-based events", "binlog_format=ROW"}},
+		{"binlog_format MIXED", func(db string) []string {
+			return []string{"SET SESSION binlog_format=MIXED", "UPDATE " + db + ".users SET balance=balance+1 WHERE id=1"}
+		}, []string{"statement-based events", "binlog_format=ROW"}},
+		{"statement with user variable and INSERT_ID", func(db string) []string {
+			return []string{"SET SESSION binlog_format=STATEMENT", "SET @v = 'uv'", "USE " + db, "INSERT INTO sessions (id, token) VALUES (9, @v)"}
+		}, []string{"statement-based events", "INSERT INTO sessions"}},
+		{"LOAD DATA, statement-based", func(db string) []string {
+			return []string{"SET SESSION binlog_format=STATEMENT", "USE " + db, "LOAD DATA INFILE '" + loadFile(t) + "' INTO TABLE sessions"}
+		}, []string{"statement-based events", "LOAD DATA"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			p := startPipeline(t, e)
+			createTables(t, e)
+			testenv.Exec(t, e.Primary,
+				"INSERT INTO "+e.DB+".users VALUES (1, 'a@x', 'a', 1, NULL)",
+				"INSERT INTO "+e.DB+".items VALUES (1, 'blob', 1, NULL)")
+			testenv.Exec(t, e.Primary, "INSERT INTO "+e.DB+".sessions VALUES (1, 'before')")
+			testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+				return standbyCount(t, e, "sessions", "id = 1") == 1, "the transaction before the refused one is not on the standby"
+			})
+			var gtid string
+			session(t, e.Primary, c.stmts(e.DB)...)
+			if err := e.Primary.QueryRow("SELECT @@GLOBAL.gtid_binlog_pos").Scan(&gtid); err != nil {
+				t.Fatal(err)
+			}
+			testenv.Exec(t, e.Primary, "INSERT INTO "+e.DB+".sessions VALUES (2, 'after')")
+			log := p.producer.waitExit(30 * time.Second)
+			mustContain(t, log, append(c.want, "refused", "in GTID "+gtid, e.DB+".", "nothing of this transaction or after it was published")...)
+			if n := standbyCount(t, e, "sessions", "id = 2"); n > 0 {
+				t.Fatalf("the transaction after the refused one reached the standby")
+			}
+		})
+	}
+}
+
+// loadFile is a file LOAD DATA reads on the primary (same machine).
+func loadFile(t *testing.T) string {
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("lockstep-load-%d.tsv", time.Now().UnixNano()))
+	if err := os.WriteFile(path, []byte("20\tloaded\n21\tloaded\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(path) })
+	return path
+}
+
+// Statement-based writes to a database lockstep does not replicate change
+// nothing it carries: they are ignored, and the stream goes on.
+func TestStatementsOutsideTheReplicatedDatabasesAreIgnored(t *testing.T) {
+	e := newEnv(t)
+	startPipeline(t, e)
+	createTables(t, e)
+	other := e.DB + "_other"
+	testenv.Exec(t, e.Primary, "CREATE DATABASE "+other, "CREATE TABLE "+other+".t (id INT PRIMARY KEY)")
+	t.Cleanup(func() { _, _ = e.Primary.Exec("DROP DATABASE IF EXISTS " + other) })
+	session(t, e.Primary, "SET SESSION binlog_format=STATEMENT", "USE "+other, "INSERT INTO t VALUES (1)", "INSERT INTO "+other+".t VALUES (2)")
+	testenv.Exec(t, e.Primary, "INSERT INTO "+e.DB+".sessions VALUES (1, 'after')")
+	consistent(t, e, 30*time.Second)
+}
+
+// XA transactions: rows reach the standby at XA COMMIT, in its place, never
+// at XA ROLLBACK; a pending one holds nothing else back, and survives a
+// producer killed while it is pending. XA COMMIT ... ONE PHASE is a plain
+// transaction.
+func TestXATransactionsAreCarriedAtTheirOutcome(t *testing.T) {
+	e := newEnv(t)
+	p := startPipeline(t, e)
+	createTables(t, e)
+	prepare := func(xid string, id int) {
+		session(t, e.Primary, "XA START '"+xid+"'",
+			fmt.Sprintf("INSERT INTO %s.users VALUES (%d, 'xa%d@x', '%s', 1, NULL)", e.DB, id, id, xid),
+			"XA END '"+xid+"'", "XA PREPARE '"+xid+"'")
+	}
+	keep, drop := e.DB+"-keep", e.DB+"-drop"
+	t.Cleanup(func() { _, _ = e.Primary.Exec("XA ROLLBACK '" + drop + "'") })
+	prepare(keep, 1)
+	prepare(drop, 2)
+	testenv.Exec(t, e.Primary, "INSERT INTO "+e.DB+".sessions VALUES (1, 'while pending')")
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		return standbyCount(t, e, "sessions", "id = 1") == 1, "a transaction committed while XA transactions are pending is held back"
+	})
+	if n := standbyCount(t, e, "users", "id IN (1, 2)"); n > 0 {
+		t.Fatalf("%d rows of prepared, uncommitted XA transactions are on the standby", n)
+	}
+
+	// Killed while they are pending: the restarted producer reads their
+	// rows again and publishes nothing twice.
+	p.producer.stop(syscall.SIGKILL)
+	p.producer = start(t, p.cfgPath, "producer")
+	p.producer.waitLog("XA transactions were pending")
+	testenv.Exec(t, e.Primary, "XA COMMIT '"+keep+"'", "XA ROLLBACK '"+drop+"'")
+	one := e.DB + "-one"
+	session(t, e.Primary, "XA START '"+one+"'", "INSERT INTO "+e.DB+".users VALUES (3, 'one@x', 'one', 1, NULL)", "XA END '"+one+"'", "XA COMMIT '"+one+"' ONE PHASE")
+	testenv.Exec(t, e.Primary, "INSERT INTO "+e.DB+".sessions VALUES (2, 'after')")
+	consistent(t, e, 60*time.Second)
+	if n := standbyCount(t, e, "users", "id IN (1, 3)"); n != 2 {
+		t.Fatalf("%d of the 2 committed XA transactions' rows are on the standby", n)
+	}
+	if n := standbyCount(t, e, "users", "id = 2"); n != 0 {
+		t.Fatalf("the rolled-back XA transaction's row is on the standby")
+	}
+	var dup int
+	for _, r := range records(t, e, e.Cfg.Kafka.PrimaryTopic) {
+		if strings.Contains(string(r.Value), `"xa1@x"`) {
+			dup++
+		}
+	}
+	if dup != 1 {
+		t.Fatalf("the committed XA row is %d times in the primary log, want once", dup)
+	}
+}
+
+// The rest of what applications and tools write, carried exactly: CREATE
+// TABLE ... SELECT, temporary tables feeding INSERT ... SELECT, MyISAM and
+// Aria writes, TRUNCATE and DROP of several tables, savepoints rolled back
+// (with and without non-transactional changes in the transaction), a big
+// INSERT ... SELECT spanning many rows events, ALTER TABLE ... INPLACE
+// under writes.
+func TestOtherShapesAreCarried(t *testing.T) {
+	e := newEnv(t)
+	p := startPipeline(t, e)
+	createTables(t, e)
+	db := e.DB
+	testenv.Exec(t, e.Primary,
+		"CREATE TABLE "+db+".seq (n INT PRIMARY KEY)",
+		"INSERT INTO "+db+".seq WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM s WHERE n < 20000) SELECT n FROM s",
+		"CREATE TABLE "+db+".copy (PRIMARY KEY (n)) AS SELECT n, CONCAT('row ', n) AS label FROM "+db+".seq WHERE n <= 100",
+		"CREATE TABLE "+db+".my (id INT PRIMARY KEY, v INT) ENGINE=MyISAM",
+		"CREATE TABLE "+db+".ar (id INT PRIMARY KEY, v INT) ENGINE=Aria",
+		"INSERT INTO "+db+".my VALUES (1, 1), (2, 2)",
+		"INSERT INTO "+db+".ar VALUES (1, 1)",
+		"UPDATE "+db+".my SET v = 10 WHERE id = 1",
+		"CREATE TABLE "+db+".gone1 (id INT PRIMARY KEY)",
+		"CREATE TABLE "+db+".gone2 (id INT PRIMARY KEY)",
+		"INSERT INTO "+db+".gone1 VALUES (1)",
+		"DROP TABLE "+db+".gone1, "+db+".gone2",
+		"CREATE TABLE "+db+".trunc1 (id INT PRIMARY KEY)",
+		"INSERT INTO "+db+".trunc1 VALUES (1), (2)",
+		"TRUNCATE TABLE "+db+".trunc1",
+	)
+	session(t, e.Primary,
+		"CREATE TEMPORARY TABLE "+db+".tmp (id INT)",
+		"INSERT INTO "+db+".tmp VALUES (100), (101)",
+		"INSERT INTO "+db+".sessions SELECT id, 'from tmp' FROM "+db+".tmp",
+		"DROP TEMPORARY TABLE "+db+".tmp")
+	session(t, e.Primary,
+		"BEGIN", "INSERT INTO "+db+".sessions VALUES (1, 'kept')", "SAVEPOINT s1",
+		"INSERT INTO "+db+".sessions VALUES (2, 'undone')", "ROLLBACK TO SAVEPOINT s1", "COMMIT")
+	session(t, e.Primary,
+		"BEGIN", "INSERT INTO "+db+".sessions VALUES (3, 'kept')", "SAVEPOINT s2",
+		"INSERT INTO "+db+".sessions VALUES (4, 'undone')", "INSERT INTO "+db+".my VALUES (3, 3)",
+		"UPDATE "+db+".sessions SET token = 'undone' WHERE id = 3", "ROLLBACK TO SAVEPOINT s2",
+		"INSERT INTO "+db+".sessions VALUES (5, 'kept after')", "COMMIT")
+	// A big INSERT ... SELECT: one transaction of many rows events.
+	testenv.Exec(t, e.Primary, "INSERT INTO "+db+".items SELECT n, REPEAT('x', 200), n / 3, NULL FROM "+db+".seq")
+	// ALTER TABLE ... ALGORITHM=INPLACE while another connection writes.
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for i := 0; i < 200 && err == nil; i++ {
+			_, err = e.Primary.Exec(fmt.Sprintf("UPDATE %s.items SET price = price + 1 WHERE id = %d", db, i%50+1))
+		}
+		done <- err
+	}()
+	testenv.Exec(t, e.Primary, "ALTER TABLE "+db+".items ADD COLUMN note VARCHAR(20) DEFAULT 'n', ALGORITHM=INPLACE, LOCK=NONE")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	consistent(t, e, 90*time.Second)
+	for where, want := range map[string]int{"id IN (1, 3, 5, 100, 101)": 5, "id IN (2, 4)": 0, "token = 'undone'": 0} {
+		if n := standbyCount(t, e, "sessions", where); n != want {
+			t.Errorf("standby sessions where %s: %d rows, want %d", where, n, want)
+		}
+	}
+	if done, _ := p.producer.exited(); done {
+		t.Fatal("the producer stopped")
+	}
+}
+
+// A standby that diverged (the key a primary transaction inserts is there
+// already) stops the storage-applier for good with the row named, also
+// when that transaction is a single row applied carefully.
+func TestDivergedStandbyStopsTheApplier(t *testing.T) {
+	e := newEnv(t)
+	p := startPipeline(t, e)
+	createTables(t, e)
+	testenv.Exec(t, e.Primary, "INSERT INTO "+e.DB+".sessions VALUES (1, 'first')")
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		return standbyCount(t, e, "sessions", "id = 1") == 1, "the first row is not on the standby"
+	})
+	testenv.Exec(t, e.Standby, "INSERT INTO "+e.DB+".sessions VALUES (2, 'by hand')")
+	testenv.Exec(t, e.Primary, "INSERT INTO "+e.DB+".sessions VALUES (2, 'primary')")
+	log := p.applier.waitExit(60 * time.Second)
+	mustContain(t, log, "Duplicate entry '2'", "sessions", "diverged", "nothing of the transaction was applied")
+}
