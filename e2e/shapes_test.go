@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/status"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 )
 
@@ -78,6 +79,9 @@ func TestShapesTheProducerRefuses(t *testing.T) {
 		{"statement with user variable and INSERT_ID", func(db string) []string {
 			return []string{"SET SESSION binlog_format=STATEMENT", "SET @v = 'uv'", "USE " + db, "INSERT INTO sessions (id, token) VALUES (9, @v)"}
 		}, []string{"statement-based events", "INSERT INTO sessions"}},
+		{"system-versioned table", func(db string) []string {
+			return []string{"CREATE TABLE " + db + ".sv (id INT PRIMARY KEY, a INT) WITH SYSTEM VERSIONING", "INSERT INTO " + db + ".sv VALUES (1, 1)"}
+		}, []string{"system-versioned table", "DROP SYSTEM VERSIONING"}},
 		{"LOAD DATA, statement-based", func(db string) []string {
 			return []string{"SET SESSION binlog_format=STATEMENT", "USE " + db, "LOAD DATA INFILE '" + loadFile(t) + "' INTO TABLE sessions"}
 		}, []string{"statement-based events", "LOAD DATA"}},
@@ -155,6 +159,13 @@ func TestXATransactionsAreCarriedAtTheirOutcome(t *testing.T) {
 	})
 	if n := standbyCount(t, e, "users", "id IN (1, 2)"); n > 0 {
 		t.Fatalf("%d rows of prepared, uncommitted XA transactions are on the standby", n)
+	}
+	stages, err := status.Report(context.Background(), e.Cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stages[0].State, "XA transactions prepared and not yet committed") {
+		t.Errorf("status of the %s does not show the pending XA transactions: %q", stages[0].Name, stages[0].State)
 	}
 
 	// Killed while they are pending: the restarted producer reads their

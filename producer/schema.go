@@ -14,16 +14,35 @@ import (
 // after a schema change that keeps the column count would be mapped wrong,
 // which is why the producer warns at start (see preflight).
 type liveSchema struct {
-	db    *sql.DB
-	known map[string][]columnMeta
+	db        *sql.DB
+	known     map[string][]columnMeta
+	versioned map[string]bool
 }
 
 func newLiveSchema(db *sql.DB) *liveSchema {
-	return &liveSchema{db: db, known: make(map[string][]columnMeta)}
+	return &liveSchema{db: db, known: make(map[string][]columnMeta), versioned: make(map[string]bool)}
 }
 
 // forget drops what is known after DDL, which may change any table.
-func (l *liveSchema) forget() { clear(l.known) }
+func (l *liveSchema) forget() {
+	clear(l.known)
+	clear(l.versioned)
+}
+
+// isVersioned reports whether a table is system-versioned (WITH SYSTEM
+// VERSIONING) on the primary now.
+func (l *liveSchema) isVersioned(ctx context.Context, db, table string) (bool, error) {
+	if v, ok := l.versioned[db+"."+table]; ok {
+		return v, nil
+	}
+	var n int
+	err := l.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND TABLE_TYPE = 'SYSTEM VERSIONED'", db, table).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("read the table type of %s.%s on the primary: %w", db, table, err)
+	}
+	l.versioned[db+"."+table] = n > 0
+	return n > 0, nil
+}
 
 func (l *liveSchema) columns(ctx context.Context, db, table string) ([]columnMeta, error) {
 	if m, ok := l.known[db+"."+table]; ok {

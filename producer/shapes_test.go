@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"reflect"
+	"strings"
 	"testing"
 
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/lockstep-dr/lockstep/internal/service"
 )
 
 func TestClassifyStatement(t *testing.T) {
@@ -124,5 +129,20 @@ func TestXABook(t *testing.T) {
 	}
 	if _, ok := b.take("a"); ok {
 		t.Fatal("take a twice: found")
+	}
+}
+
+// Events outside the allow-list stop the producer for good, naming the
+// event and the GTID.
+func TestUnknownEventsAreRefused(t *testing.T) {
+	for _, typ := range []replication.EventType{replication.INCIDENT_EVENT, replication.LOAD_EVENT, replication.SLAVE_EVENT} {
+		tl := &tailer{file: "binlog.000007"}
+		if err := tl.begin(&replication.MariadbGTIDEvent{GTID: gomysql.MariadbGTID{DomainID: 0, ServerID: 1, SequenceNumber: 9}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		err := tl.handle(context.Background(), &replication.BinlogEvent{Header: &replication.EventHeader{EventType: typ, LogPos: 400}, Event: &replication.GenericEvent{}})
+		if !service.IsPermanent(err) || !strings.Contains(err.Error(), typ.String()) || !strings.Contains(err.Error(), "GTID 0-1-9 (binlog binlog.000007 position 400)") {
+			t.Errorf("event %s: %v, want a permanent refusal naming it and its place", typ, err)
+		}
 	}
 }

@@ -418,6 +418,17 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 	}
 	tbl, ok := t.tables[e.Table]
 	if !ok {
+		// The history rows of a system-versioned table come with the
+		// primary's row_start/row_end, which the standby's own versioning
+		// would write again, differently.
+		versioned, err := t.live.isVersioned(ctx, db, string(e.Table.Table))
+		if err != nil {
+			return err
+		}
+		if versioned {
+			return t.refuse(h, db+"."+string(e.Table.Table), "rows of a system-versioned table (WITH SYSTEM VERSIONING)",
+				"lockstep cannot reproduce its history rows exactly: leave the table's database out of primary.databases, or ALTER TABLE … DROP SYSTEM VERSIONING")
+		}
 		meta, err := t.columns(ctx, e.Table)
 		if err != nil {
 			return err

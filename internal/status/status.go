@@ -128,6 +128,9 @@ func (r *reader) producer(ctx context.Context) (Stage, error) {
 		return s, err
 	}
 	s.Position = fmt.Sprintf("published through GTID %s; primary at %s", last.Txn.GTID, head)
+	if last.Source.Resume != "" {
+		s.State += "; XA transactions prepared and not yet committed or rolled back: their rows wait in the producer, which re-reads the binlog from GTID position " + last.Source.Resume + " after a restart (XA RECOVER on the primary lists them)"
+	}
 	if s.Behind, err = GTIDsBehind(head, last.Txn.GTID); err == nil && s.Behind == 0 {
 		s.Lag = 0
 	}
