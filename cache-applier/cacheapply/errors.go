@@ -2,7 +2,6 @@ package cacheapply
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -36,8 +35,5 @@ func classifyRedis(err error) error {
 	if !ok || strings.Contains(msg, "max number of clients") {
 		return err
 	}
-	if hint == "" {
-		return service.Permanent(err)
-	}
-	return service.Permanent(fmt.Errorf("%w; %s", err, hint))
+	return service.PermanentTodo(err, hint)
 }

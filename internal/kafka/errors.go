@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -41,5 +40,5 @@ func Classify(err error) error {
 	if !ok {
 		return err
 	}
-	return service.Permanent(fmt.Errorf("%w; %s", err, hint))
+	return service.PermanentTodo(err, hint)
 }

@@ -2,7 +2,6 @@ package mysql
 
 import (
 	"errors"
-	"fmt"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-sql-driver/mysql"
@@ -69,8 +68,5 @@ func Classify(err error) error {
 	if n == 0 || transient[n] {
 		return err
 	}
-	if h, ok := hints[n]; ok {
-		return service.Permanent(fmt.Errorf("%w; %s", err, h))
-	}
-	return service.Permanent(err)
+	return service.PermanentTodo(err, hints[n])
 }

@@ -39,6 +39,14 @@ func Permanent(err error) error {
 // Permanentf is Permanent(fmt.Errorf(...)).
 func Permanentf(format string, args ...any) error { return Permanent(fmt.Errorf(format, args...)) }
 
+// PermanentTodo is Permanent(err) with what to do about it, if todo is set.
+func PermanentTodo(err error, todo string) error {
+	if todo == "" {
+		return Permanent(err)
+	}
+	return Permanent(fmt.Errorf("%w; %s", err, todo))
+}
+
 // IsPermanent reports whether err, or an error it wraps, is permanent.
 func IsPermanent(err error) bool {
 	var p permanent
