@@ -53,7 +53,7 @@ func openRedis(ctx context.Context, c config.Redis) (*redis.Client, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: c.Address, Username: c.User, Password: c.Password, DB: c.DB, TLSConfig: tlsCfg})
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
-		return nil, fmt.Errorf("connect to Redis %s (redis.address): %w", c.Address, err)
+		return nil, classifyRedis(fmt.Errorf("connect to Redis %s (redis.address): %w", c.Address, err))
 	}
 	if err := cas.Load(ctx, rdb).Err(); err != nil {
 		rdb.Close()
