@@ -40,7 +40,7 @@ type tailer struct {
 	// published is what the primary log already holds when the stream
 	// starts before it (XA transactions were pending): those transactions
 	// are read again for their prepared XA rows only.
-	published *gomysql.MariadbGTIDSet
+	published *mysql.GTIDSet
 	file      string
 	checksum  bool
 	tables    map[*replication.TableMapEvent]*table
@@ -77,11 +77,11 @@ func newTailer(cfg config.Config, log *slog.Logger, cs charsets, live *liveSchem
 	}
 	t := &tailer{cfg: cfg, log: log, out: out, charsets: cs, live: live, pos: set.(*gomysql.MariadbGTIDSet), tables: make(map[*replication.TableMapEvent]*table)}
 	if from.Resume != "" {
-		pub, err := gomysql.ParseMariadbGTIDSet(from.GTIDSet)
+		pub, err := mysql.ParseGTIDSet(from.GTIDSet)
 		if err != nil {
-			return nil, service.Permanentf("published position %q is not a MariaDB GTID set: %w", from.GTIDSet, err)
+			return nil, service.Permanentf("published position: %w", err)
 		}
-		t.published = pub.(*gomysql.MariadbGTIDSet)
+		t.published = &pub
 		log.Info("XA transactions were pending: reading the binlog again from before the oldest prepare", "from_gtid", from.Resume, "published_through", from.GTIDSet)
 	}
 	return t, nil
@@ -186,7 +186,7 @@ func (t *tailer) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 	case *replication.GenericEvent:
 		switch h.EventType {
 		case replication.XA_PREPARE_LOG_EVENT:
-			return t.prepare()
+			return t.prepare(ctx)
 		case replication.RAND_EVENT, replication.USER_VAR_EVENT:
 			return nil // context of the statement that follows, like INTVAR
 		case replication.STOP_EVENT, replication.IGNORABLE_EVENT:
@@ -224,7 +224,12 @@ func (t *tailer) begin(e *replication.MariadbGTIDEvent, body []byte) error {
 	}
 	g := e.GTID
 	t.gtid, t.flags, t.index, t.sent, t.pending, t.xid = &g, e.Flags, 0, 0, nil, ""
-	t.replay = t.published != nil && covers(t.published, g)
+	if t.published != nil {
+		var err error
+		if t.replay, err = t.published.Covers(g.String()); err != nil {
+			return service.Permanent(err)
+		}
+	}
 	if e.Flags&(flPreparedXA|flCompletedXA) != 0 {
 		xid, err := xaID(body, e.Flags)
 		if err != nil {
@@ -233,13 +238,6 @@ func (t *tailer) begin(e *replication.MariadbGTIDEvent, body []byte) error {
 		t.xid = xid
 	}
 	return nil
-}
-
-// covers reports whether the position set is at or past the transaction g
-// in g's domain.
-func covers(set *gomysql.MariadbGTIDSet, g gomysql.MariadbGTID) bool {
-	cur, ok := set.Sets[g.DomainID]
-	return ok && cur.SequenceNumber >= g.SequenceNumber
 }
 
 // query handles a statement: a standalone group's DDL, or one inside a
@@ -279,7 +277,7 @@ func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, 
 	case stmtRollbackTo:
 		return t.rollbackTo(h, arg)
 	case stmtRollback:
-		return t.rollback(h)
+		return t.rollback(ctx, h)
 	case stmtXACommit, stmtXARollback:
 		return t.refuse(h, "", fmt.Sprintf("statement %q in a group not flagged as XA", abbreviate(q, 200)), "report it with the server's version")
 	}
@@ -344,18 +342,18 @@ func (t *tailer) rollbackTo(h *replication.EventHeader, name string) error {
 }
 
 // rollback ends a group whose transactional changes were undone.
-func (t *tailer) rollback(h *replication.EventHeader) error {
+func (t *tailer) rollback(ctx context.Context, h *replication.EventHeader) error {
 	if t.sent > 0 {
 		return t.refuse(h, "", "a transaction ending in ROLLBACK after its rows were published", "report it with the server's version")
 	}
 	t.pending = nil
 	clear(t.held)
 	t.held = t.held[:0]
-	return t.commit(context.Background()) // nothing left to send
+	return t.commit(ctx) // nothing left to send
 }
 
 // prepare ends an XA PREPARE group: its rows wait for the outcome.
-func (t *tailer) prepare() error {
+func (t *tailer) prepare(ctx context.Context) error {
 	if t.gtid == nil {
 		return nil
 	}
@@ -367,7 +365,7 @@ func (t *tailer) prepare() error {
 	t.held = nil
 	xid, gtid, n := t.xa.pending()
 	t.log.Info("XA transaction prepared: its rows wait for XA COMMIT", "xid", t.xid, "gtid", t.gtid.String(), "pending", n, "oldest_xid", xid, "oldest_gtid", gtid)
-	return t.commit(context.Background()) // nothing to send: advances the position
+	return t.commit(ctx) // nothing to send: advances the position
 }
 
 // xaCommit publishes a prepared XA transaction's rows as the transaction of

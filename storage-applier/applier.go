@@ -79,17 +79,17 @@ type applier struct {
 	// the transaction being read
 	cur      *outbox // its records, for the standby log
 	inTxn    bool
-	skip     bool    // a duplicate: its records are passed over
-	next     gtidSet // the applied set once it commits
-	txnStart int     // where its statements start in tx.queue
-	txnSent  int     // tx.sent when it began
-	txnOpens bool    // it opens the standby transaction
+	skip     bool          // a duplicate: its records are passed over
+	next     mysql.GTIDSet // the applied set once it commits
+	txnStart int           // where its statements start in tx.queue
+	txnSent  int           // tx.sent when it began
+	txnOpens bool          // it opens the standby transaction
 
 	// the group: complete transactions not yet committed
 	group   []*outbox
-	times   []int64 // their primary commit times, for the lag metric
-	applied gtidSet // the applied set through its last transaction
-	lastOff int64   // the offset of its last record; the checkpoint's once committed
+	times   []int64       // their primary commit times, for the lag metric
+	applied mysql.GTIDSet // the applied set through its last transaction
+	lastOff int64         // the offset of its last record; the checkpoint's once committed
 	rows    int
 	opened  time.Time // when its standby transaction began
 }
@@ -201,12 +201,12 @@ func (a *applier) begin(r *schemas.Record, off int64) error {
 		return nil
 	}
 	if r.Op == schemas.OpPosition {
-		if a.next, err = a.applied.with(r.Source.GTIDSet); err != nil {
+		if a.next, err = a.applied.With(r.Source.GTIDSet); err != nil {
 			return service.Permanentf("position record at %s offset %d: %w", a.topic, off, err)
 		}
 		return nil
 	}
-	if a.next, a.skip, err = a.applied.add(r.Txn.GTID); err != nil {
+	if a.next, a.skip, err = a.applied.Add(r.Txn.GTID); err != nil {
 		return service.Permanentf("transaction at %s offset %d: %w", a.topic, off, err)
 	}
 	if a.skip {
@@ -335,7 +335,7 @@ func (a *applier) alone(ctx context.Context, off int64, apply func() error) erro
 }
 
 // advanceOnly moves the checkpoint past transactions that change no row.
-func (a *applier) advanceOnly(ctx context.Context, off int64, applied gtidSet) error {
+func (a *applier) advanceOnly(ctx context.Context, off int64, applied mysql.GTIDSet) error {
 	return a.cp.advance(ctx, a.db, off, applied)
 }
 

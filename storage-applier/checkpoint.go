@@ -21,7 +21,7 @@ type checkpoint struct {
 	// have finished; -1 when none.
 	ddlOffset int64
 	// applied is every primary transaction the standby holds, by GTID.
-	applied gtidSet
+	applied mysql.GTIDSet
 	topicID string
 	// rewindEnd is, after a rewind, the last primary offset the standby
 	// log held then; -1 otherwise.
@@ -53,7 +53,7 @@ func loadCheckpoint(ctx context.Context, db *sql.DB, name, topic string) (*check
 	} else if err != nil {
 		return nil, mysql.Classify(fmt.Errorf("read checkpoint %q: %w", name, err))
 	}
-	if cp.applied, err = parseGTIDSet(gtids); err != nil {
+	if cp.applied, err = mysql.ParseGTIDSet(gtids); err != nil {
 		return nil, service.Permanentf("checkpoint %q in lockstep.checkpoint: %w", name, err)
 	}
 	return cp, nil
@@ -65,7 +65,7 @@ type execer interface {
 
 // advance moves the checkpoint to offset and the applied set, only if it is
 // still where this applier last saw it.
-func (cp *checkpoint) advance(ctx context.Context, ex execer, offset int64, applied gtidSet) error {
+func (cp *checkpoint) advance(ctx context.Context, ex execer, offset int64, applied mysql.GTIDSet) error {
 	res, err := ex.ExecContext(ctx, sqlAdvanceCheckpoint, offset, applied.String(), cp.name, cp.offset)
 	var n int64
 	if err == nil {
@@ -109,6 +109,6 @@ func (cp *checkpoint) checkTopic(ctx context.Context, db *sql.DB, topic, id stri
 }
 
 // committed records the new position after the transaction committed.
-func (cp *checkpoint) committed(offset int64, applied gtidSet) {
+func (cp *checkpoint) committed(offset int64, applied mysql.GTIDSet) {
 	cp.offset, cp.applied, cp.ddlOffset = offset, applied, -1
 }

@@ -141,7 +141,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 // standby log, but for those the standby log already holds: every GTID up to
 // its last one (published), which the applier skipped as duplicates then too.
 func republish(ctx context.Context, rp *republisher, published string, from, end int64, log *slog.Logger) error {
-	seen, err := parseGTIDSet(published)
+	seen, err := mysql.ParseGTIDSet(published)
 	if err != nil {
 		return service.Permanent(err)
 	}
@@ -151,7 +151,7 @@ func republish(ctx context.Context, rp *republisher, published string, from, end
 		if r.Txn.Index == 0 && !restart {
 			skip = false // position and snapshot records name no transaction
 			if r.Binlog() {
-				if seen, skip, err = seen.add(r.Txn.GTID); err != nil {
+				if seen, skip, err = seen.Add(r.Txn.GTID); err != nil {
 					return service.Permanentf("%s offset %d: %w", rp.source, off, err)
 				}
 			}

@@ -131,8 +131,8 @@ func rewind(ctx context.Context, cfg *config.Config, fromOffset int64, since tim
 // GTID set the standby has applied before it. With forward, a from inside a
 // transaction moves on to the next one (a time lands anywhere); otherwise
 // it is an error (an offset should be exact).
-func transactionStart(ctx context.Context, opts []kgo.Opt, topic string, b kafka.Bounds, from int64, forward bool) (int64, gtidSet, error) {
-	applied, _ := parseGTIDSet("")
+func transactionStart(ctx context.Context, opts []kgo.Opt, topic string, b kafka.Bounds, from int64, forward bool) (int64, mysql.GTIDSet, error) {
+	applied, _ := mysql.ParseGTIDSet("")
 	if from == b.End {
 		from = -1 // the end: nothing to apply again but what comes
 	}
@@ -155,7 +155,7 @@ func transactionStart(ctx context.Context, opts []kgo.Opt, topic string, b kafka
 		// The primary's position after a binlog transaction is the set the
 		// standby has applied once it holds it; snapshot records leave it.
 		if r.Txn.Last && !r.Txn.Snapshot && r.Source.GTIDSet != "" {
-			if applied, err = parseGTIDSet(r.Source.GTIDSet); err != nil {
+			if applied, err = mysql.ParseGTIDSet(r.Source.GTIDSet); err != nil {
 				return fmt.Errorf("record at %s offset %d: %w", topic, kr.Offset, err)
 			}
 		}
@@ -165,7 +165,7 @@ func transactionStart(ctx context.Context, opts []kgo.Opt, topic string, b kafka
 	case errors.Is(err, errFound):
 		return at, applied, nil
 	case err != nil:
-		return 0, gtidSet{}, err
+		return 0, mysql.GTIDSet{}, err
 	}
 	return b.End, applied, nil // no transaction starts there yet: from the end
 }
