@@ -81,7 +81,10 @@ func TestFailoverAfterThePrimaryDies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if users != items || users != maxID || int64(users) > behind-20 || users < 300 {
+	// The producer stopped when the workload had seen behind-20 commits;
+	// one more may have been committed and published before the workload
+	// heard of it (one connection), never two.
+	if users != items || users != maxID || int64(users) > behind-19 || users < 300 {
 		t.Fatalf("standby after failover: %d users, %d items, max id %d; the workload saw %d commits: want a whole prefix of at least 300", users, items, maxID, committed.Load())
 	}
 
