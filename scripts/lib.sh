@@ -35,10 +35,11 @@ wait_for() {
 }
 
 # ensure_packages [EXTRA...]: install the Debian packages the stack needs (and
-# EXTRA packages, each named after its command) when apt is there.
+# EXTRA packages, each named after its command, or given as COMMAND:PACKAGE)
+# when apt is there.
 ensure_packages() {
 	local missing=()
-	for extra in "$@"; do command -v "$extra" >/dev/null || missing+=("$extra"); done
+	for extra in "$@"; do command -v "${extra%%:*}" >/dev/null || missing+=("${extra#*:}"); done
 	command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 	command -v mariadb >/dev/null || missing+=(mariadb-client)
 	command -v redis-server >/dev/null || missing+=(redis-server)

@@ -13,7 +13,7 @@ source "$(dirname "$0")/lib.sh"
 
 # The tests configure every address themselves.
 unset LOCKSTEP_KAFKA_BROKERS LOCKSTEP_PRIMARY_ADDRESS LOCKSTEP_STANDBY_ADDRESS LOCKSTEP_REDIS_ADDRESS
-ensure_packages docker-compose
+ensure_packages docker-compose pt-online-schema-change:percona-toolkit
 command -v go >/dev/null || die "Go is not installed (want go 1.26 at /usr/local/go)"
 mkdir -p "$DEV"
 start_primary

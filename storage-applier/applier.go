@@ -369,7 +369,11 @@ func (a *applier) applyDDL(ctx context.Context, r *schemas.Record, off int64) er
 			}
 		}
 	}
-	_, err = conn.ExecContext(ctx, r.Statement)
+	q := r.Statement
+	if guarded, ok := inertTrigger(q); ok {
+		q = guarded
+	}
+	_, err = conn.ExecContext(ctx, q)
 	if err != nil && retried && alreadyDone(err) {
 		a.log.Warn("DDL was already applied before a restart", "gtid", r.Txn.GTID, "offset", off, "statement", r.Statement, "err", err)
 		err = nil

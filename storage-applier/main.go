@@ -116,6 +116,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("connect to the standby: %w", err)
 	}
 	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET "+applyingVar+" = 1"); err != nil {
+		return mysql.Classify(fmt.Errorf("set up the applier's standby session: %w", err))
+	}
 	a := newApplier(db, conn, cp, log, primaryTopic, newStandbyTables(db, cfg.Primary.Databases), rp, cfg.Applier.BatchRows)
 	defer a.tx.rollback()
 
