@@ -12,6 +12,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 	"golang.org/x/text/encoding/charmap"
 
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -34,17 +35,10 @@ func textCodec(charset string) (binary bool, decode func([]byte) ([]byte, error)
 	}
 }
 
-// columnMeta is what the producer needs of a column beyond its binlog type.
-type columnMeta struct {
-	name     string
-	key      bool
-	charset  string // for character and binary string columns; "" otherwise
-	unsigned bool
-	members  []string // of an ENUM or SET
-	// sqlType is the type as records name it; only information_schema
-	// gives it (a snapshot's rows have no binlog type).
-	sqlType string
-}
+// columnMeta is what the producer needs of a column beyond its binlog
+// type: from the binlog's metadata, or from information_schema (Type only
+// from there: a snapshot's rows have no binlog type).
+type columnMeta = mysql.Column
 
 // binlogMeta reads a table map's column metadata; ok is false when the
 // binlog carries no column names (binlog_row_metadata is not FULL).
@@ -56,19 +50,19 @@ func binlogMeta(tm *replication.TableMapEvent, cs charsets) (meta []columnMeta, 
 	collations, enums, sets, unsigned := tm.CollationMap(), tm.EnumStrValueMap(), tm.SetStrValueMap(), tm.UnsignedMap()
 	meta = make([]columnMeta, tm.ColumnCount)
 	for i := range meta {
-		meta[i] = columnMeta{name: names[i], unsigned: unsigned[i], members: enums[i]}
+		meta[i] = columnMeta{Name: names[i], Unsigned: unsigned[i], Members: enums[i]}
 		if tm.IsSetColumn(i) {
-			meta[i].members = sets[i]
+			meta[i].Members = sets[i]
 		}
 		if c, ok := collations[i]; ok {
-			meta[i].charset = cs[c]
-			if meta[i].charset == "" {
-				meta[i].charset = fmt.Sprintf("collation %d", c) // unknown: its bytes, base64
+			meta[i].Charset = cs[c]
+			if meta[i].Charset == "" {
+				meta[i].Charset = fmt.Sprintf("collation %d", c) // unknown: its bytes, base64
 			}
 		}
 	}
 	for _, k := range tm.PrimaryKey {
-		meta[k].key = true
+		meta[k].Key = true
 	}
 	return meta, true
 }
@@ -88,30 +82,30 @@ func newTable(tm *replication.TableMapEvent, meta []columnMeta) (*table, error) 
 		return nil, fmt.Errorf("binlog rows of %s.%s have %d columns, the metadata %d", t.db, t.name, tm.ColumnCount, len(meta))
 	}
 	for i, m := range meta {
-		col := schemas.Column{Name: m.name, Key: m.key}
+		col := schemas.Column{Name: m.Name, Key: m.Key}
 		tp, raw := tm.ColumnType[i], tm.ColumnMeta[i]
 		var conv func([]byte) ([]byte, error)
-		if m.charset != "" {
-			col.Binary, conv = textCodec(m.charset)
+		if m.Charset != "" {
+			col.Binary, conv = textCodec(m.Charset)
 		}
 		var dec func(any) (*string, error)
 		switch {
 		case tm.IsEnumColumn(i):
-			col.Type, dec = "enum", members(m.name, m.members, false)
+			col.Type, dec = "enum", members(m.Name, m.Members, false)
 		case tm.IsSetColumn(i):
-			col.Type, dec = "set", members(m.name, m.members, true)
+			col.Type, dec = "set", members(m.Name, m.Members, true)
 		case tp == gomysql.MYSQL_TYPE_BIT:
 			nbits := int(raw>>8)*8 + int(raw&0xff)
 			col.Type, col.Binary, dec = fmt.Sprintf("bit(%d)", nbits), true, bits((nbits+7)/8)
 		case tp == gomysql.MYSQL_TYPE_YEAR:
 			col.Type, dec = "year", year
-		case tp == gomysql.MYSQL_TYPE_STRING && m.charset == "binary":
+		case tp == gomysql.MYSQL_TYPE_STRING && m.Charset == "binary":
 			// BINARY(n): the binlog drops the trailing zero bytes the column keeps
 			col.Type, dec = "binary", padded(stringLength(raw))
 		case (tp == gomysql.MYSQL_TYPE_TIME || tp == gomysql.MYSQL_TYPE_TIME2) && raw > 0:
 			col.Type, dec = typeName(tp, raw, false, false), fraction(int(raw))
 		default:
-			col.Type = typeName(tp, raw, col.Binary, m.unsigned)
+			col.Type = typeName(tp, raw, col.Binary, m.Unsigned)
 			dec = scalar(col.Binary, conv)
 		}
 		t.columns = append(t.columns, col)

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
-	"reflect"
 	"testing"
 )
 
@@ -81,18 +80,6 @@ func TestTextCodecByCharset(t *testing.T) {
 	for cs, wantBinary := range map[string]bool{"utf8mb4": false, "binary": true, "latin1": false, "cp932": true, "collation 999": true} {
 		if b, _ := textCodec(cs); b != wantBinary {
 			t.Errorf("%s: binary = %v, want %v", cs, b, wantBinary)
-		}
-	}
-}
-
-func TestMemberListParsesColumnType(t *testing.T) {
-	for in, want := range map[string][]string{
-		"enum('a','b')":         {"a", "b"},
-		"set('x,y','it''s','')": {"x,y", "it's", ""},
-		"enum('ü')":             {"ü"},
-	} {
-		if got := memberList(in); !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: %q, want %q", in, got, want)
 		}
 	}
 }

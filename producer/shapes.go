@@ -26,6 +26,13 @@ const (
 	flCompletedXA = 128 // the group is an XA COMMIT or XA ROLLBACK
 )
 
+// Rows event flags (MySQL and MariaDB): the writing session's settings,
+// which the standby applies the row with.
+const (
+	rowsNoForeignKeyChecks  = 1 << 1 // foreign_key_checks=0
+	rowsRelaxedUniqueChecks = 1 << 2 // unique_checks=0
+)
+
 // stmtKind is what a statement inside an event group does.
 type stmtKind int
 

@@ -220,7 +220,7 @@ func (s *snapshotter) table(ctx context.Context, db, table string) error {
 	}
 	cols := make([]schemas.Column, len(meta))
 	for i, m := range meta {
-		cols[i] = schemas.Column{Name: m.name, Key: m.key, Type: m.sqlType, Binary: m.charset == "binary" || strings.HasPrefix(m.sqlType, "bit(")}
+		cols[i] = m.Record()
 	}
 	var pending *schemas.Record
 	index := 0
@@ -229,14 +229,7 @@ func (s *snapshotter) table(ctx context.Context, db, table string) error {
 			return fmt.Errorf("table %s.%s changed while it was read: %d columns, %d at the start", db, table, len(row.Names), len(cols))
 		}
 		r := s.record(schemas.OpSnapshot, db, table)
-		r.Columns, r.After = cols, make(schemas.Row, len(cols))
-		for i, c := range cols {
-			if row.Values[i] != nil {
-				r.After[c.Name] = schemas.EncodeValue(row.Values[i], c.Binary)
-			} else {
-				r.After[c.Name] = nil
-			}
-		}
+		r.Columns, r.After = cols, row.Image(cols)
 		r.Key = keyOf(cols, r.After)
 		if pending != nil {
 			pending.Txn.Last = index == s.chunkRows

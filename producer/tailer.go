@@ -451,7 +451,8 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 		if err != nil {
 			return service.Permanentf("transaction %s: %w", t.gtid.String(), err)
 		}
-		r := &schemas.Record{Op: op, Database: tbl.db, Table: tbl.name, Columns: tbl.columns}
+		r := &schemas.Record{Op: op, Database: tbl.db, Table: tbl.name, Columns: tbl.columns,
+			NoForeignKeyChecks: e.Flags&rowsNoForeignKeyChecks != 0, NoUniqueChecks: e.Flags&rowsRelaxedUniqueChecks != 0}
 		switch op {
 		case schemas.OpInsert:
 			r.After = img

@@ -20,3 +20,16 @@ CREATE TABLE IF NOT EXISTS lockstep.checkpoint (
   -- held then; the applier applies up to it again and republishes it
   rewind_end       BIGINT NOT NULL DEFAULT -1
 ) ENGINE=InnoDB;
+-- Changes the standby made itself, which no primary record carries (the
+-- cascades of foreign keys): written in the same transaction as the rows
+-- that set them off, so that the standby log gets them even after a crash
+-- between the standby's COMMIT and their publication; deleted once published.
+CREATE TABLE IF NOT EXISTS lockstep.standby_changes (
+  applier          VARCHAR(191) NOT NULL,
+  -- the primary-log offset of the record whose change set it off
+  primary_offset   BIGINT NOT NULL,
+  seq              INT NOT NULL,
+  -- the standby-log record, JSON
+  record           MEDIUMBLOB NOT NULL,
+  PRIMARY KEY (applier, primary_offset, seq)
+) ENGINE=InnoDB;

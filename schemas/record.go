@@ -84,6 +84,19 @@ type Standby struct {
 	// PrimaryOffset is the primary-log offset of the record.
 	PrimaryOffset    int64 `json:"primary_offset"`
 	PrimaryPartition int32 `json:"primary_partition"`
+	// Cascade is set on a change the standby made itself, which no primary
+	// record carries: a foreign key's ON DELETE/ON UPDATE action run by the
+	// standby (InnoDB does not log cascaded changes). PrimaryOffset is then
+	// the offset of the primary record whose change set it off.
+	Cascade *Cascade `json:"cascade,omitempty"`
+}
+
+// Cascade names the foreign key whose referential action made a change.
+type Cascade struct {
+	// ForeignKey is "database.table.constraint" of the child table.
+	ForeignKey string `json:"foreign_key"`
+	// Action is the rule that ran: "ON DELETE CASCADE", "ON UPDATE SET NULL", ...
+	Action string `json:"action"`
 }
 
 // Record is one changed row, or one DDL statement.
@@ -98,11 +111,18 @@ type Record struct {
 	After         Row      `json:"after,omitempty"`
 	// Statement is the DDL text, for op "ddl"; Schema is the session's
 	// default database it ran in (may differ from Database or be empty).
-	Statement string   `json:"statement,omitempty"`
-	Schema    string   `json:"schema,omitempty"`
-	Txn       Txn      `json:"txn"`
-	Source    Source   `json:"source"`
-	Standby   *Standby `json:"standby,omitempty"`
+	Statement string `json:"statement,omitempty"`
+	Schema    string `json:"schema,omitempty"`
+	// NoForeignKeyChecks and NoUniqueChecks repeat the flags of the rows
+	// event: the primary's session ran with foreign_key_checks=0 or
+	// unique_checks=0. The standby applies the row with the same settings,
+	// as a native replica does (and so performs the cascades of the
+	// foreign keys the primary performed).
+	NoForeignKeyChecks bool     `json:"no_foreign_key_checks,omitempty"`
+	NoUniqueChecks     bool     `json:"no_unique_checks,omitempty"`
+	Txn                Txn      `json:"txn"`
+	Source             Source   `json:"source"`
+	Standby            *Standby `json:"standby,omitempty"`
 }
 
 // Decode parses one record and checks what every consumer relies on.

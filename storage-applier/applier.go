@@ -92,11 +92,16 @@ type applier struct {
 	lastOff int64         // the offset of its last record; the checkpoint's once committed
 	rows    int
 	opened  time.Time // when its standby transaction began
+
+	// lockstep.standby_changes holds the changes the standby made itself
+	// up to madeThrough (a primary offset), those up to prunedThrough
+	// deleted: published.
+	madeThrough, prunedThrough int64
 }
 
 func newApplier(db *sql.DB, conn *sql.Conn, cp *checkpoint, log *slog.Logger, topic string, tables *standbyTables, rp *republisher, groupRows int) *applier {
 	return &applier{db: db, tx: &standbyTx{conn: conn}, cp: cp, log: log, topic: topic, tables: tables, rp: rp,
-		groupRows: groupRows, next: cp.applied, applied: cp.applied, lastOff: cp.offset}
+		groupRows: groupRows, next: cp.applied, applied: cp.applied, lastOff: cp.offset, madeThrough: cp.offset, prunedThrough: -1}
 }
 
 // careful reports whether this record is in the range where statements go
@@ -237,7 +242,7 @@ func (a *applier) restart(off int64) error {
 	a.next = a.applied
 	if a.tx.sent == a.txnSent && !a.txnOpens {
 		clear(a.tx.queue[a.txnStart:])
-		a.tx.queue = a.tx.queue[:a.txnStart]
+		a.tx.queue, a.tx.checks = a.tx.queue[:a.txnStart], nil // a SET may be among the dropped
 		return nil
 	}
 	a.tx.rollback()
@@ -260,6 +265,27 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 	if err != nil {
 		return service.Permanentf("%s: %w; nothing of the transaction was applied", at(), err)
 	}
+	// A snapshot's tables arrive in any order: their rows go in unchecked.
+	fkChecks := !r.NoForeignKeyChecks && r.Op != schemas.OpSnapshot
+	a.tx.set(checks{foreignKeys: fkChecks, unique: !r.NoUniqueChecks})
+	var cs []*cascaded
+	if fkChecks && (r.Op == schemas.OpDelete || r.Op == schemas.OpUpdate) {
+		fks, err := a.tables.referencing(ctx, r.Database, r.Table)
+		if err != nil {
+			return fmt.Errorf("%s: %w", at(), err)
+		}
+		if len(fks) > 0 {
+			// The child rows as they are before the change: what came
+			// before it in the transaction first.
+			a.tx.start()
+			if err := a.tx.flush(ctx); err != nil {
+				return err
+			}
+			if cs, err = a.cascades(ctx, r); err != nil {
+				return fmt.Errorf("%s: %w", at(), err)
+			}
+		}
+	}
 	a.tx.add(stmt{query: q, args: args, check: func(n int64, err error) error {
 		if err != nil {
 			return mysql.Classify(fmt.Errorf("apply %s: %w; nothing of the transaction was applied", at(), err))
@@ -271,6 +297,27 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 		return nil
 	}})
 	a.rows++
+	if len(cs) > 0 {
+		if err := a.tx.flush(ctx); err != nil {
+			return err
+		}
+		made, err := a.madeBy(ctx, r, off, cs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", at(), err)
+		}
+		a.log.Debug("foreign keys changed rows on the standby", "gtid", r.Txn.GTID, "offset", off, "table", r.Name(), "rows", len(made))
+		for _, m := range made {
+			b, err := schemas.Encode(m)
+			if err != nil {
+				return service.Permanentf("%s: %w", at(), err)
+			}
+			// kept with the rows, for a standby log that must get them
+			// after a crash too
+			a.tx.add(stmt{query: sqlInsertChange, args: []any{a.cp.name, off, a.cur.madeCount, b}, check: anyRows})
+			a.cur.addMade(m, len(b))
+		}
+		a.madeThrough = off
+	}
 	if a.careful(off) || a.tx.over(4) {
 		return a.tx.flush(ctx) // one statement at a time, or a big transaction
 	}
@@ -284,11 +331,17 @@ func (a *applier) commit(ctx context.Context) error {
 		return nil // nothing read since the last commit
 	}
 	if a.tx.open {
+		pruned := a.prunedThrough
+		if pub := a.rp.published.Load(); a.madeThrough > pruned && pub > pruned {
+			pruned = min(pub, a.madeThrough)
+			a.tx.push(stmt{query: sqlPruneChanges, args: []any{a.cp.name, pruned}, check: anyRows})
+		}
 		a.tx.push(stmt{query: sqlAdvanceCheckpoint, args: []any{a.lastOff, a.applied.String(), a.cp.name, a.cp.offset},
 			check: a.cp.checkAdvance})
 		if err := a.tx.commit(ctx); err != nil {
 			return fmt.Errorf("commit transactions through %s at %s offset %d: %w", a.applied, a.topic, a.lastOff, err)
 		}
+		a.prunedThrough = pruned
 		metrics.Apply.WithLabelValues("applied").Observe(time.Since(a.opened).Seconds())
 	} else if err := a.advanceOnly(ctx, a.lastOff, a.applied); err != nil {
 		return err // only duplicates: no rows to commit

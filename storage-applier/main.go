@@ -109,8 +109,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer pub.Close()
 	items := make(chan kafka.Item, 4096)
-	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Log: log, Stage: "republished", MaxBytes: cfg.Kafka.MaxMessageBytes}
-	rp := &republisher{topic: standbyTopic, out: items, source: primaryTopic, opts: opts}
+	rp := &republisher{topic: standbyTopic, out: items, source: primaryTopic, opts: opts, changes: &standbyChanges{db: db, name: cfg.Applier.Name}}
+	rp.published.Store(published)
+	if err := rp.changes.prune(ctx, min(published, cp.offset)); err != nil {
+		return err
+	}
+	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Log: log, Stage: "republished", MaxBytes: cfg.Kafka.MaxMessageBytes,
+		Committed: func(mark int64) { rp.published.Store(mark) }}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to the standby: %w", err)
@@ -166,6 +171,7 @@ func republish(ctx context.Context, rp *republisher, published string, from, end
 		if !r.Txn.Last {
 			return nil
 		}
+		out.madeSpilled = true // what the standby made, from its table
 		return rp.publish(ctx, out, time.Now())
 	}, nil)
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -21,37 +24,88 @@ type republisher struct {
 	// source is the primary log, read back for transactions too big to keep.
 	source string
 	opts   []kgo.Opt
+	// changes are the changes the standby made itself, read back from
+	// lockstep.standby_changes when too many to keep or after a restart.
+	changes *standbyChanges
+	// published is the highest primary offset of a committed standby-log
+	// transaction.
+	published atomic.Int64
 }
 
-// publish sends the transaction in o to the standby log and empties o.
+// publish sends the transaction in o to the standby log and empties o: its
+// records, with the changes the standby made itself before the last one
+// (so that the last record of every transaction in the standby log is the
+// one with its highest primary offset, as lastPublished expects).
 func (p *republisher) publish(ctx context.Context, o *outbox, committedAt time.Time) error {
 	defer o.reset()
+	made := o.made
+	if o.madeSpilled {
+		var err error
+		if made, err = p.changes.load(ctx, o.first, o.last); err != nil {
+			return err
+		}
+	}
+	n := 0
+	send := func(r *schemas.Record, off int64, last bool) error {
+		n++
+		return p.send(ctx, r, off, committedAt, n-1, last)
+	}
+	var last *schemas.Record
+	var lastOff int64
+	each := func(r *schemas.Record, off int64) error {
+		if r.Txn.Last {
+			last, lastOff = r, off
+			return nil
+		}
+		return send(r, off, false)
+	}
 	if !o.spilled {
 		for i, r := range o.records {
-			if err := p.send(ctx, r, o.offsets[i], committedAt); err != nil {
+			if err := each(r, o.offsets[i]); err != nil {
 				return err
 			}
 		}
-		return nil
-	}
-	// Offsets first..last hold exactly the committed copy of the transaction.
-	return kafka.Scan(ctx, p.opts, p.source, 0, o.first, o.last+1, func(rec *kgo.Record) error {
-		r, err := schemas.Decode(rec.Value)
+	} else {
+		// Offsets first..last hold exactly the committed copy of the transaction.
+		err := kafka.Scan(ctx, p.opts, p.source, 0, o.first, o.last+1, func(rec *kgo.Record) error {
+			r, err := schemas.Decode(rec.Value)
+			if err != nil {
+				return service.Permanentf("read back %s offset %d: %w", p.source, rec.Offset, err)
+			}
+			return each(r, rec.Offset)
+		})
 		if err != nil {
-			return service.Permanentf("read back %s offset %d: %w", p.source, rec.Offset, err)
+			return err
 		}
-		return p.send(ctx, r, rec.Offset, committedAt)
-	})
+	}
+	if last == nil {
+		return fmt.Errorf("transaction at %s offsets %d..%d has no last record", p.source, o.first, o.last)
+	}
+	for _, m := range made {
+		if err := send(m, m.Standby.PrimaryOffset, false); err != nil {
+			return err
+		}
+	}
+	return send(last, lastOff, true)
 }
 
-func (p *republisher) send(ctx context.Context, r *schemas.Record, offset int64, committedAt time.Time) error {
+// send publishes one record as the index-th of its standby transaction. A
+// change the standby made itself comes with its standby section.
+func (p *republisher) send(ctx context.Context, r *schemas.Record, offset int64, committedAt time.Time, index int, last bool) error {
 	sr := *r
-	sr.Standby = &schemas.Standby{CommitTimeMS: committedAt.UnixMilli(), PrimaryOffset: offset}
+	sr.Txn.Index, sr.Txn.Last = index, last
+	sr.Standby = &schemas.Standby{PrimaryOffset: offset}
+	if r.Standby != nil {
+		st := *r.Standby
+		sr.Standby = &st
+	}
+	sr.Standby.CommitTimeMS = committedAt.UnixMilli()
 	// The partition comes from the key: the standby client hashes it.
 	it, err := kafka.NewItem(p.topic, -1, &sr)
 	if err != nil {
 		return service.Permanent(err)
 	}
+	it.Mark = offset
 	select {
 	case p.out <- it:
 		return nil
@@ -70,6 +124,13 @@ type outbox struct {
 	bytes       int
 	first, last int64
 	spilled     bool
+	// made are the changes the standby made itself, kept as records are;
+	// beyond, or when madeSpilled is set by hand, they are read back from
+	// lockstep.standby_changes.
+	made        []*schemas.Record
+	madeCount   int
+	madeBytes   int
+	madeSpilled bool
 }
 
 const (
@@ -98,9 +159,26 @@ func (o *outbox) add(r *schemas.Record, off int64, size int) {
 	o.offsets = append(o.offsets, off)
 }
 
+// addMade adds a change the standby made itself, of size bytes.
+func (o *outbox) addMade(r *schemas.Record, size int) {
+	o.madeCount++
+	o.madeBytes += size
+	if o.madeSpilled {
+		return
+	}
+	if len(o.made) >= outboxRecords || o.madeBytes > outboxBytes {
+		clear(o.made)
+		o.made, o.madeSpilled = o.made[:0], true
+		return
+	}
+	o.made = append(o.made, r)
+}
+
 func (o *outbox) reset() {
 	clear(o.records)
+	clear(o.made)
 	o.records, o.offsets, o.bytes, o.spilled = o.records[:0], o.offsets[:0], 0, false
+	o.made, o.madeCount, o.madeBytes, o.madeSpilled = o.made[:0], 0, 0, false
 }
 
 // lastPublished is the highest primary-log offset already in the standby
@@ -130,4 +208,45 @@ func lastPublished(ctx context.Context, opts []kgo.Opt, topic string, bounds map
 		last = max(last, r.Standby.PrimaryOffset)
 	}
 	return last, gtid, nil
+}
+
+// standbyChanges reads lockstep.standby_changes: the changes the standby
+// made itself, as the applier stored them with the rows.
+type standbyChanges struct {
+	db   *sql.DB
+	name string // applier.name
+}
+
+// load returns the changes the records at primary offsets first..last set
+// off, in order.
+func (c *standbyChanges) load(ctx context.Context, first, last int64) ([]*schemas.Record, error) {
+	rows, err := c.db.QueryContext(ctx, sqlSelectChanges, c.name, first, last)
+	if err != nil {
+		return nil, mysql.Classify(fmt.Errorf("read the changes the standby made at primary offsets %d..%d: %w", first, last, err))
+	}
+	defer rows.Close()
+	var out []*schemas.Record
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		r, err := schemas.Decode(b)
+		if err == nil && (r.Standby == nil || r.Standby.Cascade == nil) {
+			err = fmt.Errorf("it is not a change the standby made")
+		}
+		if err != nil {
+			return nil, service.Permanentf("lockstep.standby_changes, primary offsets %d..%d: %w", first, last, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// prune deletes the changes published up to primary offset through.
+func (c *standbyChanges) prune(ctx context.Context, through int64) error {
+	if _, err := c.db.ExecContext(ctx, sqlPruneChanges, c.name, through); err != nil {
+		return mysql.Classify(fmt.Errorf("delete published changes from lockstep.standby_changes: %w", err))
+	}
+	return nil
 }

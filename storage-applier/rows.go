@@ -90,10 +90,19 @@ func sameValue(before, after schemas.Row, col string) bool {
 	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
 
+// matchColumn is the condition that a column holds a value (NULL-safe).
+// A FLOAT value is compared as a FLOAT: its text read as a DOUBLE would not
+// equal the stored single-precision value.
+func matchColumn(c schemas.Column) string {
+	if c.Type == "float" {
+		return mysql.Quote(c.Name) + " <=> CAST(? AS FLOAT)"
+	}
+	return mysql.Quote(c.Name) + " <=> ?"
+}
+
 // where matches the row by its primary key, or, for a table without one, by
 // its whole stored before image (NULL-safe) and one row only, as MySQL
-// replication does. A FLOAT value is compared as a FLOAT: its text read as
-// a DOUBLE would not equal the stored single-precision value.
+// replication does.
 func where(b *strings.Builder, r *schemas.Record, stored []schemas.Column, add func(schemas.Row, schemas.Column) error) error {
 	cols := r.KeyColumns()
 	limit := ""
@@ -105,11 +114,7 @@ func where(b *strings.Builder, r *schemas.Record, stored []schemas.Column, add f
 		if i > 0 {
 			b.WriteString(" AND ")
 		}
-		if c.Type == "float" {
-			b.WriteString(mysql.Quote(c.Name) + " <=> CAST(? AS FLOAT)")
-		} else {
-			b.WriteString(mysql.Quote(c.Name) + " <=> ?")
-		}
+		b.WriteString(matchColumn(c))
 		if err := add(r.Before, c); err != nil {
 			return err
 		}

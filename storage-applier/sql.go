@@ -24,3 +24,17 @@ const (
 		WHERE name = ? AND applied_offset = ?`
 	sqlSchemaExists = `SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?`
 )
+
+const (
+	sqlInsertChange  = `INSERT INTO lockstep.standby_changes (applier, primary_offset, seq, record) VALUES (?, ?, ?, ?)`
+	sqlSelectChanges = `SELECT record FROM lockstep.standby_changes WHERE applier = ? AND primary_offset BETWEEN ? AND ? ORDER BY primary_offset, seq`
+	sqlPruneChanges  = `DELETE FROM lockstep.standby_changes WHERE applier = ? AND primary_offset <= ?`
+	// sqlReferencing lists the foreign keys that reference a table, a row
+	// per column, with their actions.
+	sqlReferencing = `SELECT rc.CONSTRAINT_SCHEMA, rc.TABLE_NAME, rc.CONSTRAINT_NAME, rc.DELETE_RULE, rc.UPDATE_RULE, k.COLUMN_NAME, k.REFERENCED_COLUMN_NAME
+		FROM information_schema.REFERENTIAL_CONSTRAINTS rc
+		JOIN information_schema.KEY_COLUMN_USAGE k
+		  ON k.CONSTRAINT_SCHEMA = rc.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = rc.CONSTRAINT_NAME AND k.TABLE_NAME = rc.TABLE_NAME
+		WHERE rc.UNIQUE_CONSTRAINT_SCHEMA = ? AND rc.REFERENCED_TABLE_NAME = ? AND k.REFERENCED_COLUMN_NAME IS NOT NULL
+		ORDER BY rc.CONSTRAINT_SCHEMA, rc.TABLE_NAME, rc.CONSTRAINT_NAME, k.ORDINAL_POSITION`
+)

@@ -39,6 +39,38 @@ type standbyTx struct {
 	// alone sends every statement in a round trip of its own, so that the
 	// server's error is the failing statement's and passes its check.
 	alone bool
+	// checks are the session's foreign_key_checks and unique_checks as
+	// last queued; unknown (nil) at first and after a rollback.
+	checks *checks
+}
+
+// checks are the session settings a row is applied with: those of the
+// primary's session that wrote it.
+type checks struct{ foreignKeys, unique bool }
+
+// set queues the statement that gives the session these checks, unless it
+// has them already.
+func (t *standbyTx) set(c checks) {
+	if t.checks != nil && *t.checks == c {
+		return
+	}
+	t.checks = &c
+	t.add(stmt{query: fmt.Sprintf("SET SESSION foreign_key_checks = %d, unique_checks = %d", b2i(c.foreignKeys), b2i(c.unique)), check: anyRows})
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// start opens the transaction now if it is not open.
+func (t *standbyTx) start() {
+	if !t.open {
+		t.open = true
+		t.push(stmt{query: "START TRANSACTION", check: anyRows})
+	}
 }
 
 // Limits of one round trip: far below any max_allowed_packet.
@@ -49,10 +81,7 @@ const (
 
 // add queues a statement, opening the transaction first if needed.
 func (t *standbyTx) add(s stmt) {
-	if !t.open {
-		t.open = true
-		t.push(stmt{query: "START TRANSACTION", check: anyRows})
-	}
+	t.start()
 	t.push(s)
 }
 
@@ -162,7 +191,7 @@ func (t *standbyTx) rollback() {
 		_, _ = t.conn.ExecContext(context.Background(), "ROLLBACK")
 	}
 	clear(t.queue)
-	t.queue, t.bytes, t.open, t.sent = t.queue[:0], 0, false, 0
+	t.queue, t.bytes, t.open, t.sent, t.checks = t.queue[:0], 0, false, 0, nil
 }
 
 // carefulThrough is the primary-log offset up to which the applier sends

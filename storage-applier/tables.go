@@ -18,6 +18,9 @@ type standbyTable struct {
 	// generated columns are computed by the standby from the others: the
 	// row statements leave them out.
 	generated map[string]bool
+	// record lists the columns as records of changes the standby makes
+	// itself do.
+	record []schemas.Column
 }
 
 // standbyTables checks each row record against the standby's schema before
@@ -30,14 +33,33 @@ type standbyTables struct {
 	// the system databases): records for any other are refused.
 	databases []string
 	known     map[string]*standbyTable
+	// refs are the foreign keys that reference each table ("db.table")
+	// with an action that changes child rows.
+	refs map[string][]foreignKey
 }
 
 func newStandbyTables(db *sql.DB, databases []string) *standbyTables {
-	return &standbyTables{db: db, databases: databases, known: make(map[string]*standbyTable)}
+	return &standbyTables{db: db, databases: databases, known: make(map[string]*standbyTable), refs: make(map[string][]foreignKey)}
 }
 
 // forget drops what is known after DDL, which may change any table.
-func (s *standbyTables) forget() { clear(s.known) }
+func (s *standbyTables) forget() {
+	clear(s.known)
+	clear(s.refs)
+}
+
+// get returns what is known of a table, reading it the first time.
+func (s *standbyTables) get(ctx context.Context, db, table string) (*standbyTable, error) {
+	t, ok := s.known[db+"."+table]
+	if !ok {
+		var err error
+		if t, err = s.load(ctx, db, table); err != nil {
+			return nil, err
+		}
+		s.known[db+"."+table] = t
+	}
+	return t, nil
+}
 
 // check returns the standby table a row record applies to, or what is
 // wrong with the record (a permanent error).
@@ -45,13 +67,9 @@ func (s *standbyTables) check(ctx context.Context, r *schemas.Record) (*standbyT
 	if !mysql.Replicated(r.Database, s.databases) {
 		return nil, service.Permanentf("database %s is not replicated (primary.databases = %v): a record for it is refused", r.Database, s.databases)
 	}
-	t, ok := s.known[r.Name()]
-	if !ok {
-		var err error
-		if t, err = s.load(ctx, r.Database, r.Table); err != nil {
-			return nil, err
-		}
-		s.known[r.Name()] = t
+	t, err := s.get(ctx, r.Database, r.Table)
+	if err != nil {
+		return nil, err
 	}
 	if len(t.columns) == 0 {
 		return nil, service.Permanentf("table %s does not exist on the standby", r.Name())
@@ -83,26 +101,19 @@ func unknownText(cols []string) string {
 }
 
 // load reads a table's columns; none when the table does not exist.
-// GENERATION_EXPRESSION is NULL (MariaDB) or empty (MySQL) for stored data.
 func (s *standbyTables) load(ctx context.Context, db, table string) (*standbyTable, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, '') <> ''
-		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, db, table)
+	cols, err := mysql.Columns(ctx, s.db, db, table)
 	if err != nil {
-		return nil, fmt.Errorf("read the columns of %s.%s on the standby: %w", db, table, err)
+		return nil, fmt.Errorf("on the standby: %w", err)
 	}
-	defer rows.Close()
 	t := &standbyTable{has: make(map[string]bool), generated: make(map[string]bool)}
-	for rows.Next() {
-		var name string
-		var gen bool
-		if err := rows.Scan(&name, &gen); err != nil {
-			return nil, err
+	for _, c := range cols {
+		t.columns = append(t.columns, c.Name)
+		t.has[c.Name] = true
+		if c.Generated {
+			t.generated[c.Name] = true
 		}
-		t.columns = append(t.columns, name)
-		t.has[name] = true
-		if gen {
-			t.generated[name] = true
-		}
+		t.record = append(t.record, c.Record())
 	}
-	return t, rows.Err()
+	return t, nil
 }

@@ -50,6 +50,20 @@ func FromRecord(rec *schemas.Record, img schemas.Row) (Row, error) {
 	return row, nil
 }
 
+// Image is the row as a record image of cols, the columns in the row's
+// order (see mysql.Column.Record).
+func (r Row) Image(cols []schemas.Column) schemas.Row {
+	img := make(schemas.Row, len(cols))
+	for i, c := range cols {
+		if r.Values[i] != nil {
+			img[c.Name] = schemas.EncodeValue(r.Values[i], c.Binary)
+		} else {
+			img[c.Name] = nil
+		}
+	}
+	return img
+}
+
 // Rule is a compiled cache rule.
 type Rule struct {
 	config.Rule

@@ -22,6 +22,9 @@ import (
 type Item struct {
 	Rec  *kgo.Record
 	Last bool
+	// Mark is the writer's own note on the item, handed to
+	// TxnWriter.Committed once the item's Kafka transaction committed.
+	Mark int64
 }
 
 // NewItem encodes a lockstep record for a topic. The headers repeat the
@@ -60,6 +63,9 @@ type TxnWriter struct {
 	Stage string
 	// MaxBytes is kafka.max_message_bytes: a bigger record stops the writer.
 	MaxBytes int
+	// Committed, if set, is called with the Mark of the last item of every
+	// Kafka transaction committed.
+	Committed func(mark int64)
 }
 
 // recordOverhead bounds what a record adds to its key, value and headers
@@ -166,6 +172,9 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 	}
 	if err := w.Client.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		return fmt.Errorf("commit Kafka transaction of %d records up to %s %s: %w", rows, schemas.HeaderGTID, header(it.Rec, schemas.HeaderGTID), err)
+	}
+	if w.Committed != nil {
+		w.Committed(it.Mark)
 	}
 	metrics.Rows.WithLabelValues(w.Stage).Add(float64(rows))
 	metrics.Transactions.WithLabelValues(w.Stage).Add(float64(txns))

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// The changes the standby made itself go out inside their transaction,
+// before its last record: the standby log's last record of a transaction
+// stays the one with its highest primary offset (lastPublished relies on
+// it), and each record keeps its own version.
+func TestMadeChangesArePublishedBeforeTheLastRecord(t *testing.T) {
+	out := make(chan kafka.Item, 10)
+	p := &republisher{topic: "standby", out: out}
+	row := func(table string, index int, last bool) *schemas.Record {
+		v := "1"
+		return &schemas.Record{SchemaVersion: 1, Op: schemas.OpDelete, Database: "d", Table: table,
+			Columns: []schemas.Column{{Name: "id", Type: "int", Key: true}}, Key: schemas.Row{"id": &v}, Before: schemas.Row{"id": &v},
+			Txn: schemas.Txn{GTID: "0-1-5", Index: index, Last: last}}
+	}
+	o := &outbox{}
+	o.add(row("parent", 0, false), 10, 100)
+	o.add(row("other", 1, true), 11, 100)
+	made := row("child", 0, false)
+	made.Standby = &schemas.Standby{PrimaryOffset: 10, Cascade: &schemas.Cascade{ForeignKey: "d.child.fk", Action: "ON DELETE CASCADE"}}
+	o.addMade(made, 100)
+	if err := p.publish(context.Background(), o, time.UnixMilli(1000)); err != nil {
+		t.Fatal(err)
+	}
+	close(out)
+	var got []string
+	for it := range out {
+		r, err := schemas.Decode(it.Rec.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schemas.ValidateStandby(it.Rec.Value); err != nil {
+			t.Fatalf("%s: %v", it.Rec.Value, err)
+		}
+		if it.Last != r.Txn.Last || it.Mark != r.Standby.PrimaryOffset {
+			t.Errorf("item of %s: Last %v Mark %d, record last %v offset %d", r.Table, it.Last, it.Mark, r.Txn.Last, r.Standby.PrimaryOffset)
+		}
+		got = append(got, r.Table+"@"+schemas.FormatVersion(r.Standby.PrimaryOffset)[18:]+map[bool]string{true: " last"}[r.Txn.Last]+
+			map[bool]string{true: " made"}[r.Standby.Cascade != nil])
+		if r.Txn.Index != len(got)-1 {
+			t.Errorf("record %d has index %d", len(got)-1, r.Txn.Index)
+		}
+	}
+	want := []string{"parent@10", "child@10 made", "other@11 last"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("published %q, want %q", got, want)
+	}
+	if len(o.records) != 0 || len(o.made) != 0 {
+		t.Fatal("the outbox was not emptied")
+	}
+}
