@@ -32,7 +32,8 @@ func TestServicesRunWithLeastPrivilege(t *testing.T) {
 		"standby": {
 			"CREATE USER " + user("applier") + " IDENTIFIED BY '" + pw + "'",
 			"GRANT ALL ON " + db + ".* TO " + user("applier"),
-			"GRANT SELECT, INSERT, UPDATE, CREATE ON lockstep.* TO " + user("applier"),
+			"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON lockstep.* TO " + user("applier"),
+			"GRANT READ_ONLY ADMIN ON *.* TO " + user("applier"),
 			"CREATE USER " + user("cache") + " IDENTIFIED BY '" + pw + "'",
 			"GRANT SELECT ON " + db + ".* TO " + user("cache"),
 			"GRANT SELECT ON lockstep.checkpoint TO " + user("cache"),

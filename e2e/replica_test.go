@@ -8,22 +8,34 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 // writeUsers changes rows of the users table until stop is closed, as an
 // application does: updates, inserts, deletes and REPLACE over rows that
-// exist. It returns how many statements it ran.
-func writeUsers(t *testing.T, e *testenv.Env, stop <-chan struct{}, from int) *atomic.Int64 {
+// exist. With a mirror table, each change is then copied there as gh-ost
+// replays the binlog into its shadow table. It returns how many statements
+// it ran. Calling the function it returns stops it and gives the number of
+// statements it ran.
+func writeUsers(t *testing.T, e *testenv.Env, from int, mirror string) func() int64 {
 	t.Helper()
 	var n atomic.Int64
 	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
+	stop := make(chan struct{})
+	var once sync.Once
+	done := func() int64 {
+		once.Do(func() { close(stop) })
+		wg.Wait()
+		return n.Load()
+	}
+	t.Cleanup(func() { done() })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -41,11 +53,17 @@ func writeUsers(t *testing.T, e *testenv.Env, stop <-chan struct{}, from int) *a
 				q = fmt.Sprintf("UPDATE %s.users SET balance = balance + 1, name = 'u%d' WHERE id = %d", e.DB, next, id)
 			case 1:
 				next++
+				id = next
 				q = fmt.Sprintf("INSERT INTO %s.users (id, email, name, balance) VALUES (%d, 'n%d@x', 'new', 1)", e.DB, next, next)
 			case 2:
 				q = fmt.Sprintf("DELETE FROM %s.users WHERE id = %d", e.DB, id)
 			default:
 				q = fmt.Sprintf("REPLACE INTO %s.users (id, email, name, balance) VALUES (%d, 'r%d@x', 'replaced', 2)", e.DB, id, id)
+			}
+			if mirror != "" {
+				cols := "id, email, name, balance, avatar"
+				q += fmt.Sprintf("; REPLACE INTO %s.%s (%s) SELECT %s FROM %s.users WHERE id = %d", e.DB, mirror, cols, cols, e.DB, id) +
+					fmt.Sprintf("; DELETE FROM %s.%s WHERE id = %d AND NOT EXISTS (SELECT 1 FROM %s.users WHERE id = %d)", e.DB, mirror, id, e.DB, id)
 			}
 			if _, err := e.Primary.ExecContext(context.Background(), q); err != nil && !strings.Contains(err.Error(), "Duplicate entry") {
 				t.Errorf("%s: %v", q, err)
@@ -54,7 +72,7 @@ func writeUsers(t *testing.T, e *testenv.Env, stop <-chan struct{}, from int) *a
 			n.Add(1)
 		}
 	}()
-	return &n
+	return done
 }
 
 // seedUsers fills the users table with n rows.
@@ -76,8 +94,7 @@ func TestOnlineSchemaChangeWithPerconaToolkit(t *testing.T) {
 	createTables(t, e)
 	testenv.Exec(t, e.Primary, "ALTER TABLE "+e.DB+".users ADD UNIQUE KEY (email)")
 	seedUsers(t, e, 3000)
-	stop := make(chan struct{})
-	wrote := writeUsers(t, e, stop, 3000)
+	stopWriting := writeUsers(t, e, 3000, "")
 	host, port, _ := strings.Cut(e.Cfg.Primary.Address, ":")
 	dsn := fmt.Sprintf("h=%s,P=%s,u=%s,D=%s,t=users", host, port, e.Cfg.Primary.User, e.DB)
 	if e.Cfg.Primary.Password != "" {
@@ -85,14 +102,14 @@ func TestOnlineSchemaChangeWithPerconaToolkit(t *testing.T) {
 	}
 	out, err := exec.Command(tool, "--alter", "ADD COLUMN note VARCHAR(20) NOT NULL DEFAULT 'x'", dsn,
 		"--execute", "--chunk-size=200", "--chunk-time=0", "--recursion-method=none", "--no-check-alter").CombinedOutput()
-	close(stop)
+	wrote := stopWriting()
 	if err != nil {
 		t.Fatalf("pt-online-schema-change: %v\n%s", err, out)
 	}
 	if !strings.Contains(string(out), "Successfully altered") {
 		t.Fatalf("pt-online-schema-change did not finish:\n%s", out)
 	}
-	t.Logf("%d statements written during the change", wrote.Load())
+	t.Logf("%d statements written during the change", wrote)
 	testenv.Exec(t, e.Primary, "UPDATE "+e.DB+".users SET note = 'after' WHERE id <= 10")
 	consistent(t, e, 90*time.Second)
 	if got := hget(t, e, "user:1", "note"); got != "after" && exists(t, e, "user:1") {
@@ -105,11 +122,59 @@ func TestOnlineSchemaChangeWithPerconaToolkit(t *testing.T) {
 	}
 }
 
+// gh-ost's pattern on a cached table under writes, as it shows in the
+// binlog (gh-ost itself is not packaged here): a shadow table altered, then
+// filled by a chunked copy and by the table's changes replayed into it, an
+// atomic RENAME TABLE swap, the old table dropped.
+func TestOnlineSchemaChangeAsGhostDoesIt(t *testing.T) {
+	e := newEnv(t)
+	p := startPipeline(t, e)
+	createTables(t, e)
+	db := e.DB
+	testenv.Exec(t, e.Primary, "ALTER TABLE "+db+".users ADD UNIQUE KEY (email)")
+	seedUsers(t, e, 3000)
+	testenv.Exec(t, e.Primary,
+		"CREATE TABLE "+db+"._users_gho LIKE "+db+".users",
+		"ALTER TABLE "+db+"._users_gho ADD COLUMN note VARCHAR(20) NOT NULL DEFAULT 'x'",
+		"CREATE TABLE "+db+"._users_ghc (id BIGINT PRIMARY KEY, hint VARCHAR(64), value TEXT)",
+	)
+	stopWriting := writeUsers(t, e, 3000, "_users_gho")
+	cols := "id, email, name, balance, avatar"
+	for lo := 1; lo <= 3200; lo += 200 {
+		testenv.Exec(t, e.Primary,
+			fmt.Sprintf("INSERT IGNORE INTO %s._users_gho (%s) SELECT %s FROM %s.users FORCE INDEX (PRIMARY) WHERE id BETWEEN %d AND %d LOCK IN SHARE MODE", db, cols, cols, db, lo, lo+199),
+			fmt.Sprintf("REPLACE INTO %s._users_ghc VALUES (1, 'copy', '%d')", db, lo))
+	}
+	time.Sleep(300 * time.Millisecond) // more changes replayed after the copy
+	wrote := stopWriting()
+	testenv.Exec(t, e.Primary,
+		"INSERT IGNORE INTO "+db+"._users_gho ("+cols+") SELECT "+cols+" FROM "+db+".users", // what the copy missed
+		"RENAME TABLE "+db+".users TO "+db+"._users_del, "+db+"._users_gho TO "+db+".users",
+		"DROP TABLE "+db+"._users_del",
+		"DROP TABLE "+db+"._users_ghc",
+		"UPDATE "+db+".users SET note = 'after' WHERE id <= 10",
+	)
+	t.Logf("%d statements written during the change", wrote)
+	consistent(t, e, 90*time.Second)
+	for _, s := range []*proc{p.applier, p.cacheApplier} {
+		if done, _ := s.exited(); done {
+			t.Fatalf("%s stopped", s.name)
+		}
+	}
+}
+
 // Foreign keys three levels deep, with ON DELETE and ON UPDATE actions, on
 // cached tables: the standby runs the actions the primary ran (which the
 // binlog does not carry) and the cache drops or rewrites the keys of every
-// row they changed; a key that went never comes back.
+// row they changed; a key that went never comes back. Also when the
+// storage-applier is killed between the standby's COMMIT and the
+// publication of what it changed.
 func TestForeignKeyCascadesReachStandbyAndCache(t *testing.T) {
+	t.Run("running", func(t *testing.T) { cascades(t, false) })
+	t.Run("killed after the standby commit", func(t *testing.T) { cascades(t, true) })
+}
+
+func cascades(t *testing.T, crash bool) {
 	e := newEnv(t)
 	e.Cfg.Cache.Rules = append(e.Cfg.Cache.Rules,
 		config.Rule{Table: e.DB + ".orders", Keys: []string{"order:{id}"}, Action: "refresh", Format: "hash"},
@@ -164,6 +229,10 @@ func TestForeignKeyCascadesReachStandbyAndCache(t *testing.T) {
 		wg.Wait()
 	}()
 
+	if crash {
+		p.applier.stop(syscall.SIGTERM)
+		p.applier = startEnv(t, p.cfgPath, "storage-applier", []string{"LOCKSTEP_CRASHPOINT=" + crashpoint.ApplierCommitted + ":1"})
+	}
 	// The application's session, with foreign_key_checks on (lockstep's
 	// own test connections have it off).
 	session(t, e.Primary, "SET SESSION foreign_key_checks = 1",
@@ -171,6 +240,10 @@ func TestForeignKeyCascadesReachStandbyAndCache(t *testing.T) {
 		"UPDATE "+db+".users SET id = 20 WHERE id = 2", // order 12's user_id -> 20
 		"DELETE FROM "+db+".orders WHERE id = 13",      // line 104
 	)
+	if crash {
+		p.applier.waitKilled(60 * time.Second)
+		p.applier = start(t, p.cfgPath, "storage-applier")
+	}
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
 		for _, k := range append(watched, "line:104", "order:13") {
 			if exists(t, e, k) {

@@ -160,10 +160,12 @@ func TestXATransactionsAreCarriedAtTheirOutcome(t *testing.T) {
 	if n := standbyCount(t, e, "users", "id IN (1, 2)"); n > 0 {
 		t.Fatalf("%d rows of prepared, uncommitted XA transactions are on the standby", n)
 	}
-	stages, err := status.Report(context.Background(), e.Cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var stages []status.Stage
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		var err error
+		stages, err = status.Report(context.Background(), e.Cfg)
+		return err == nil, fmt.Sprint(err) // the cache group may not have committed yet
+	})
 	if !strings.Contains(stages[0].State, "XA transactions prepared and not yet committed") {
 		t.Errorf("status of the %s does not show the pending XA transactions: %q", stages[0].Name, stages[0].State)
 	}

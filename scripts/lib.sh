@@ -90,8 +90,10 @@ start_primary() {
 		--binlog-row-image=FULL --binlog-row-metadata=FULL --gtid-strict-mode=1 --log-slave-updates=1
 }
 
+# The standby takes writes from lockstep only: read_only keeps out every
+# account without READ_ONLY ADMIN, as on a native replica.
 start_standby() {
-	start_mariadb standby "$STANDBY_PORT" 2 --skip-log-bin
+	start_mariadb standby "$STANDBY_PORT" 2 --skip-log-bin --read-only=ON
 }
 
 start_redis() {

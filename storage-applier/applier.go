@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -269,21 +270,9 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 	fkChecks := !r.NoForeignKeyChecks && r.Op != schemas.OpSnapshot
 	a.tx.set(checks{foreignKeys: fkChecks, unique: !r.NoUniqueChecks})
 	var cs []*cascaded
-	if fkChecks && (r.Op == schemas.OpDelete || r.Op == schemas.OpUpdate) {
-		fks, err := a.tables.referencing(ctx, r.Database, r.Table)
-		if err != nil {
-			return fmt.Errorf("%s: %w", at(), err)
-		}
-		if len(fks) > 0 {
-			// The child rows as they are before the change: what came
-			// before it in the transaction first.
-			a.tx.start()
-			if err := a.tx.flush(ctx); err != nil {
-				return err
-			}
-			if cs, err = a.cascades(ctx, r); err != nil {
-				return fmt.Errorf("%s: %w", at(), err)
-			}
+	if fkChecks {
+		if cs, err = a.cascades(ctx, r, at); err != nil {
+			return err
 		}
 	}
 	a.tx.add(stmt{query: q, args: args, check: func(n int64, err error) error {
@@ -298,25 +287,9 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 	}})
 	a.rows++
 	if len(cs) > 0 {
-		if err := a.tx.flush(ctx); err != nil {
+		if err := a.cascaded(ctx, r, off, cs, at); err != nil {
 			return err
 		}
-		made, err := a.madeBy(ctx, r, off, cs)
-		if err != nil {
-			return fmt.Errorf("%s: %w", at(), err)
-		}
-		a.log.Debug("foreign keys changed rows on the standby", "gtid", r.Txn.GTID, "offset", off, "table", r.Name(), "rows", len(made))
-		for _, m := range made {
-			b, err := schemas.Encode(m)
-			if err != nil {
-				return service.Permanentf("%s: %w", at(), err)
-			}
-			// kept with the rows, for a standby log that must get them
-			// after a crash too
-			a.tx.add(stmt{query: sqlInsertChange, args: []any{a.cp.name, off, a.cur.madeCount, b}, check: anyRows})
-			a.cur.addMade(m, len(b))
-		}
-		a.madeThrough = off
 	}
 	if a.careful(off) || a.tx.over(4) {
 		return a.tx.flush(ctx) // one statement at a time, or a big transaction
@@ -334,7 +307,7 @@ func (a *applier) commit(ctx context.Context) error {
 		pruned := a.prunedThrough
 		if pub := a.rp.published.Load(); a.madeThrough > pruned && pub > pruned {
 			pruned = min(pub, a.madeThrough)
-			a.tx.push(stmt{query: sqlPruneChanges, args: []any{a.cp.name, pruned}, check: anyRows})
+			a.tx.push(stmt{query: sqlPruneChanges, args: []any{a.cp.name, pruned, int64(math.MaxInt64)}, check: anyRows})
 		}
 		a.tx.push(stmt{query: sqlAdvanceCheckpoint, args: []any{a.lastOff, a.applied.String(), a.cp.name, a.cp.offset},
 			check: a.cp.checkAdvance})

@@ -86,11 +86,25 @@ type cascaded struct {
 }
 
 // cascades finds, before the change of record r is applied, every row the
-// actions of foreign keys will change, level after level.
-func (a *applier) cascades(ctx context.Context, r *schemas.Record) ([]*cascaded, error) {
+// actions of foreign keys will change, level after level. Most tables have
+// none: then it reads nothing and sends nothing. at names the record, for
+// errors.
+func (a *applier) cascades(ctx context.Context, r *schemas.Record, at func() string) ([]*cascaded, error) {
+	if r.Op != schemas.OpDelete && r.Op != schemas.OpUpdate {
+		return nil, nil
+	}
+	if fks, err := a.tables.referencing(ctx, r.Database, r.Table); err != nil || len(fks) == 0 {
+		return nil, wrap(at, err)
+	}
+	// the child rows as they are before the change: what came before it
+	// in the transaction first
+	a.tx.start()
+	if err := a.tx.flush(ctx); err != nil {
+		return nil, err
+	}
 	first, err := changeOf(r)
 	if err != nil {
-		return nil, err
+		return nil, wrap(at, err)
 	}
 	queue := []changing{first}
 	seen := make(map[string]bool)
@@ -100,7 +114,7 @@ func (a *applier) cascades(ctx context.Context, r *schemas.Record) ([]*cascaded,
 		queue = queue[1:]
 		fks, err := a.tables.referencing(ctx, n.db, n.table)
 		if err != nil {
-			return nil, err
+			return nil, wrap(at, err)
 		}
 		for i := range fks {
 			fk := &fks[i]
@@ -124,7 +138,7 @@ func (a *applier) cascades(ctx context.Context, r *schemas.Record) ([]*cascaded,
 			}
 			t, err := a.tables.get(ctx, fk.db, fk.table)
 			if err != nil {
-				return nil, err
+				return nil, wrap(at, err)
 			}
 			err = cacherule.ScanRows(ctx, a.tx.conn, mysql.QuoteTable(fk.db, fk.table), strings.Join(where, " AND "), args, func(row cacherule.Row) error {
 				row.Values = slices.Clone(row.Values) // ScanRows reuses the slice
@@ -142,7 +156,7 @@ func (a *applier) cascades(ctx context.Context, r *schemas.Record) ([]*cascaded,
 				return nil
 			})
 			if err != nil {
-				return nil, mysql.Classify(fmt.Errorf("find the rows that foreign key %s changes: %w", fk.name, err))
+				return nil, mysql.Classify(fmt.Errorf("%s: find the rows that foreign key %s changes: %w", at(), fk.name, err))
 			}
 		}
 	}
@@ -178,6 +192,31 @@ func rowID(t *standbyTable, row cacherule.Row) string {
 		}
 	}
 	return b.String()
+}
+
+// cascaded applies record r (at offset off), queued last, and hands what
+// its foreign keys' actions changed to the standby log, by way of
+// lockstep.standby_changes in the same standby transaction, for a standby
+// log that must get them after a crash too.
+func (a *applier) cascaded(ctx context.Context, r *schemas.Record, off int64, cs []*cascaded, at func() string) error {
+	if err := a.tx.flush(ctx); err != nil {
+		return err // the row's own check names it
+	}
+	made, err := a.madeBy(ctx, r, off, cs)
+	if err != nil {
+		return wrap(at, err)
+	}
+	a.log.Debug("foreign keys changed rows on the standby", "gtid", r.Txn.GTID, "offset", off, "table", r.Name(), "rows", len(made))
+	for _, m := range made {
+		b, err := schemas.Encode(m)
+		if err != nil {
+			return service.Permanent(wrap(at, err))
+		}
+		a.tx.add(stmt{query: sqlInsertChange, args: []any{a.cp.name, off, a.cur.madeCount, b}, check: anyRows})
+		a.cur.addMade(m, len(b))
+	}
+	a.madeThrough = off
+	return nil
 }
 
 // madeBy reads the cascaded rows again once record r (at offset off) was
@@ -225,4 +264,12 @@ func (a *applier) madeBy(ctx context.Context, r *schemas.Record, off int64, cs [
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// wrap puts the record's place before an error, if any.
+func wrap(at func() string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", at(), err)
 }

@@ -187,9 +187,9 @@ func waitFor(ctx context.Context, deadline time.Time, done func() (bool, error))
 // writable turns off the standby's read_only, which keeps applications
 // from writing to a standby, so that it can serve.
 func writable(ctx context.Context, standby *sql.DB, out io.Writer) error {
-	var ro bool
-	if err := standby.QueryRowContext(ctx, "SELECT @@GLOBAL.read_only").Scan(&ro); err != nil {
-		return fmt.Errorf("read the standby's read_only: %w", err)
+	ro, err := mysql.ReadOnly(ctx, standby)
+	if err != nil {
+		return fmt.Errorf("standby: %w", err)
 	}
 	if !ro {
 		fmt.Fprintln(out, "  the standby takes writes (read_only is OFF)")

@@ -39,6 +39,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
+	if ro, err := mysql.ReadOnly(ctx, db); err != nil {
+		return mysql.Classify(fmt.Errorf("standby: %w", err))
+	} else if !ro {
+		log.Warn(mysql.WritableStandby)
+	}
 	primaryTopic, standbyTopic := cfg.Kafka.PrimaryTopic, cfg.Kafka.StandbyTopic
 	lk, err := acquire(ctx, db, cfg.Applier.Name, log)
 	if err != nil || lk == nil {
@@ -111,7 +116,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	items := make(chan kafka.Item, 4096)
 	rp := &republisher{topic: standbyTopic, out: items, source: primaryTopic, opts: opts, changes: &standbyChanges{db: db, name: cfg.Applier.Name}}
 	rp.published.Store(published)
-	if err := rp.changes.prune(ctx, min(published, cp.offset)); err != nil {
+	if err := rp.changes.prune(ctx, min(published, cp.offset), cp.offset); err != nil {
 		return err
 	}
 	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Log: log, Stage: "republished", MaxBytes: cfg.Kafka.MaxMessageBytes,

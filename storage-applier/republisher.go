@@ -243,9 +243,10 @@ func (c *standbyChanges) load(ctx context.Context, first, last int64) ([]*schema
 	return out, rows.Err()
 }
 
-// prune deletes the changes published up to primary offset through.
-func (c *standbyChanges) prune(ctx context.Context, through int64) error {
-	if _, err := c.db.ExecContext(ctx, sqlPruneChanges, c.name, through); err != nil {
+// prune deletes the changes published up to primary offset through, and
+// those beyond the checkpoint's offset applied: a rewound apply's.
+func (c *standbyChanges) prune(ctx context.Context, through, applied int64) error {
+	if _, err := c.db.ExecContext(ctx, sqlPruneChanges, c.name, through, applied); err != nil {
 		return mysql.Classify(fmt.Errorf("delete published changes from lockstep.standby_changes: %w", err))
 	}
 	return nil

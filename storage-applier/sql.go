@@ -26,9 +26,11 @@ const (
 )
 
 const (
-	sqlInsertChange  = `INSERT INTO lockstep.standby_changes (applier, primary_offset, seq, record) VALUES (?, ?, ?, ?)`
+	sqlInsertChange  = `REPLACE INTO lockstep.standby_changes (applier, primary_offset, seq, record) VALUES (?, ?, ?, ?)`
 	sqlSelectChanges = `SELECT record FROM lockstep.standby_changes WHERE applier = ? AND primary_offset BETWEEN ? AND ? ORDER BY primary_offset, seq`
-	sqlPruneChanges  = `DELETE FROM lockstep.standby_changes WHERE applier = ? AND primary_offset <= ?`
+	// published up to the first offset, or left beyond the checkpoint
+	// (the second) by an apply that a rewind undid
+	sqlPruneChanges = `DELETE FROM lockstep.standby_changes WHERE applier = ? AND (primary_offset <= ? OR primary_offset > ?)`
 	// sqlReferencing lists the foreign keys that reference a table, a row
 	// per column, with their actions.
 	sqlReferencing = `SELECT rc.CONSTRAINT_SCHEMA, rc.TABLE_NAME, rc.CONSTRAINT_NAME, rc.DELETE_RULE, rc.UPDATE_RULE, k.COLUMN_NAME, k.REFERENCED_COLUMN_NAME

@@ -48,6 +48,8 @@ var transient = map[uint16]bool{
 var hints = map[uint16]string{
 	1062: "the standby already holds this key: it has diverged from the primary (a row written there by hand, or a second writer); find out why, then repair it (README, Operating) or bootstrap it again",
 	1032: "the standby lacks the row: it has diverged from the primary; find out why, then repair it (README, Operating) or bootstrap it again",
+	1451: "a row the primary deleted or changed is still referenced on the standby (a foreign key with no action): the standby has diverged from the primary; find out why, then repair it (README, Operating) or bootstrap it again",
+	1452: "the row references a row the standby lacks (a foreign key): the standby has diverged from the primary, or the referenced table is in a database lockstep does not replicate; find out why, then repair it or bootstrap it again",
 	1044: "grant the user the privileges README, Security lists",
 	1045: "check the user and password in the config",
 	1142: "grant the user the privileges README, Security lists",

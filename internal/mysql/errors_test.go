@@ -17,6 +17,8 @@ import (
 func TestClassify(t *testing.T) {
 	classifytest.Run(t, Classify, []classifytest.Case{
 		{Err: &mysql.MySQLError{Number: 1062, Message: "Duplicate entry '3' for key 'PRIMARY'"}, Permanent: true, Hint: "diverged"},
+		{Err: &mysql.MySQLError{Number: 1451, Message: "Cannot delete or update a parent row"}, Permanent: true, Hint: "diverged"},
+		{Err: &mysql.MySQLError{Number: 1452, Message: "Cannot add or update a child row"}, Permanent: true, Hint: "diverged"},
 		{Err: &mysql.MySQLError{Number: 1146}, Permanent: true},
 		{Err: &mysql.MySQLError{Number: 1054}, Permanent: true},
 		{Err: &mysql.MySQLError{Number: 1045}, Permanent: true, Hint: "password"},

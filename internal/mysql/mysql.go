@@ -93,6 +93,22 @@ func Replicated(db string, only []string) bool {
 	return true
 }
 
+// ReadOnly reports whether a server refuses writes from accounts without
+// READ_ONLY ADMIN (read_only=ON), as a standby should: only lockstep writes
+// there, and any other write diverges it.
+func ReadOnly(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (bool, error) {
+	var ro bool
+	if err := q.QueryRowContext(ctx, "SELECT @@GLOBAL.read_only").Scan(&ro); err != nil {
+		return false, fmt.Errorf("read the server's read_only: %w", err)
+	}
+	return ro, nil
+}
+
+// WritableStandby is what to say of a standby that takes anyone's writes.
+const WritableStandby = "the standby takes writes from any account that may write (read_only is OFF): a write there by anything but lockstep diverges it from the primary; run it with read_only=ON and grant lockstep's applier READ_ONLY ADMIN"
+
 // ApplierLock is the name of the standby lock an active storage-applier
 // holds (applier.name).
 func ApplierLock(applier string) string {

@@ -156,6 +156,9 @@ func (r *reader) storage(ctx context.Context) (Stage, error) {
 			s.State += "; no active applier holds the standby lock"
 		}
 	}
+	if ro, err := mysql.ReadOnly(ctx, db); err == nil && !ro {
+		s.State += "; warning: " + mysql.WritableStandby
+	}
 	s.Position = fmt.Sprintf("applied %s offset %d, GTID %s", r.cfg.Kafka.PrimaryTopic, applied, gtid)
 	s.Behind, s.Lag, err = r.behind(ctx, r.cfg.Kafka.PrimaryTopic, map[int32]int64{0: applied + 1})
 	return s, err
