@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -71,5 +72,35 @@ func TestStatusShowsEachStage(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// A standby that accounts other than lockstep's may write to (read_only
+// off) is named at the storage-applier's start and in status.
+func TestWritableStandbyIsWarnedAbout(t *testing.T) {
+	e := newEnv(t)
+	var was string
+	if err := e.Standby.QueryRow("SELECT @@GLOBAL.read_only").Scan(&was); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = e.Standby.Exec("SET GLOBAL read_only = " + was) })
+	testenv.Exec(t, e.Standby, "SET GLOBAL read_only = OFF")
+	p := startPipeline(t, e)
+	p.applier.waitLog("read_only is OFF")
+	state := func() string {
+		var stages []status.Stage
+		testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+			var err error
+			stages, err = status.Report(context.Background(), e.Cfg)
+			return err == nil, fmt.Sprint(err)
+		})
+		return stages[1].State
+	}
+	if s := state(); !strings.Contains(s, "warning: the standby takes writes from any account") {
+		t.Fatalf("status of the storage-applier with a writable standby: %q", s)
+	}
+	testenv.Exec(t, e.Standby, "SET GLOBAL read_only = ON")
+	if s := state(); strings.Contains(s, "warning") {
+		t.Fatalf("status of the storage-applier with a read-only standby: %q", s)
 	}
 }
