@@ -282,3 +282,52 @@ func cascades(t *testing.T, crash bool) {
 		t.Fatal("the storage-applier stopped")
 	}
 }
+
+// A column with ON UPDATE CURRENT_TIMESTAMP keeps the primary's value on
+// the standby also when an update left it as it was (set to itself), as a
+// native replica writes the whole after image: the standby's own ON UPDATE
+// must not give it the standby's clock.
+func TestOnUpdateColumnsKeepThePrimarysValue(t *testing.T) {
+	e := newEnv(t)
+	startPipeline(t, e)
+	createTables(t, e)
+	db := e.DB
+	testenv.Exec(t, e.Primary,
+		"CREATE TABLE "+db+".stamped (id INT PRIMARY KEY, v INT, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))",
+		"INSERT INTO "+db+".stamped (id, v, at) VALUES (1, 1, '2020-01-01 00:00:00.000001')",
+		"UPDATE "+db+".stamped SET v = 2, at = at WHERE id = 1",
+	)
+	consistent(t, e, 30*time.Second)
+}
+
+// Rows written by a primary session with foreign_key_checks=0 or
+// check_constraint_checks=0 are applied the same way: an orphan row goes
+// in, a parent's delete cascades nowhere, a row a CHECK would refuse goes
+// in, as on a native replica.
+func TestPrimarySessionChecksAreKept(t *testing.T) {
+	e := newEnv(t)
+	p := startPipeline(t, e)
+	createTables(t, e)
+	db := e.DB
+	testenv.Exec(t, e.Primary,
+		"CREATE TABLE "+db+".parent (id INT PRIMARY KEY)",
+		"CREATE TABLE "+db+".child (id INT PRIMARY KEY, parent_id INT, FOREIGN KEY (parent_id) REFERENCES "+db+".parent (id) ON DELETE CASCADE)",
+		"CREATE TABLE "+db+".checked (id INT PRIMARY KEY, v INT, CHECK (v > 0))",
+	)
+	session(t, e.Primary, "SET SESSION foreign_key_checks = 0",
+		"INSERT INTO "+db+".child VALUES (1, 99)", // no parent 99
+		"INSERT INTO "+db+".parent VALUES (1)",
+		"INSERT INTO "+db+".child VALUES (2, 1)",
+		"DELETE FROM "+db+".parent WHERE id = 1", // no cascade with the checks off
+		"SET SESSION check_constraint_checks = 0",
+		"INSERT INTO "+db+".checked VALUES (1, -5)",
+	)
+	session(t, e.Primary, "SET SESSION foreign_key_checks = 1", "INSERT INTO "+db+".checked VALUES (2, 5)")
+	consistent(t, e, 30*time.Second)
+	if n := standbyCount(t, e, "child", "1=1"); n != 2 {
+		t.Fatalf("standby child has %d rows, want 2", n)
+	}
+	if done, _ := p.applier.exited(); done {
+		t.Fatal("the storage-applier stopped")
+	}
+}

@@ -31,6 +31,7 @@ const (
 const (
 	rowsNoForeignKeyChecks  = 1 << 1 // foreign_key_checks=0
 	rowsRelaxedUniqueChecks = 1 << 2 // unique_checks=0
+	rowsNoCheckConstraints  = 1 << 7 // MariaDB: check_constraint_checks=0
 )
 
 // stmtKind is what a statement inside an event group does.

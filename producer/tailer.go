@@ -452,7 +452,8 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 			return service.Permanentf("transaction %s: %w", t.gtid.String(), err)
 		}
 		r := &schemas.Record{Op: op, Database: tbl.db, Table: tbl.name, Columns: tbl.columns,
-			NoForeignKeyChecks: e.Flags&rowsNoForeignKeyChecks != 0, NoUniqueChecks: e.Flags&rowsRelaxedUniqueChecks != 0}
+			NoForeignKeyChecks: e.Flags&rowsNoForeignKeyChecks != 0, NoUniqueChecks: e.Flags&rowsRelaxedUniqueChecks != 0,
+			NoCheckConstraints: e.Flags&rowsNoCheckConstraints != 0}
 		switch op {
 		case schemas.OpInsert:
 			r.After = img

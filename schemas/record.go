@@ -113,13 +113,15 @@ type Record struct {
 	// default database it ran in (may differ from Database or be empty).
 	Statement string `json:"statement,omitempty"`
 	Schema    string `json:"schema,omitempty"`
-	// NoForeignKeyChecks and NoUniqueChecks repeat the flags of the rows
-	// event: the primary's session ran with foreign_key_checks=0 or
-	// unique_checks=0. The standby applies the row with the same settings,
-	// as a native replica does (and so performs the cascades of the
-	// foreign keys the primary performed).
+	// NoForeignKeyChecks, NoUniqueChecks and NoCheckConstraints repeat
+	// the flags of the rows event: the primary's session ran with
+	// foreign_key_checks=0, unique_checks=0 or (MariaDB)
+	// check_constraint_checks=0. The standby applies the row with the same
+	// settings, as a native replica does (and so performs the cascades of
+	// the foreign keys the primary performed).
 	NoForeignKeyChecks bool     `json:"no_foreign_key_checks,omitempty"`
 	NoUniqueChecks     bool     `json:"no_unique_checks,omitempty"`
+	NoCheckConstraints bool     `json:"no_check_constraints,omitempty"`
 	Txn                Txn      `json:"txn"`
 	Source             Source   `json:"source"`
 	Standby            *Standby `json:"standby,omitempty"`

@@ -266,9 +266,10 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 	if err != nil {
 		return service.Permanentf("%s: %w; nothing of the transaction was applied", at(), err)
 	}
-	// A snapshot's tables arrive in any order: their rows go in unchecked.
+	// A snapshot's tables arrive in any order: their rows go in without
+	// foreign key checks.
 	fkChecks := !r.NoForeignKeyChecks && r.Op != schemas.OpSnapshot
-	a.tx.set(checks{foreignKeys: fkChecks, unique: !r.NoUniqueChecks})
+	a.tx.set(checks{foreignKeys: fkChecks, unique: !r.NoUniqueChecks, constraints: !r.NoCheckConstraints})
 	var cs []*cascaded
 	if fkChecks {
 		if cs, err = a.cascades(ctx, r, at); err != nil {

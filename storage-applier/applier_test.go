@@ -41,8 +41,12 @@ func TestRowStatements(t *testing.T) {
 		// the generated column txt is the standby's to compute
 		{schemas.Record{Op: schemas.OpInsert, Database: "d", Table: "g", Columns: cols, After: after},
 			"INSERT INTO `d`.`g` (`id`, `bin`) VALUES (?, ?)", []any{"2", nil}},
+		// bin is ON UPDATE: set to the primary's value though it did not change
+		{schemas.Record{Op: schemas.OpUpdate, Database: "d", Table: "o", Columns: cols, Before: before,
+			After: schemas.Row{"id": sp("1"), "bin": sp("AP8="), "txt": sp("neu")}},
+			"UPDATE `d`.`o` SET `bin` = ?, `txt` = ? WHERE `id` <=> ?", []any{[]byte{0, 0xff}, "neu", "1"}},
 	} {
-		q, args, err := rowStatement(&c.rec, &standbyTable{generated: map[string]bool{"txt": c.rec.Table == "g"}})
+		q, args, err := rowStatement(&c.rec, &standbyTable{generated: map[string]bool{"txt": c.rec.Table == "g"}, onUpdate: map[string]bool{"bin": c.rec.Table == "o"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -50,8 +50,12 @@ func rowStatement(r *schemas.Record, t *standbyTable) (string, []any, error) {
 		b.WriteString(") VALUES (" + strings.Repeat("?, ", len(stored)-1) + "?)")
 	case schemas.OpUpdate:
 		// Only the columns the change changed: less for the standby to
-		// parse and write (a change of nothing sets them all).
-		set := slices.DeleteFunc(slices.Clone(stored), func(c schemas.Column) bool { return sameValue(r.Before, r.After, c.Name) })
+		// parse and write (a change of nothing sets them all). A column
+		// the standby would set itself (ON UPDATE) is always set, to the
+		// primary's value, as a replica writes the whole after image.
+		set := slices.DeleteFunc(slices.Clone(stored), func(c schemas.Column) bool {
+			return sameValue(r.Before, r.After, c.Name) && !t.onUpdate[c.Name]
+		})
 		if len(set) == 0 {
 			set = stored
 		}

@@ -39,14 +39,17 @@ type standbyTx struct {
 	// alone sends every statement in a round trip of its own, so that the
 	// server's error is the failing statement's and passes its check.
 	alone bool
-	// checks are the session's foreign_key_checks and unique_checks as
-	// last queued; unknown (nil) at first and after a rollback.
+	// checks are the session's settings as last queued; unknown (nil) at
+	// first and after a rollback.
 	checks *checks
+	// constraintsOff: check_constraint_checks was turned off once in this
+	// session (MariaDB only: only then is it named again).
+	constraintsOff bool
 }
 
 // checks are the session settings a row is applied with: those of the
 // primary's session that wrote it.
-type checks struct{ foreignKeys, unique bool }
+type checks struct{ foreignKeys, unique, constraints bool }
 
 // set queues the statement that gives the session these checks, unless it
 // has them already.
@@ -55,7 +58,12 @@ func (t *standbyTx) set(c checks) {
 		return
 	}
 	t.checks = &c
-	t.add(stmt{query: fmt.Sprintf("SET SESSION foreign_key_checks = %d, unique_checks = %d", b2i(c.foreignKeys), b2i(c.unique)), check: anyRows})
+	q := fmt.Sprintf("SET SESSION foreign_key_checks = %d, unique_checks = %d", b2i(c.foreignKeys), b2i(c.unique))
+	if !c.constraints || t.constraintsOff {
+		t.constraintsOff = true
+		q += fmt.Sprintf(", check_constraint_checks = %d", b2i(c.constraints))
+	}
+	t.add(stmt{query: q, check: anyRows})
 }
 
 func b2i(b bool) int {

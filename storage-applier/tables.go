@@ -18,6 +18,9 @@ type standbyTable struct {
 	// generated columns are computed by the standby from the others: the
 	// row statements leave them out.
 	generated map[string]bool
+	// onUpdate columns are set by the standby on any UPDATE that leaves
+	// them out: the row statements always set them.
+	onUpdate map[string]bool
 	// record lists the columns as records of changes the standby makes
 	// itself do.
 	record []schemas.Column
@@ -106,8 +109,11 @@ func (s *standbyTables) load(ctx context.Context, db, table string) (*standbyTab
 	if err != nil {
 		return nil, fmt.Errorf("on the standby: %w", err)
 	}
-	t := &standbyTable{has: make(map[string]bool), generated: make(map[string]bool)}
+	t := &standbyTable{has: make(map[string]bool), generated: make(map[string]bool), onUpdate: make(map[string]bool)}
 	for _, c := range cols {
+		if c.OnUpdate {
+			t.onUpdate[c.Name] = true
+		}
 		t.columns = append(t.columns, c.Name)
 		t.has[c.Name] = true
 		if c.Generated {

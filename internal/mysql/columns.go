@@ -19,6 +19,9 @@ type Column struct {
 	Unsigned  bool
 	Members   []string // of an ENUM or SET
 	Generated bool     // computed by the server from other columns
+	// OnUpdate marks a column the server sets itself when an UPDATE
+	// changes the row and leaves it out (ON UPDATE CURRENT_TIMESTAMP).
+	OnUpdate bool
 	// Type is the type as records name it (schemas/doc.go).
 	Type string
 }
@@ -37,7 +40,8 @@ func Columns(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }, db, table string) ([]Column, error) {
 	rows, err := q.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_KEY = 'PRI', COALESCE(CHARACTER_SET_NAME, ''), COLUMN_TYPE, DATA_TYPE,
-			COALESCE(NUMERIC_PRECISION, 0), COALESCE(NUMERIC_SCALE, 0), COALESCE(DATETIME_PRECISION, 0), COALESCE(GENERATION_EXPRESSION, '') <> ''
+			COALESCE(NUMERIC_PRECISION, 0), COALESCE(NUMERIC_SCALE, 0), COALESCE(DATETIME_PRECISION, 0), COALESCE(GENERATION_EXPRESSION, '') <> '',
+			LOWER(EXTRA) LIKE '%on update%'
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, db, table)
 	if err != nil {
 		return nil, fmt.Errorf("read the columns of %s.%s: %w", db, table, err)
@@ -48,7 +52,7 @@ func Columns(ctx context.Context, q interface {
 		var c Column
 		var colType, dataType string
 		var precision, scale, fsp int
-		if err := rows.Scan(&c.Name, &c.Key, &c.Charset, &colType, &dataType, &precision, &scale, &fsp, &c.Generated); err != nil {
+		if err := rows.Scan(&c.Name, &c.Key, &c.Charset, &colType, &dataType, &precision, &scale, &fsp, &c.Generated, &c.OnUpdate); err != nil {
 			return nil, err
 		}
 		c.Unsigned = strings.Contains(colType, "unsigned")
