@@ -82,12 +82,17 @@ func TestShapesTheProducerRefuses(t *testing.T) {
 		{"system-versioned table", func(db string) []string {
 			return []string{"CREATE TABLE " + db + ".sv (id INT PRIMARY KEY, a INT) WITH SYSTEM VERSIONING", "INSERT INTO " + db + ".sv VALUES (1, 1)"}
 		}, []string{"system-versioned table", "DROP SYSTEM VERSIONING"}},
+		{"RENAME TABLE into a database that is not replicated", func(db string) []string {
+			return []string{"CREATE TABLE " + db + ".moved (id INT PRIMARY KEY)", "CREATE DATABASE " + db + "_out",
+				"RENAME TABLE " + db + ".moved TO " + db + "_out.moved"}
+		}, []string{"RENAME TABLE that spans replicated", "_out) databases", "primary.databases"}},
 		{"LOAD DATA, statement-based", func(db string) []string {
 			return []string{"SET SESSION binlog_format=STATEMENT", "USE " + db, "LOAD DATA INFILE '" + loadFile(t) + "' INTO TABLE sessions"}
 		}, []string{"statement-based events", "LOAD DATA"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
+			t.Cleanup(func() { _, _ = e.Primary.Exec("DROP DATABASE IF EXISTS " + e.DB + "_out") })
 			p := startPipeline(t, e)
 			createTables(t, e)
 			testenv.Exec(t, e.Primary,

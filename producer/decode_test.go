@@ -109,23 +109,6 @@ func TestBitsAreBigEndianBytes(t *testing.T) {
 	}
 }
 
-func TestDDLDatabase(t *testing.T) {
-	for _, c := range []struct{ schema, q, want string }{
-		{"", "CREATE DATABASE shop", "shop"},
-		{"x", "create schema if not exists `shop`", "shop"},
-		{"", "DROP DATABASE IF EXISTS shop", "shop"},
-		{"x", "CREATE TABLE shop.t (id INT)", "shop"},
-		{"x", "CREATE TABLE IF NOT EXISTS `shop`.`t` (id INT)", "shop"},
-		{"shop", "ALTER TABLE t ADD COLUMN c INT", "shop"},
-		{"x", "DROP TABLE IF EXISTS shop.t", "shop"},
-		{"shop", "CREATE TABLE t (id INT)", "shop"},
-	} {
-		if got := ddlDatabase(c.schema, c.q); got != c.want {
-			t.Errorf("ddlDatabase(%q, %q) = %q, want %q", c.schema, c.q, got, c.want)
-		}
-	}
-}
-
 // latin1Encode is the way back, as the standby does it on insert.
 func latin1Encode(b []byte) ([]byte, error) {
 	back := make(map[rune]byte)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/internal/sqltext"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -291,15 +291,46 @@ func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, 
 	return t.statement(h, schema, q)
 }
 
-// ddl publishes a DDL statement of a replicated database as a record.
+// ddl publishes a schema statement of the replicated databases as a
+// record: every object kind (tables, views, triggers, routines, events,
+// sequences, indexes, databases). One that touches replicated and other
+// databases at once, or that cannot be read and may touch a replicated
+// one, is refused; statements on accounts and the server are not carried.
 func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q string) error {
 	t.live.forget()
-	db := ddlDatabase(schema, q)
-	if !mysql.Replicated(db, t.cfg.Primary.Databases) {
+	d, err := sqltext.ParseDDL(q)
+	if err != nil {
+		for _, db := range statementDatabases(schema, q) {
+			if mysql.Replicated(db, t.cfg.Primary.Databases) {
+				return t.refuse(h, db, fmt.Sprintf("a schema statement it cannot read (%v)", err),
+					"report it with the server's version; if the statement leaves the replicated databases alone, run it with the session's default database outside them")
+			}
+		}
+		t.log.Debug("statement outside the replicated databases, ignored", "gtid", t.gtid.String(), "schema", schema, "query", abbreviate(q, 200))
 		return nil
 	}
-	t.log.Info("ddl", "gtid", t.gtid.String(), "database", db, "statement", q)
-	return t.emit(ctx, &schemas.Record{Op: schemas.OpDDL, Database: db, Schema: schema, Statement: q}, h)
+	if d.Server() {
+		t.log.Debug("statement on accounts or the server, not carried", "gtid", t.gtid.String(), "query", abbreviate(q, 200))
+		return nil
+	}
+	var in, out []string
+	for _, db := range d.Databases(schema) {
+		if mysql.Replicated(db, t.cfg.Primary.Databases) {
+			in = append(in, db)
+		} else {
+			out = append(out, db)
+		}
+	}
+	switch {
+	case len(in) == 0:
+		return nil
+	case len(out) > 0:
+		return t.refuse(h, in[0], fmt.Sprintf("%s %s that spans replicated (%s) and other (%s) databases (%q): the standby holds only the replicated ones",
+			d.Verb, d.Kind, strings.Join(in, ", "), strings.Join(out, ", "), abbreviate(q, 200)),
+			"keep such statements inside the replicated databases, or add the others to primary.databases")
+	}
+	t.log.Info("ddl", "gtid", t.gtid.String(), "database", in[0], "statement", q)
+	return t.emit(ctx, &schemas.Record{Op: schemas.OpDDL, Database: in[0], Schema: schema, Statement: q}, h)
 }
 
 // statement judges a statement inside a transaction that is neither
@@ -384,23 +415,6 @@ func (t *tailer) xaCommit(ctx context.Context, h *replication.EventHeader) error
 		}
 	}
 	return t.commit(ctx)
-}
-
-var (
-	ddlOnDatabase = regexp.MustCompile("(?is)^\\s*(?:CREATE|DROP|ALTER)\\s+(?:DATABASE|SCHEMA)\\s+(?:IF\\s+(?:NOT\\s+)?EXISTS\\s+)?`?([^`\\s;]+)`?")
-	ddlQualified  = regexp.MustCompile("(?is)^\\s*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE)\\b[^`.]*?\\b(?:TABLE|VIEW|INDEX\\s+\\S+\\s+ON)\\s+(?:IF\\s+(?:NOT\\s+)?EXISTS\\s+)?`?([^`\\s.;(]+)`?\\.")
-)
-
-// ddlDatabase is the database a DDL statement acts on: the one it names, or
-// the session's default.
-func ddlDatabase(schema, q string) string {
-	if m := ddlOnDatabase.FindStringSubmatch(q); m != nil {
-		return m[1]
-	}
-	if m := ddlQualified.FindStringSubmatch(q); m != nil {
-		return m[1]
-	}
-	return schema
 }
 
 func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replication.RowsEvent) error {

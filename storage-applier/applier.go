@@ -16,6 +16,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/metrics"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/internal/sqltext"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -404,6 +405,11 @@ func (a *applier) applyDDL(ctx context.Context, r *schemas.Record, off int64) er
 	if err != nil && retried && alreadyDone(err) {
 		a.log.Warn("DDL was already applied before a restart", "gtid", r.Txn.GTID, "offset", off, "statement", r.Statement, "err", err)
 		err = nil
+	}
+	if err == nil {
+		if d, perr := sqltext.ParseDDL(r.Statement); perr == nil && d.Kind == "EVENT" {
+			err = quietEvents(ctx, conn, r.Database)
+		}
 	}
 	if err != nil {
 		return mysql.Classify(fmt.Errorf("apply DDL of transaction %s at %s offset %d (%s): %w", r.Txn.GTID, a.topic, off, r.Statement, err))

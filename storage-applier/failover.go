@@ -123,6 +123,9 @@ func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out, 
 	if err := writable(ctx, standby, out); err != nil {
 		return err
 	}
+	if err := wakeEvents(ctx, standby, cfg.Primary.Databases, out); err != nil {
+		return err
+	}
 	if !equal {
 		return errors.New("the standby is caught up but differs (see the verify above): do not serve from it before you know why")
 	}

@@ -3,68 +3,38 @@ package cacheapply
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/internal/sqltext"
 	"github.com/lockstep-dr/lockstep/schemas"
-)
-
-var (
-	// statements that change which rows a table holds or its columns, and
-	// the list of tables that follows them
-	ddlOnTables = regexp.MustCompile("(?is)^\\s*(ALTER\\s+(?:ONLINE\\s+|IGNORE\\s+)*TABLE|DROP\\s+(?:TEMPORARY\\s+)?TABLES?(?:\\s+IF\\s+EXISTS)?|TRUNCATE(?:\\s+TABLE)?|RENAME\\s+TABLES?|CREATE\\s+OR\\s+REPLACE\\s+TABLE)\\s+(.*)$")
-	ddlDropDB   = regexp.MustCompile("(?is)^\\s*DROP\\s+(?:DATABASE|SCHEMA)\\s+(?:IF\\s+EXISTS\\s+)?(`(?:[^`]|``)+`|[\\w$]+)")
-	tableName   = regexp.MustCompile("^\\s*(`(?:[^`]|``)+`|[\\w$]+)(?:\\s*\\.\\s*(`(?:[^`]|``)+`|[\\w$]+))?")
-	nextTable   = regexp.MustCompile(`(?is)^\s*(?:,|TO\b)`)
 )
 
 // ddlTables names the tables ("db.table") whose rows or columns a DDL
 // statement may have changed, or the database it dropped whole.
 func ddlTables(r *schemas.Record) (tables []string, droppedDB string) {
-	if m := ddlDropDB.FindStringSubmatch(r.Statement); m != nil {
-		return nil, unquote(m[1])
+	d, err := sqltext.ParseDDL(r.Statement)
+	if err != nil {
+		return nil, "" // the producer carries only statements it reads
 	}
-	m := ddlOnTables.FindStringSubmatch(r.Statement)
-	if m == nil {
-		return nil, ""
+	switch {
+	case d.Kind == "DATABASE" && d.Verb == "DROP":
+		return nil, d.Objects[0].Name
+	case d.Kind != "TABLE", d.Verb == "CREATE" && !d.OrReplace:
+		return nil, "" // a new table has no rows
+	case d.Verb != "CREATE" && d.Verb != "ALTER" && d.Verb != "DROP" && d.Verb != "TRUNCATE" && d.Verb != "RENAME":
+		return nil, "" // ANALYZE, OPTIMIZE, ...: the rows stay
 	}
 	defaultDB := r.Schema
 	if defaultDB == "" {
 		defaultDB = r.Database
 	}
-	verb, rest := strings.ToUpper(strings.Fields(m[1])[0]), m[2]
-	for {
-		n := tableName.FindStringSubmatch(rest)
-		if n == nil {
-			break
-		}
-		db, table := defaultDB, unquote(n[1])
-		if n[2] != "" {
-			db, table = table, unquote(n[2])
-		}
-		tables = append(tables, db+"."+table)
-		rest = rest[len(n[0]):]
-		if verb == "ALTER" || verb == "CREATE" {
-			break // one table; what follows are its clauses
-		}
-		// DROP TABLE a, b; TRUNCATE a; RENAME TABLE a TO b, c TO d
-		sep := nextTable.FindString(rest)
-		if sep == "" {
-			break
-		}
-		rest = rest[len(sep):]
+	for _, n := range d.Objects {
+		tables = append(tables, n.Qualified(defaultDB))
 	}
 	return tables, ""
-}
-
-func unquote(id string) string {
-	if strings.HasPrefix(id, "`") {
-		return strings.ReplaceAll(id[1:len(id)-1], "``", "`")
-	}
-	return id
 }
 
 // afterDDL brings the keys of every cached table a DDL statement changed
