@@ -63,6 +63,21 @@ func TestSchemaObjectsReachTheStandby(t *testing.T) {
 			t.Fatalf("%s: primary %d, standby %d", q, onPrimary, onStandby)
 		}
 	}
+	verifySchema := func(when string) {
+		t.Helper()
+		out, err := exec.Command(filepath.Join(binDir, "storage-applier"), "verify", "schema", "--config", p.cfgPath, "--wait", "0s").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), ", 0 differ") {
+			t.Fatalf("verify schema %s: %v\n%s", when, err, out)
+		}
+	}
+	verifySchema("before failover")
+	// an object the standby has and the primary not is named
+	testenv.Exec(t, e.Standby, "CREATE VIEW "+db+".stray AS SELECT 1 AS x")
+	if out, err := exec.Command(filepath.Join(binDir, "storage-applier"), "verify", "schema", "--config", p.cfgPath, "--wait", "0s").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "DIFFERENT: view "+db+".stray: not on the primary") {
+		t.Fatalf("verify schema with a stray view on the standby: %v\n%s", err, out)
+	}
+	testenv.Exec(t, e.Standby, "DROP VIEW "+db+".stray")
 	var status string
 	if err := e.Standby.QueryRow("SELECT STATUS FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? AND EVENT_NAME = 'tick'", db).Scan(&status); err != nil || status != "SLAVESIDE_DISABLED" {
 		t.Fatalf("the event on the standby: status %q (%v), want SLAVESIDE_DISABLED", status, err)
@@ -94,7 +109,8 @@ func TestSchemaObjectsReachTheStandby(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "READY") {
 		t.Fatalf("failover: %v\n%s", err, out)
 	}
-	mustContain(t, string(out), "event "+db+".tick enabled")
+	mustContain(t, string(out), "event "+db+".tick enabled", "schema: ", ", 0 differ")
+	verifySchema("after failover")
 	if err := e.Standby.QueryRow("SELECT STATUS FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? AND EVENT_NAME = 'tick'", db).Scan(&status); err != nil || status != "ENABLED" {
 		t.Fatalf("the event after failover: status %q (%v), want ENABLED", status, err)
 	}

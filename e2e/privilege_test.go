@@ -33,7 +33,7 @@ func TestServicesRunWithLeastPrivilege(t *testing.T) {
 			"CREATE USER " + user("applier") + " IDENTIFIED BY '" + pw + "'",
 			"GRANT ALL ON " + db + ".* TO " + user("applier"),
 			"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON lockstep.* TO " + user("applier"),
-			"GRANT READ_ONLY ADMIN ON *.* TO " + user("applier"),
+			"GRANT READ_ONLY ADMIN, SET USER ON *.* TO " + user("applier"),
 			"CREATE USER " + user("cache") + " IDENTIFIED BY '" + pw + "'",
 			"GRANT SELECT ON " + db + ".* TO " + user("cache"),
 			"GRANT SELECT ON lockstep.checkpoint TO " + user("cache"),
@@ -67,7 +67,11 @@ func TestServicesRunWithLeastPrivilege(t *testing.T) {
 	p.cacheApplier = start(t, writeConfig(t, &cfg), "cache-applier")
 
 	mixedChanges(t, e)
-	testenv.Exec(t, e.Primary, "ALTER TABLE "+e.DB+".items ADD COLUMN note VARCHAR(20) DEFAULT 'n'")
+	testenv.Exec(t, e.Primary, "ALTER TABLE "+e.DB+".items ADD COLUMN note VARCHAR(20) DEFAULT 'n'",
+		// objects whose definer is another account
+		"CREATE VIEW "+e.DB+".cheap AS SELECT id FROM "+e.DB+".items WHERE price < 10",
+		"CREATE TRIGGER "+e.DB+".stamp BEFORE INSERT ON "+e.DB+".sessions FOR EACH ROW SET NEW.token = COALESCE(NEW.token, 'none')",
+		"INSERT INTO "+e.DB+".sessions (id) VALUES (77)")
 	consistent(t, e, 60*time.Second)
 	for _, s := range []*proc{p.producer, p.applier, p.cacheApplier} {
 		if done, err := s.exited(); done {

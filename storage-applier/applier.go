@@ -398,7 +398,7 @@ func (a *applier) applyDDL(ctx context.Context, r *schemas.Record, off int64) er
 		}
 	}
 	q := r.Statement
-	if guarded, ok := inertTrigger(q); ok {
+	if guarded, ok := sqltext.InertTrigger(q); ok {
 		q = guarded
 	}
 	_, err = conn.ExecContext(ctx, q)

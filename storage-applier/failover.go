@@ -96,10 +96,10 @@ func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out, 
 	if perr == nil {
 		defer primary.Close()
 	}
-	what := verify.What{Cache: true, Storage: perr == nil}
+	what := verify.What{Cache: true, Storage: perr == nil, Schema: perr == nil}
 	fmt.Fprintln(out, "4/5 verify:")
 	if perr != nil {
-		fmt.Fprintf(out, "  storage: NOT COMPARED: the primary %s is unreachable (%v)\n", cfg.Primary.Address, perr)
+		fmt.Fprintf(out, "  storage: NOT COMPARED: the primary %s is unreachable (%v)\n  schema: NOT COMPARED either\n", cfg.Primary.Address, perr)
 	}
 	equal, _, err := verify.Check(ctx, cfg, what, cfg.Primary.Databases, 0, out, progress)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/metrics"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/internal/sqltext"
 	"github.com/lockstep-dr/lockstep/internal/status"
 	"github.com/lockstep-dr/lockstep/internal/verify"
 	"github.com/lockstep-dr/lockstep/schemas"
@@ -126,7 +127,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("connect to the standby: %w", err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SET "+applyingVar+" = 1"); err != nil {
+	if _, err := conn.ExecContext(ctx, "SET "+sqltext.ApplyingVar+" = 1"); err != nil {
 		return mysql.Classify(fmt.Errorf("set up the applier's standby session: %w", err))
 	}
 	a := newApplier(db, conn, cp, log, primaryTopic, newStandbyTables(db, cfg.Primary.Databases), rp, cfg.Applier.BatchRows)

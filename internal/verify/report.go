@@ -17,7 +17,7 @@ import (
 )
 
 // What says which comparisons a check makes.
-type What struct{ Storage, Cache bool }
+type What struct{ Storage, Cache, Schema bool }
 
 // Check compares what it is asked to (storage: primary vs standby, table by
 // table; cache: every key the rules define vs the standby) over the
@@ -33,16 +33,24 @@ func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wai
 	defer standby.Close()
 	// Each comparison returns its part of the report and whether it holds.
 	var compares []func() (string, bool, error)
-	if what.Storage {
+	if what.Storage || what.Schema {
 		primary, err := mysql.Open(ctx, "primary", cfg.Primary)
 		if err != nil {
 			return false, 0, err
 		}
 		defer primary.Close()
-		compares = append(compares, func() (string, bool, error) {
-			tables, err := Databases(ctx, primary, standby, dbs, wait, progress)
-			return StorageReport(tables), AllEqual(tables), err
-		})
+		if what.Schema {
+			compares = append(compares, func() (string, bool, error) {
+				diffs, n, err := Schemas(ctx, primary, standby, dbs)
+				return schemaReport(diffs, n), len(diffs) == 0, err
+			})
+		}
+		if what.Storage {
+			compares = append(compares, func() (string, bool, error) {
+				tables, err := Databases(ctx, primary, standby, dbs, wait, progress)
+				return StorageReport(tables), AllEqual(tables), err
+			})
+		}
 	}
 	if what.Cache {
 		tlsCfg, err := cfg.Redis.TLS.Build("redis.tls", cfg.Redis.Address)
@@ -109,6 +117,15 @@ func StorageReport(tables []Table) string {
 	return b.String()
 }
 
+func schemaReport(diffs []Object, n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  schema: %d objects compared (tables, views, sequences, triggers, routines, events), %d differ\n", n, len(diffs))
+	for _, d := range diffs {
+		fmt.Fprintf(&b, "    DIFFERENT: %s %s: %s\n", d.Kind, d.Name, d.Diff)
+	}
+	return b.String()
+}
+
 func cacheReport(c *Cache) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "  cache: %d keys expected from standby rows, %d checked, %d missing, %d with a different value, %d orphan keys\n",
@@ -127,13 +144,14 @@ func cacheReport(c *Cache) string {
 // Command is the verify subcommand every service binary has: verify
 // storage, verify cache; it exits non-zero on a difference.
 func Command() *cobra.Command {
-	cmd := &cobra.Command{Use: "verify", Short: "Compare the standby with the primary (storage) or the cache with the standby (cache)"}
+	cmd := &cobra.Command{Use: "verify", Short: "Compare the standby with the primary (storage, schema) or the cache with the standby (cache)"}
 	for _, c := range []struct {
 		name, short string
 		what        What
 	}{
 		{"storage", "Compare every replicated table of the primary and the standby, row for row", What{Storage: true}},
 		{"cache", "Compare every key the cache rules define with the standby's rows", What{Cache: true}},
+		{"schema", "Compare the replicated databases' objects (tables, views, sequences, triggers, routines, events) of the primary and the standby", What{Schema: true}},
 	} {
 		var wait time.Duration
 		sub := service.Task(c.name, c.short, func(ctx context.Context, cfg *config.Config, out, progress io.Writer) error {

@@ -1,4 +1,4 @@
-package main
+package sqltext
 
 import "testing"
 
@@ -15,13 +15,16 @@ func TestInertTrigger(t *testing.T) {
 		{"CREATE TRIGGER /* FOR EACH ROW */ t AFTER DELETE ON a FOR EACH ROW lbl: BEGIN END lbl",
 			"CREATE TRIGGER /* FOR EACH ROW */ t AFTER DELETE ON a FOR EACH ROW IF @lockstep_applying IS NULL THEN lbl: BEGIN END lbl; END IF"},
 	} {
-		got, ok := inertTrigger(c.in)
+		got, ok := InertTrigger(c.in)
 		if !ok || got != c.want {
-			t.Errorf("inertTrigger(%q)\n got %q, %v\nwant %q", c.in, got, ok, c.want)
+			t.Errorf("InertTrigger(%q)\n got %q, %v\nwant %q", c.in, got, ok, c.want)
 		}
-		again, _ := inertTrigger(got)
+		again, _ := InertTrigger(got)
 		if again != got {
 			t.Errorf("a guarded trigger was guarded twice: %q", again)
+		}
+		if body := "SET NEW.c = 1"; TriggerBody("IF @lockstep_applying IS NULL THEN "+body+"; END IF") != body || TriggerBody(body) != body {
+			t.Errorf("TriggerBody does not take the guard off")
 		}
 	}
 	for _, q := range []string{
@@ -30,8 +33,8 @@ func TestInertTrigger(t *testing.T) {
 		"DROP TRIGGER IF EXISTS t",
 		"CREATE PROCEDURE p() BEGIN CREATE TRIGGER x AFTER INSERT ON a FOR EACH ROW SET @a = 1; END",
 	} {
-		if got, ok := inertTrigger(q); ok || got != q {
-			t.Errorf("inertTrigger(%q) = %q, %v: changed a statement that creates no trigger", q, got, ok)
+		if got, ok := InertTrigger(q); ok || got != q {
+			t.Errorf("InertTrigger(%q) = %q, %v: changed a statement that creates no trigger", q, got, ok)
 		}
 	}
 }

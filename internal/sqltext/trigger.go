@@ -1,29 +1,30 @@
-package main
+package sqltext
 
-import (
-	"github.com/lockstep-dr/lockstep/internal/sqltext"
-)
+import "strings"
 
-// applyingVar is the session variable the storage-applier's sessions set.
+// ApplyingVar is the session variable the storage-applier's sessions set.
 // The standby's triggers test it: their changes on the primary already
 // arrive as rows of the primary log, and a native replica applying row
 // events does not fire triggers either. For every other session (the
 // application after a failover) a trigger fires as it did on the primary.
-const applyingVar = "@lockstep_applying"
+const ApplyingVar = "@lockstep_applying"
 
 // triggerGuard is what the body of a trigger gets on the standby.
-const triggerGuard = "IF " + applyingVar + " IS NULL THEN "
+const triggerGuard = "IF " + ApplyingVar + " IS NULL THEN "
 
-// inertTrigger rewrites CREATE TRIGGER so that the trigger does nothing in
-// the storage-applier's sessions: its body runs only when applyingVar is
+// triggerGuardEnd closes the guard.
+const triggerGuardEnd = "; END IF"
+
+// InertTrigger rewrites CREATE TRIGGER so that the trigger does nothing in
+// the storage-applier's sessions: its body runs only when ApplyingVar is
 // unset. ok is false for any other statement, returned as is.
 //
 // Keeping the definitions on the standby, rather than aside until a
 // failover, lets the server itself carry them through RENAME TABLE and
 // DROP TABLE, as it does on the primary (online schema change tools rely on
 // both).
-func inertTrigger(q string) (string, bool) {
-	toks := sqltext.Tokens(q)
+func InertTrigger(q string) (string, bool) {
+	toks := Tokens(q)
 	// CREATE [OR REPLACE] [DEFINER = user] TRIGGER ... FOR EACH ROW
 	// [{FOLLOWS | PRECEDES} other] body
 	if len(toks) == 0 || !toks[0].Is("CREATE") {
@@ -46,7 +47,7 @@ func inertTrigger(q string) (string, bool) {
 		body += 2
 	}
 	last := len(toks) - 1
-	for last >= body && toks[last].Text == ";" && toks[last].Kind == sqltext.Symbol {
+	for last >= body && toks[last].Text == ";" && toks[last].Kind == Symbol {
 		last--
 	}
 	if body > last {
@@ -56,5 +57,14 @@ func inertTrigger(q string) (string, bool) {
 	if q[start:min(len(q), start+len(triggerGuard))] == triggerGuard {
 		return q, true // already guarded (a standby promoted, then replicated from)
 	}
-	return q[:start] + triggerGuard + q[start:end] + "; END IF" + q[end:], true
+	return q[:start] + triggerGuard + q[start:end] + triggerGuardEnd + q[end:], true
+}
+
+// TriggerBody is a standby trigger's body (information_schema.TRIGGERS
+// ACTION_STATEMENT) as the primary has it: without the guard.
+func TriggerBody(body string) string {
+	if strings.HasPrefix(body, triggerGuard) && strings.HasSuffix(body, triggerGuardEnd) {
+		return body[len(triggerGuard) : len(body)-len(triggerGuardEnd)]
+	}
+	return body
 }
