@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"database/sql"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	mysqldriver "github.com/go-sql-driver/mysql"
 
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 )
@@ -136,5 +139,65 @@ func TestSchemaObjectsReachTheStandby(t *testing.T) {
 	}
 	if next <= handedOut {
 		t.Fatalf("the sequence on the promoted standby gives %d, which the primary handed out already (up to %d)", next, handedOut)
+	}
+}
+
+// Accounts that primary.accounts names reach the standby (users, a role,
+// grants, the default role), with passwords as hashes in the primary log;
+// other accounts do not. The application's account logs in to the standby.
+func TestNamedAccountsReachTheStandby(t *testing.T) {
+	e := newEnv(t)
+	app, role, other := e.DB+"_app", e.DB+"_role", e.DB+"_other"
+	e.Cfg.Primary.Accounts = []string{app + "@%", role}
+	for _, db := range []*sql.DB{e.Primary, e.Standby} {
+		t.Cleanup(func() {
+			_, _ = db.Exec("DROP USER IF EXISTS '" + app + "'@'%', '" + other + "'@'%'")
+			_, _ = db.Exec("DROP ROLE IF EXISTS " + role)
+		})
+	}
+	p := startPipeline(t, e)
+	createTables(t, e)
+	testenv.Exec(t, e.Primary,
+		"CREATE ROLE "+role,
+		"GRANT SELECT ON "+e.DB+".* TO "+role,
+		"CREATE USER '"+app+"'@'%' IDENTIFIED BY 'pw-of-app'",
+		"GRANT "+role+" TO '"+app+"'@'%'",
+		"SET DEFAULT ROLE "+role+" FOR '"+app+"'@'%'",
+		"GRANT INSERT ON "+e.DB+".users TO '"+app+"'@'%'",
+		"CREATE USER '"+other+"'@'%' IDENTIFIED BY 'pw-of-other'",
+		"INSERT INTO "+e.DB+".users (id, email) VALUES (1, 'a@x')",
+	)
+	consistent(t, e, 30*time.Second)
+	count := func(user string) int {
+		var n int
+		if err := e.Standby.QueryRow("SELECT COUNT(*) FROM mysql.user WHERE User = ?", user).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if count(app) != 1 || count(role) != 1 || count(other) != 0 {
+		t.Fatalf("accounts on the standby: %s %d, %s %d, %s %d; want 1, 1, 0", app, count(app), role, count(role), other, count(other))
+	}
+	out, err := exec.Command(filepath.Join(binDir, "storage-applier"), "verify", "schema", "--config", p.cfgPath, "--wait", "0s").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "carried accounts), 0 differ") {
+		t.Fatalf("verify schema: %v\n%s", err, out)
+	}
+	// the application's account, on the standby
+	cfg := mysqldriver.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = app, "pw-of-app", "tcp", e.Cfg.Standby.Address
+	conn, err := mysqldriver.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asApp := sql.OpenDB(conn)
+	defer asApp.Close()
+	var n int
+	if err := asApp.QueryRow("SELECT COUNT(*) FROM " + e.DB + ".users").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the application's account on the standby: %d rows, %v", n, err)
+	}
+	for _, kr := range records(t, e, e.Cfg.Kafka.PrimaryTopic) {
+		if strings.Contains(string(kr.Value), "pw-of-") {
+			t.Fatalf("a password travels as text in the primary log: %s", kr.Value)
+		}
 	}
 }

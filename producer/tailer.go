@@ -295,7 +295,8 @@ func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, 
 // record: every object kind (tables, views, triggers, routines, events,
 // sequences, indexes, databases). One that touches replicated and other
 // databases at once, or that cannot be read and may touch a replicated
-// one, is refused; statements on accounts and the server are not carried.
+// one, is refused; statements on accounts are carried as primary.accounts
+// says, those on the server not.
 func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q string) error {
 	t.live.forget()
 	d, err := sqltext.ParseDDL(q)
@@ -310,8 +311,7 @@ func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q 
 		return nil
 	}
 	if d.Server() {
-		t.log.Debug("statement on accounts or the server, not carried", "gtid", t.gtid.String(), "query", abbreviate(q, 200))
-		return nil
+		return t.account(ctx, h, schema, q, d)
 	}
 	var in, out []string
 	for _, db := range d.Databases(schema) {

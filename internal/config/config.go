@@ -78,6 +78,11 @@ type Database struct {
 	// Databases limits replication to these databases; empty means every
 	// database but the system ones.
 	Databases []string `mapstructure:"databases" yaml:"databases"`
+	// Accounts (primary only) are the accounts whose statements (CREATE,
+	// ALTER, DROP, RENAME USER, GRANT, REVOKE, SET PASSWORD, roles) are
+	// carried to the standby: patterns of "user@host" (a role: its name),
+	// * and ? as in file names. Empty: none.
+	Accounts []string `mapstructure:"accounts" yaml:"accounts"`
 }
 
 type Redis struct {
@@ -219,6 +224,7 @@ func init() {
 		defaults[db.name+".password"] = ""
 		defaults[db.name+".password_file"] = ""
 		defaults[db.name+".databases"] = []string{}
+		defaults[db.name+".accounts"] = []string{}
 		for _, k := range []string{"enabled", "ca_file", "cert_file", "key_file", "skip_verify"} {
 			defaults[db.name+".tls."+k] = defaults["kafka.tls."+k]
 			defaults["redis.tls."+k] = defaults["kafka.tls."+k]
@@ -332,6 +338,22 @@ var (
 	templateVar = regexp.MustCompile(`\{([^{}]*)\}`)
 )
 
+// CarriedAccount reports whether statements on an account ("user@host",
+// or a role's name) are carried to the standby: primary.accounts names it,
+// and it is not an account lockstep itself uses.
+func (c *Config) CarriedAccount(account string) bool {
+	user, _, _ := strings.Cut(account, "@")
+	if user == "" || user == c.Primary.User || user == c.Standby.User {
+		return false
+	}
+	for _, p := range c.Primary.Accounts {
+		if ok, _ := path.Match(p, account); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // Validate checks every key; the error lists all problems, each with its key,
 // its value and what is expected.
 func (c *Config) Validate() error {
@@ -341,6 +363,14 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Kafka.Brokers) == 0 {
 		bad("kafka.brokers", c.Kafka.Brokers, "want at least one host:port")
+	}
+	for _, a := range c.Primary.Accounts {
+		if _, err := path.Match(a, ""); err != nil || a == "" {
+			bad("primary.accounts", a, "want a pattern of user@host, with * and ? (e.g. app_*@%)")
+		}
+	}
+	if len(c.Standby.Accounts) > 0 {
+		bad("standby.accounts", c.Standby.Accounts, "accounts are carried from the primary: set primary.accounts")
 	}
 	for _, b := range c.Kafka.Brokers {
 		if !strings.Contains(b, ":") {

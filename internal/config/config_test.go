@@ -109,3 +109,27 @@ func TestRiskySettingsAreWarnedAbout(t *testing.T) {
 		t.Errorf("a private file without skip_verify: warnings %q, err %v", c.Warnings(), err)
 	}
 }
+
+func TestCarriedAccounts(t *testing.T) {
+	c := &Config{Primary: Database{User: "lockstep_producer", Accounts: []string{"app_*@%", "*@10.0.0.?", "reporting"}}, Standby: Database{User: "lockstep_applier"}}
+	for account, want := range map[string]bool{
+		"app_web@%":                 true,
+		"app_web@localhost":         false,
+		"batch@10.0.0.7":            true,
+		"reporting":                 true, // a role
+		"lockstep_producer@%":       false,
+		"lockstep_applier@10.0.0.1": false, // lockstep's own, whatever the patterns say
+		"root@%":                    false,
+		"":                          false,
+	} {
+		if got := c.CarriedAccount(account); got != want {
+			t.Errorf("CarriedAccount(%q) = %v, want %v", account, got, want)
+		}
+	}
+	bad := *c
+	bad.Primary.Accounts = []string{"app[@%"}
+	bad.Standby.Accounts = []string{"x"}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "primary.accounts") || !strings.Contains(err.Error(), "standby.accounts") {
+		t.Fatalf("Validate: %v", err)
+	}
+}

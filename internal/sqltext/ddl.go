@@ -1,6 +1,8 @@
 package sqltext
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
 	"strings"
 )
@@ -20,8 +22,9 @@ func (n Name) Qualified(schema string) string {
 // DDL is what a schema statement does, as far as replication needs it.
 type DDL struct {
 	// Verb is CREATE, ALTER, DROP, RENAME, TRUNCATE, or one of ANALYZE,
-	// OPTIMIZE, REPAIR, CHECK (tables); GRANT, REVOKE, SET PASSWORD and
-	// the other statements on accounts and the server have Kind SERVER.
+	// OPTIMIZE, REPAIR, CHECK (tables); GRANT, REVOKE and SET (PASSWORD,
+	// DEFAULT ROLE) have Kind USER; FLUSH and the other statements on the
+	// server have Kind SERVER.
 	Verb string
 	// Kind is DATABASE, TABLE, VIEW, TRIGGER, PROCEDURE, FUNCTION, EVENT,
 	// SEQUENCE, INDEX, PACKAGE, USER, ROLE or SERVER.
@@ -34,10 +37,14 @@ type DDL struct {
 	On *Name
 	// OrReplace: CREATE OR REPLACE, which drops what was there.
 	OrReplace bool
+	// Accounts are the accounts a statement on accounts names ("user@host",
+	// a role as "role"), for Kind USER and ROLE.
+	Accounts []string
 }
 
 // Server reports whether the statement is about the server (accounts,
-// privileges, plugins, ...) rather than objects of a database.
+// privileges, plugins, ...) rather than objects of a database; Accounts
+// names the accounts of those on accounts.
 func (d DDL) Server() bool {
 	switch d.Kind {
 	case "USER", "ROLE", "SERVER":
@@ -184,26 +191,73 @@ func (p *parser) names() ([]Name, error) {
 	}
 }
 
-// user skips an account: 'u'@'h', u@h, CURRENT_USER[()], a role name.
-func (p *parser) user() error {
+// user reads an account: 'u'@'h', u@h, `u`@`h`, u (host %), CURRENT_USER[()];
+// a role reads as its name. It returns "user@host", or "" for CURRENT_USER.
+func (p *parser) user() (string, error) {
 	if p.accept("CURRENT_USER") {
 		if p.symbol("(") && !p.symbol(")") {
-			return fmt.Errorf("CURRENT_USER( without )")
+			return "", fmt.Errorf("CURRENT_USER( without )")
 		}
-		return nil
+		return "", nil
 	}
 	t, ok := p.next()
 	if !ok || (t.Kind != Word && t.Kind != Quoted && t.Kind != String) {
-		return fmt.Errorf("an account is missing")
+		return "", fmt.Errorf("an account is missing")
 	}
-	// 'u'@'h' lexes as a string, then a variable @'h' or @h
+	// 'u'@'h' lexes as a string, then a variable "@" and a string; u@h as
+	// a word and a variable "@h"
 	if p.i < len(p.toks) && p.toks[p.i].Kind == Variable {
+		v := p.toks[p.i].Text
 		p.i++
-		if p.toks[p.i-1].Text == "@" && p.i < len(p.toks) && (p.toks[p.i].Kind == String || p.toks[p.i].Kind == Quoted) {
+		if v == "@" && p.i < len(p.toks) && (p.toks[p.i].Kind == String || p.toks[p.i].Kind == Quoted || p.toks[p.i].Kind == Word) {
+			p.i++
+			return t.Text + "@" + p.toks[p.i-1].Text, nil
+		}
+		return t.Text + v, nil
+	}
+	return t.Text, nil
+}
+
+// accounts reads a list of accounts, each maybe followed by its own
+// clauses (IDENTIFIED ...), up to the end or to a clause of the whole
+// statement (REQUIRE, WITH, ...).
+func (p *parser) accounts() ([]string, error) {
+	var out []string
+	for {
+		a, err := p.user()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+		for p.i < len(p.toks) && !p.symbol(",") {
+			if p.peek("REQUIRE") || p.peek("WITH") || p.peek("PASSWORD", "EXPIRE") || p.peek("ACCOUNT") || p.peek("DEFAULT", "ROLE") {
+				return out, nil
+			}
 			p.i++
 		}
+		if p.i >= len(p.toks) || p.toks[p.i-1].Text != "," {
+			return out, nil
+		}
 	}
-	return nil
+}
+
+// after skips to the first top-level word w (outside parentheses); false
+// if there is none.
+func (p *parser) after(w string) bool {
+	depth := 0
+	for ; p.i < len(p.toks); p.i++ {
+		t := p.toks[p.i]
+		switch {
+		case t.Kind == Symbol && t.Text == "(":
+			depth++
+		case t.Kind == Symbol && t.Text == ")":
+			depth--
+		case depth == 0 && t.Is(w):
+			p.i++
+			return true
+		}
+	}
+	return false
 }
 
 // ifExists skips IF EXISTS or IF NOT EXISTS.
@@ -228,7 +282,24 @@ func (p *parser) statement() (DDL, error) {
 		return p.drop()
 	case "RENAME":
 		if p.accept("USER") {
-			return DDL{Verb: verb, Kind: "USER"}, nil
+			d := DDL{Verb: verb, Kind: "USER"}
+			for {
+				from, err := p.user()
+				if err != nil {
+					return DDL{}, err
+				}
+				if !p.accept("TO") {
+					return DDL{}, fmt.Errorf("RENAME USER without TO")
+				}
+				to, err := p.user()
+				if err != nil {
+					return DDL{}, err
+				}
+				d.Accounts = append(d.Accounts, from, to)
+				if !p.symbol(",") {
+					return d, nil
+				}
+			}
 		}
 		if !p.accept("TABLE") && !p.accept("TABLES") {
 			return DDL{}, fmt.Errorf("RENAME of something other than tables")
@@ -265,8 +336,30 @@ func (p *parser) statement() (DDL, error) {
 		}
 		ns, err := p.names()
 		return DDL{Verb: verb, Kind: "TABLE", Objects: ns}, err
-	case "GRANT", "REVOKE", "SET", "FLUSH", "INSTALL", "UNINSTALL", "RESET", "PURGE":
-		// GRANT, REVOKE, SET PASSWORD, SET DEFAULT ROLE, FLUSH ...: the server's
+	case "GRANT", "REVOKE":
+		// GRANT privileges ON what TO accounts; GRANT roles TO accounts;
+		// REVOKE ... FROM accounts
+		to := map[string]string{"GRANT": "TO", "REVOKE": "FROM"}[verb]
+		if !p.after(to) {
+			return DDL{}, fmt.Errorf("%s without %s", verb, to)
+		}
+		accts, err := p.accounts()
+		return DDL{Verb: verb, Kind: "USER", Accounts: accts}, err
+	case "SET":
+		// SET PASSWORD [FOR account] = ...; SET DEFAULT ROLE r FOR account
+		if !p.accept("PASSWORD") && !p.accept("DEFAULT", "ROLE") {
+			return DDL{}, fmt.Errorf("SET of something other than a password or a default role")
+		}
+		d := DDL{Verb: verb, Kind: "USER"}
+		if p.after("FOR") {
+			a, err := p.user()
+			if err != nil {
+				return DDL{}, err
+			}
+			d.Accounts = []string{a}
+		}
+		return d, nil
+	case "FLUSH", "INSTALL", "UNINSTALL", "RESET", "PURGE":
 		return DDL{Verb: verb, Kind: "SERVER"}, nil
 	}
 	return DDL{}, fmt.Errorf("%s is not a schema statement lockstep knows", verb)
@@ -286,7 +379,7 @@ func (p *parser) options() (orReplace bool, err error) {
 			if !p.symbol("=") {
 				return false, fmt.Errorf("DEFINER without =")
 			}
-			if err := p.user(); err != nil {
+			if _, err := p.user(); err != nil {
 				return false, err
 			}
 		case p.accept("ALGORITHM"):
@@ -325,6 +418,16 @@ func (p *parser) kind(verb string) (string, error) {
 	return k, nil
 }
 
+// accountsOf reads the account list of CREATE, ALTER or DROP USER or ROLE.
+func (p *parser) accountsOf(d DDL, err error) (DDL, error) {
+	if err != nil || (d.Kind != "USER" && d.Kind != "ROLE") {
+		return d, err
+	}
+	p.ifExists()
+	d.Accounts, err = p.accounts()
+	return d, err
+}
+
 func (p *parser) create() (DDL, error) {
 	orReplace, err := p.options()
 	if err != nil {
@@ -333,7 +436,7 @@ func (p *parser) create() (DDL, error) {
 	k, err := p.kind("CREATE")
 	d := DDL{Verb: "CREATE", Kind: k, OrReplace: orReplace}
 	if err != nil || d.Server() {
-		return d, err
+		return p.accountsOf(d, err)
 	}
 	p.ifExists()
 	n, err := p.name()
@@ -385,7 +488,7 @@ func (p *parser) alter() (DDL, error) {
 	k, err := p.kind("ALTER")
 	d := DDL{Verb: "ALTER", Kind: k}
 	if err != nil || d.Server() {
-		return d, err
+		return p.accountsOf(d, err)
 	}
 	p.ifExists()
 	if k == "DATABASE" && (p.i >= len(p.toks) || p.peekOption()) {
@@ -416,7 +519,7 @@ func (p *parser) drop() (DDL, error) {
 	k, err := p.kind("DROP")
 	d := DDL{Verb: "DROP", Kind: k}
 	if err != nil || d.Server() {
-		return d, err
+		return p.accountsOf(d, err)
 	}
 	p.ifExists()
 	switch k {
@@ -440,4 +543,24 @@ func (p *parser) drop() (DDL, error) {
 	}
 	d.Objects, err = p.names()
 	return d, err
+}
+
+// HashPasswords rewrites each IDENTIFIED BY 'text' of a statement on
+// accounts as IDENTIFIED BY PASSWORD '*hash' (mysql_native_password, the
+// hash the server stores), so that a password the binlog holds as text
+// travels and rests as its hash only. Other forms are left as written.
+func HashPasswords(q string) string {
+	toks := Tokens(q)
+	var b strings.Builder
+	last := 0
+	for i := 0; i+2 < len(toks); i++ {
+		if toks[i].Is("IDENTIFIED") && toks[i+1].Is("BY") && toks[i+2].Kind == String {
+			b.WriteString(q[last:toks[i+2].Start])
+			sum := sha1.Sum([]byte(toks[i+2].Text))
+			sum = sha1.Sum(sum[:])
+			b.WriteString("PASSWORD '*" + strings.ToUpper(hex.EncodeToString(sum[:])) + "'")
+			last = toks[i+2].End
+		}
+	}
+	return b.String() + q[last:]
 }

@@ -54,7 +54,7 @@ func TestParseDDL(t *testing.T) {
 		{"/*!50003 CREATE*/ /*!50017 DEFINER=`u`@`%`*/ /*!50003 TRIGGER t BEFORE INSERT ON shop.a FOR EACH ROW SET NEW.c = 1 */", "CREATE", "TRIGGER", "shop.t", "shop.a"},
 		{"-- a comment\nOPTIMIZE TABLE a, shop.b", "OPTIMIZE", "TABLE", "app.a shop.b", ""},
 		{"CREATE USER 'a'@'%' IDENTIFIED BY 'x'", "CREATE", "USER", "", ""},
-		{"GRANT SELECT ON shop.* TO 'a'@'%'", "GRANT", "SERVER", "", ""},
+		{"GRANT SELECT ON shop.* TO 'a'@'%'", "GRANT", "USER", "", ""},
 		{"DROP ROLE r", "DROP", "ROLE", "", ""},
 	} {
 		d, err := ParseDDL(c.q)
@@ -109,5 +109,41 @@ func TestDDLDatabases(t *testing.T) {
 	d, _ = ParseDDL("CREATE TABLE t LIKE other.src")
 	if got := d.Databases("app"); !slices.Equal(got, []string{"app", "other"}) {
 		t.Fatalf("databases %q", got)
+	}
+}
+
+// Statements on accounts name their accounts, as "user@host".
+func TestParseDDLAccounts(t *testing.T) {
+	for q, want := range map[string]string{
+		"CREATE USER 'app'@'%' IDENTIFIED BY 'x', `rep`@`10.0.0.1` IDENTIFIED VIA ed25519 USING PASSWORD('y') WITH MAX_QUERIES_PER_HOUR 5": "app@% rep@10.0.0.1",
+		"CREATE USER IF NOT EXISTS app":                                          "app",
+		"ALTER USER app@localhost IDENTIFIED BY 'z' REQUIRE SSL":                 "app@localhost",
+		"DROP USER IF EXISTS 'a'@'%', b":                                         "a@% b",
+		"RENAME USER 'a'@'%' TO 'b'@'%'":                                         "a@% b@%",
+		"GRANT SELECT, INSERT (c1, c2) ON shop.* TO 'app'@'%' WITH GRANT OPTION": "app@%",
+		"GRANT r1 TO app, 'rep'@'%'":                                             "app rep@%",
+		"REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'app'@'%'":                     "app@%",
+		"SET PASSWORD FOR 'app'@'%'='*305D7BCA9D65D8D5C4677F05CD2EA2EBE350158F'": "app@%",
+		"SET DEFAULT ROLE 'r1' FOR 'app'@'%'":                                    "app@%",
+		"CREATE ROLE r1":                                                         "r1",
+		"DROP ROLE IF EXISTS r1, r2":                                             "r1 r2",
+	} {
+		d, err := ParseDDL(q)
+		if err != nil {
+			t.Errorf("%s: %v", q, err)
+			continue
+		}
+		if got := strings.Join(d.Accounts, " "); got != want || !d.Server() {
+			t.Errorf("%s: accounts %q (server %v), want %q", q, got, d.Server(), want)
+		}
+	}
+}
+
+func TestHashPasswords(t *testing.T) {
+	got := HashPasswords("CREATE USER 'a'@'%' IDENTIFIED BY 'secret1', b IDENTIFIED BY PASSWORD '*AA' REQUIRE SSL")
+	// SELECT PASSWORD('secret1') on MariaDB
+	want := "CREATE USER 'a'@'%' IDENTIFIED BY PASSWORD '*7C67218EF7410F248763DC99AEDC705367393C4A', b IDENTIFIED BY PASSWORD '*AA' REQUIRE SSL"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }

@@ -41,7 +41,11 @@ func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wai
 		defer primary.Close()
 		if what.Schema {
 			compares = append(compares, func() (string, bool, error) {
-				diffs, n, err := Schemas(ctx, primary, standby, dbs)
+				var carried func(string) bool
+				if len(cfg.Primary.Accounts) > 0 {
+					carried = cfg.CarriedAccount
+				}
+				diffs, n, err := Schemas(ctx, primary, standby, dbs, carried)
 				return schemaReport(diffs, n), len(diffs) == 0, err
 			})
 		}
@@ -119,7 +123,7 @@ func StorageReport(tables []Table) string {
 
 func schemaReport(diffs []Object, n int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "  schema: %d objects compared (tables, views, sequences, triggers, routines, events), %d differ\n", n, len(diffs))
+	fmt.Fprintf(&b, "  schema: %d objects compared (tables, views, sequences, triggers, routines, events; carried accounts), %d differ\n", n, len(diffs))
 	for _, d := range diffs {
 		fmt.Fprintf(&b, "    DIFFERENT: %s %s: %s\n", d.Kind, d.Name, d.Diff)
 	}

@@ -28,12 +28,14 @@ var autoIncrement = regexp.MustCompile(` AUTO_INCREMENT=\d+`)
 // triggers are compared without lockstep's guard, and its events held
 // disabled because the primary runs them (SLAVESIDE_DISABLED) count as the
 // primary's ENABLED.
-func Schemas(ctx context.Context, primary, standby *sql.DB, dbs []string) ([]Object, int, error) {
-	p, err := objects(ctx, primary, dbs)
+// With carried (nil: none), the accounts it says are carried are compared
+// too, by their grants (SHOW GRANTS, password hash included).
+func Schemas(ctx context.Context, primary, standby *sql.DB, dbs []string, carried func(account string) bool) ([]Object, int, error) {
+	p, err := objects(ctx, primary, dbs, carried)
 	if err != nil {
 		return nil, 0, fmt.Errorf("primary: %w", err)
 	}
-	s, err := objects(ctx, standby, dbs)
+	s, err := objects(ctx, standby, dbs, carried)
 	if err != nil {
 		return nil, 0, fmt.Errorf("standby: %w", err)
 	}
@@ -72,8 +74,13 @@ func abbreviate(s string) string {
 }
 
 // objects maps "kind db.name" to the object's normalised definition.
-func objects(ctx context.Context, db *sql.DB, dbs []string) (map[string]string, error) {
+func objects(ctx context.Context, db *sql.DB, dbs []string, carried func(string) bool) (map[string]string, error) {
 	out := make(map[string]string)
+	if carried != nil {
+		if err := accounts(ctx, db, carried, out); err != nil {
+			return nil, err
+		}
+	}
 	rows, err := db.QueryContext(ctx, "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES")
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
@@ -154,4 +161,52 @@ func showCreate(ctx context.Context, db *sql.DB, q string) (string, error) {
 		return "", err
 	}
 	return string(vals[1]), rows.Err()
+}
+
+// accounts adds the grants of each carried account to out.
+func accounts(ctx context.Context, db *sql.DB, carried func(string) bool, out map[string]string) error {
+	rows, err := db.QueryContext(ctx, "SELECT User, Host FROM mysql.user")
+	if err != nil {
+		return fmt.Errorf("list accounts (the user needs SELECT on mysql.user): %w", err)
+	}
+	var names [][2]string
+	for rows.Next() {
+		var u, h string
+		if err := rows.Scan(&u, &h); err != nil {
+			rows.Close()
+			return err
+		}
+		names = append(names, [2]string{u, h})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	quote := func(s string) string { return "'" + strings.NewReplacer(`\`, `\\`, "'", `\'`).Replace(s) + "'" }
+	for _, n := range names {
+		account, who := n[0]+"@"+n[1], quote(n[0])+"@"+quote(n[1])
+		if n[1] == "" { // a role
+			account, who = n[0], quote(n[0])
+		}
+		if !carried(account) {
+			continue
+		}
+		rows, err := db.QueryContext(ctx, "SHOW GRANTS FOR "+who)
+		if err != nil {
+			return fmt.Errorf("SHOW GRANTS FOR %s: %w", who, err)
+		}
+		var grants []string
+		for rows.Next() {
+			var g string
+			if err := rows.Scan(&g); err != nil {
+				rows.Close()
+				return err
+			}
+			grants = append(grants, g)
+		}
+		rows.Close()
+		slices.Sort(grants)
+		out["account "+account] = strings.Join(grants, "; ")
+	}
+	return nil
 }
