@@ -22,9 +22,14 @@ import (
 // the primary's results, and the trigger fires for it.
 func TestSchemaObjectsReachTheStandby(t *testing.T) {
 	e := newEnv(t)
+	db := e.DB
+	app := db + "_app"
+	e.Cfg.Primary.Accounts = []string{app + "@%"}
+	for _, conn := range []*sql.DB{e.Primary, e.Standby} {
+		t.Cleanup(func() { _, _ = conn.Exec("DROP USER IF EXISTS '" + app + "'@'%'") })
+	}
 	p := startPipeline(t, e)
 	createTables(t, e)
-	db := e.DB
 	testenv.Exec(t, e.Primary,
 		"CREATE TABLE "+db+".audit (id INT AUTO_INCREMENT PRIMARY KEY, user_id INT, what VARCHAR(20))",
 		"CREATE DEFINER=CURRENT_USER TRIGGER "+db+".users_audit AFTER INSERT ON "+db+".users FOR EACH ROW INSERT INTO "+db+".audit (user_id, what) VALUES (NEW.id, 'insert')",
@@ -37,6 +42,18 @@ func TestSchemaObjectsReachTheStandby(t *testing.T) {
 	testenv.Exec(t, e.Primary,
 		"INSERT INTO "+db+".users (id, email, name, balance) VALUES (1, 'a@x', 'Ada', 10), (2, 'b@x', 'Bob', 20)",
 		"CALL "+db+".raise(1)",
+		// a definer account that exists on neither side: created with a note
+		"CREATE DEFINER='"+db+"_nobody'@'%' VIEW "+db+".orphan AS SELECT 1 AS x",
+		// ALTER and DROP of objects too
+		"CREATE VIEW "+db+".gone AS SELECT 1 AS x",
+		"DROP VIEW "+db+".gone",
+		"CREATE PROCEDURE "+db+".gone() SELECT 1",
+		"DROP PROCEDURE "+db+".gone",
+		"ALTER EVENT "+db+".tick ON SCHEDULE EVERY 2 DAY",
+		"ALTER SEQUENCE "+db+".ids INCREMENT BY 1",
+		// the application's account
+		"CREATE USER '"+app+"'@'%' IDENTIFIED BY 'pw-of-app'",
+		"GRANT SELECT, INSERT, UPDATE, EXECUTE ON "+db+".* TO '"+app+"'@'%'",
 	)
 	var handedOut int64
 	for range 3 {
@@ -123,10 +140,16 @@ func TestSchemaObjectsReachTheStandby(t *testing.T) {
 	if got := answers("SELECT " + db + ".doubled(21)"); got != "42" {
 		t.Fatalf("the function answers %q", got)
 	}
-	testenv.Exec(t, e.Standby,
-		"CALL "+db+".raise(2)",
-		"INSERT INTO "+db+".users (id, email, name, balance) VALUES (3, 'c@x', 'Cy', 1)", // the trigger fires for the application
-	)
+	// the application, as its own account, logs in to the promoted standby
+	asApp := login(t, e.Cfg.Standby.Address, app, "pw-of-app")
+	for _, q := range []string{
+		"CALL " + db + ".raise(2)",
+		"INSERT INTO " + db + ".users (id, email, name, balance) VALUES (3, 'c@x', 'Cy', 1)", // the trigger fires for the application
+	} {
+		if _, err := asApp.Exec(q); err != nil {
+			t.Fatalf("%s as %s on the promoted standby: %v", q, app, err)
+		}
+	}
 	if n := standbyCount(t, e, "audit", "user_id = 3 AND what = 'insert'"); n != 1 {
 		t.Fatalf("after failover the trigger wrote %d audit rows for an insert, want 1", n)
 	}
@@ -134,8 +157,12 @@ func TestSchemaObjectsReachTheStandby(t *testing.T) {
 		t.Fatal("the procedure did not run on the promoted standby")
 	}
 	var next int64
-	if err := e.Standby.QueryRow("SELECT NEXTVAL(" + db + ".ids)").Scan(&next); err != nil {
+	if err := asApp.QueryRow("SELECT NEXTVAL(" + db + ".ids)").Scan(&next); err != nil {
 		t.Fatal(err)
+	}
+	var doubled int
+	if err := asApp.QueryRow("SELECT " + db + ".doubled(21)").Scan(&doubled); err != nil || doubled != 42 {
+		t.Fatalf("the function as %s: %d, %v", app, doubled, err)
 	}
 	if next <= handedOut {
 		t.Fatalf("the sequence on the promoted standby gives %d, which the primary handed out already (up to %d)", next, handedOut)
@@ -183,14 +210,7 @@ func TestNamedAccountsReachTheStandby(t *testing.T) {
 		t.Fatalf("verify schema: %v\n%s", err, out)
 	}
 	// the application's account, on the standby
-	cfg := mysqldriver.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = app, "pw-of-app", "tcp", e.Cfg.Standby.Address
-	conn, err := mysqldriver.NewConnector(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	asApp := sql.OpenDB(conn)
-	defer asApp.Close()
+	asApp := login(t, e.Cfg.Standby.Address, app, "pw-of-app")
 	var n int
 	if err := asApp.QueryRow("SELECT COUNT(*) FROM " + e.DB + ".users").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("the application's account on the standby: %d rows, %v", n, err)
@@ -200,4 +220,18 @@ func TestNamedAccountsReachTheStandby(t *testing.T) {
 			t.Fatalf("a password travels as text in the primary log: %s", kr.Value)
 		}
 	}
+}
+
+// login opens a connection pool to a server as a user.
+func login(t *testing.T, address, user, password string) *sql.DB {
+	t.Helper()
+	cfg := mysqldriver.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = user, password, "tcp", address
+	conn, err := mysqldriver.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	t.Cleanup(func() { db.Close() })
+	return db
 }
