@@ -20,14 +20,7 @@ func (t *tailer) account(ctx context.Context, h *replication.EventHeader, schema
 		t.log.Debug("statement on accounts or the server, not carried", "gtid", t.gtid.String(), "query", abbreviate(sqltext.HashPasswords(q), 200))
 		return nil
 	}
-	var in, out []string
-	for _, a := range d.Accounts {
-		if t.cfg.CarriedAccount(a) {
-			in = append(in, a)
-		} else {
-			out = append(out, a)
-		}
-	}
+	in, out := partition(d.Accounts, t.cfg.CarriedAccount)
 	switch {
 	case len(in) == 0:
 		return nil
@@ -39,4 +32,16 @@ func (t *tailer) account(ctx context.Context, h *replication.EventHeader, schema
 	q = sqltext.HashPasswords(q)
 	t.log.Info("account statement", "gtid", t.gtid.String(), "accounts", in, "statement", abbreviate(q, 200))
 	return t.emit(ctx, &schemas.Record{Op: schemas.OpDDL, Schema: schema, Statement: q}, h)
+}
+
+// partition splits names into those carried and the others, in order.
+func partition(names []string, carried func(string) bool) (in, out []string) {
+	for _, n := range names {
+		if carried(n) {
+			in = append(in, n)
+		} else {
+			out = append(out, n)
+		}
+	}
+	return in, out
 }

@@ -313,14 +313,7 @@ func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q 
 	if d.Server() {
 		return t.account(ctx, h, schema, q, d)
 	}
-	var in, out []string
-	for _, db := range d.Databases(schema) {
-		if mysql.Replicated(db, t.cfg.Primary.Databases) {
-			in = append(in, db)
-		} else {
-			out = append(out, db)
-		}
-	}
+	in, out := partition(d.Databases(schema), func(db string) bool { return mysql.Replicated(db, t.cfg.Primary.Databases) })
 	switch {
 	case len(in) == 0:
 		return nil
