@@ -307,7 +307,7 @@ func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q 
 					"report it with the server's version; if the statement leaves the replicated databases alone, run it with the session's default database outside them")
 			}
 		}
-		t.log.Debug("statement outside the replicated databases, ignored", "gtid", t.gtid.String(), "schema", schema, "query", abbreviate(q, 200))
+		t.log.Debug("statement outside the replicated databases, ignored", "gtid", t.gtid.String(), "schema", schema, "query", abbreviate(sqltext.HashPasswords(q), 200))
 		return nil
 	}
 	if d.Server() {
