@@ -68,13 +68,14 @@ func (s *sequencer) place(rec *kgo.Record) (r *schemas.Record, restart bool, err
 // time. Statements go several per round trip (standbyTx). Memory does not
 // grow with the size of a transaction.
 type applier struct {
-	db     *sql.DB
-	tx     *standbyTx
-	cp     *checkpoint
-	log    *slog.Logger
-	topic  string
-	tables *standbyTables
-	rp     *republisher
+	db        *sql.DB
+	tx        *standbyTx
+	carefully *careful
+	cp        *checkpoint
+	log       *slog.Logger
+	topic     string
+	tables    *standbyTables
+	rp        *republisher
 	// groupRows is how many rows a group takes before it commits.
 	groupRows int
 
@@ -101,14 +102,14 @@ type applier struct {
 	madeThrough, prunedThrough int64
 }
 
-func newApplier(db *sql.DB, conn *sql.Conn, cp *checkpoint, log *slog.Logger, topic string, tables *standbyTables, rp *republisher, groupRows int) *applier {
-	return &applier{db: db, tx: &standbyTx{conn: conn}, cp: cp, log: log, topic: topic, tables: tables, rp: rp,
+func newApplier(db *sql.DB, conn standbyConn, carefully *careful, cp *checkpoint, log *slog.Logger, topic string, tables *standbyTables, rp *republisher, groupRows int) *applier {
+	return &applier{db: db, tx: &standbyTx{conn: conn}, carefully: carefully, cp: cp, log: log, topic: topic, tables: tables, rp: rp,
 		groupRows: groupRows, next: cp.applied, applied: cp.applied, lastOff: cp.offset, madeThrough: cp.offset, prunedThrough: -1}
 }
 
 // careful reports whether this record is in the range where statements go
 // one per round trip and transactions commit one at a time.
-func (a *applier) careful(off int64) bool { return off <= carefulThrough.Load() }
+func (a *applier) careful(off int64) bool { return a.carefully.covers(off) }
 
 // add applies one record. Position and DDL records stand alone: the group
 // before them commits first.
@@ -138,8 +139,8 @@ func (a *applier) failed(off int64, err error) error {
 	if a.careful(off) || errors.Is(err, context.Canceled) {
 		return err
 	}
-	carefulThrough.Store(off)
-	return fmt.Errorf("%s; applying again from offset %d one statement per round trip and one transaction at a time, to apply what precedes the failure and name what fails", err.Error(), a.cp.offset+1)
+	a.carefully.through = off
+	return service.Retry(err, fmt.Sprintf("applying again from offset %d one statement per round trip and one transaction at a time, to apply what precedes the failure and name what fails", a.cp.offset+1))
 }
 
 func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, size int, restart bool) error {

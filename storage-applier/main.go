@@ -26,7 +26,13 @@ import (
 )
 
 func main() {
-	cmd := service.Command("storage-applier", "Apply the primary log to the standby database, then republish to the standby log", run)
+	// The careful range outlives each run: a failed run's successor
+	// applies up to the failure one statement at a time.
+	carefully := &careful{through: -1}
+	cmd := service.Command("storage-applier", "Apply the primary log to the standby database, then republish to the standby log",
+		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+			return run(ctx, cfg, log, carefully)
+		})
 	cmd.AddCommand(rewindCommand(), failoverCommand(), status.Command(), status.HealthCommand("storage-applier"), verify.Command())
 	service.Main(cmd)
 }
@@ -34,7 +40,7 @@ func main() {
 // run is one life of the applier. Its start is the recovery: what the
 // standby committed but the standby log lacks is republished first, from
 // the primary log (our outbox), then applying resumes after the checkpoint.
-func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+func run(ctx context.Context, cfg *config.Config, log *slog.Logger, carefully *careful) error {
 	db, err := mysql.Open(ctx, "standby", cfg.Standby)
 	if err != nil {
 		return err
@@ -130,7 +136,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if _, err := conn.ExecContext(ctx, "SET "+sqltext.ApplyingVar+" = 1"); err != nil {
 		return mysql.Classify(fmt.Errorf("set up the applier's standby session: %w", err))
 	}
-	a := newApplier(db, conn, cp, log, primaryTopic, newStandbyTables(db, cfg.Primary.Databases), rp, cfg.Applier.BatchRows)
+	a := newApplier(db, sqlConn{conn}, carefully, cp, log, primaryTopic, newStandbyTables(db, cfg.Primary.Databases), rp, cfg.Applier.BatchRows)
 	defer a.tx.rollback()
 
 	g, ctx := errgroup.WithContext(ctx)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 
 	mysqldriver "github.com/go-sql-driver/mysql"
 )
@@ -23,6 +22,32 @@ type stmt struct {
 // anyRows accepts whatever a statement changed and passes its error on.
 func anyRows(_ int64, err error) error { return err }
 
+// standbyConn is what the applier needs of its standby connection: the
+// seam the applier's unit tests fake (see applier_test.go).
+type standbyConn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+	// execBatch sends statements in one round trip and returns the rows
+	// each changed; driver.ErrSkip when nothing was sent.
+	execBatch(ctx context.Context, text string, args []driver.NamedValue) ([]int64, error)
+}
+
+// sqlConn is a standby connection of database/sql.
+type sqlConn struct{ *sql.Conn }
+
+func (c sqlConn) execBatch(ctx context.Context, text string, args []driver.NamedValue) ([]int64, error) {
+	var affected []int64
+	err := c.Raw(func(dc any) error {
+		res, err := dc.(driver.ExecerContext).ExecContext(ctx, text, args)
+		if err == nil {
+			affected = res.(mysqldriver.Result).AllRowsAffected()
+		}
+		return err
+	})
+	return affected, err
+}
+
 // standbyTx is the applier's transaction on its own standby connection. The
 // statements are queued and sent several per round trip, as one
 // multi-statement text (the driver escapes the values, as for any
@@ -30,7 +55,7 @@ func anyRows(_ int64, err error) error { return err }
 // statement is still checked on its own. Round trips, not the standby's
 // work, are what bound an applier that sends one statement at a time.
 type standbyTx struct {
-	conn  *sql.Conn
+	conn  standbyConn
 	open  bool // START TRANSACTION is sent or queued
 	queue []stmt
 	bytes int
@@ -135,14 +160,7 @@ func (t *standbyTx) flush(ctx context.Context) error {
 			args = append(args, driver.NamedValue{Ordinal: len(args) + 1, Value: a})
 		}
 	}
-	var affected []int64
-	err := t.conn.Raw(func(dc any) error {
-		res, err := dc.(driver.ExecerContext).ExecContext(ctx, text.String(), args)
-		if err == nil {
-			affected = res.(mysqldriver.Result).AllRowsAffected()
-		}
-		return err
-	})
+	affected, err := t.conn.execBatch(ctx, text.String(), args)
 	if errors.Is(err, driver.ErrSkip) {
 		// The driver would not inline these values (too big for one
 		// packet): nothing was sent; send them one by one.
@@ -202,10 +220,13 @@ func (t *standbyTx) rollback() {
 	t.queue, t.bytes, t.open, t.sent, t.checks = t.queue[:0], 0, false, 0, nil
 }
 
-// carefulThrough is the primary-log offset up to which the applier sends
-// one statement per round trip and commits every transaction on its own.
-// Any failure sets it, so that the next life of the applier commits the
-// transactions that shared the failed standby transaction and stops, if the
-// failure is for good, at exactly the row that fails. It outlives the
-// applier's restarts.
-var carefulThrough atomic.Int64
+// careful is the range of the primary log in which the applier sends one
+// statement per round trip and commits every transaction on its own: up to
+// the offset of the last failure, so that the applier's next life commits
+// the transactions that shared the failed standby transaction and stops,
+// if the failure is for good, at exactly the row that fails. It outlives
+// the applier's lives (main keeps it across the stage's restarts).
+type careful struct{ through int64 }
+
+// covers reports whether offset off is in the careful range.
+func (c *careful) covers(off int64) bool { return off <= c.through }

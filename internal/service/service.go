@@ -47,8 +47,27 @@ func PermanentTodo(err error, todo string) error {
 	return Permanent(fmt.Errorf("%w; %s", err, todo))
 }
 
-// IsPermanent reports whether err, or an error it wraps, is permanent.
+// retry marks an error the stage works around by running again in another
+// way, whatever its cause: the supervisor restarts it.
+type retry struct {
+	err error
+	how string
+}
+
+func (r retry) Error() string { return r.err.Error() + "; " + r.how }
+func (r retry) Unwrap() error { return r.err }
+
+// Retry marks err, even a permanent one, as one the next run of the stage
+// works around as how says: the supervisor restarts the stage.
+func Retry(err error, how string) error { return retry{err, how} }
+
+// IsPermanent reports whether err, or an error it wraps, is permanent, and
+// not marked to be retried.
 func IsPermanent(err error) bool {
+	var r retry
+	if errors.As(err, &r) {
+		return false
+	}
 	var p permanent
 	return errors.As(err, &p)
 }

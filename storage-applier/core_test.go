@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	mysqldriver "github.com/go-sql-driver/mysql"
+
+	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// fakeConn stands for the standby connection: it records what the applier
+// sends and answers as told.
+type fakeConn struct {
+	sent      []string // "one: q" or "batch: q; q; ..."
+	batchErr  error    // every batch fails with it
+	errFor    func(q string, args []any) error
+	affecting func(q string) int64 // rows a statement changes; 1 if nil
+}
+
+type result int64
+
+func (r result) LastInsertId() (int64, error) { return 0, nil }
+func (r result) RowsAffected() (int64, error) { return int64(r), nil }
+
+func (f *fakeConn) rows(q string) int64 {
+	if f.affecting != nil {
+		return f.affecting(q)
+	}
+	return 1
+}
+
+func (f *fakeConn) ExecContext(_ context.Context, q string, args ...any) (sql.Result, error) {
+	f.sent = append(f.sent, "one: "+q)
+	if f.errFor != nil {
+		if err := f.errFor(q, args); err != nil {
+			return nil, err
+		}
+	}
+	return result(f.rows(q)), nil
+}
+
+func (f *fakeConn) QueryContext(context.Context, string, ...any) (*sql.Rows, error) {
+	return nil, errors.New("no queries here")
+}
+
+func (f *fakeConn) PrepareContext(context.Context, string) (*sql.Stmt, error) {
+	return nil, errors.New("no queries here")
+}
+
+func (f *fakeConn) execBatch(_ context.Context, text string, _ []driver.NamedValue) ([]int64, error) {
+	parts := strings.Split(text, ";\n")
+	f.sent = append(f.sent, "batch: "+strings.Join(parts, "; "))
+	if f.batchErr != nil {
+		return nil, f.batchErr
+	}
+	var n []int64
+	for _, p := range parts {
+		n = append(n, f.rows(p))
+	}
+	return n, nil
+}
+
+// statements counts what was sent: statements alone and batches.
+func (f *fakeConn) statements() (alone, batches int) {
+	for _, s := range f.sent {
+		if strings.HasPrefix(s, "batch: ") {
+			batches++
+		} else {
+			alone++
+		}
+	}
+	return alone, batches
+}
+
+// newTestApplier is an applier on a fake standby, with table d.t known.
+func newTestApplier(conn *fakeConn, carefully *careful) (*applier, chan kafka.Item) {
+	tables := newStandbyTables(nil, nil)
+	t := &standbyTable{has: map[string]bool{}, generated: map[string]bool{}, onUpdate: map[string]bool{}, record: cols}
+	for _, c := range cols {
+		t.columns = append(t.columns, c.Name)
+		t.has[c.Name] = true
+	}
+	tables.known["d.t"] = t
+	tables.refs["d.t"] = nil // no foreign key references it
+	out := make(chan kafka.Item, 1000)
+	rp := &republisher{topic: "s", out: out}
+	cp := &checkpoint{name: "c", offset: -1, ddlOffset: -1, rewindEnd: -1}
+	cp.applied, _ = mysql.ParseGTIDSet("")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return newApplier(nil, conn, carefully, cp, log, "p", tables, rp, 1000), out
+}
+
+// txnRecords are the records of n transactions of rows rows each, inserts
+// of ids from 1 on, at offsets from 0.
+func txnRecords(n, rows int) []*schemas.Record {
+	var out []*schemas.Record
+	id := 0
+	for txn := 1; txn <= n; txn++ {
+		for i := 0; i < rows; i++ {
+			id++
+			v := fmt.Sprint(id)
+			out = append(out, &schemas.Record{SchemaVersion: 1, Op: schemas.OpInsert, Database: "d", Table: "t", Columns: cols,
+				After: schemas.Row{"id": &v, "bin": nil, "txt": nil}, Key: schemas.Row{"id": &v},
+				Txn: schemas.Txn{GTID: fmt.Sprintf("0-1-%d", txn), Index: i, Last: i == rows-1}})
+		}
+	}
+	return out
+}
+
+func applyAll(t *testing.T, a *applier, recs []*schemas.Record) error {
+	t.Helper()
+	for off, r := range recs {
+		if err := a.add(context.Background(), r, int64(off), 100, false); err != nil {
+			return err
+		}
+	}
+	return a.idle(context.Background())
+}
+
+// Under a backlog, whole primary transactions share one standby
+// transaction, sent in one round trip with the checkpoint, committed once,
+// then published.
+func TestTransactionsAreGroupedIntoOneStandbyTransaction(t *testing.T) {
+	conn := &fakeConn{}
+	a, out := newTestApplier(conn, &careful{through: -1})
+	if err := applyAll(t, a, txnRecords(3, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if len(conn.sent) != 2 || !strings.HasPrefix(conn.sent[0], "batch: START TRANSACTION; SET SESSION foreign_key_checks = 1, unique_checks = 1; INSERT") ||
+		!strings.Contains(conn.sent[0], "UPDATE lockstep.checkpoint") || conn.sent[1] != "one: COMMIT" {
+		t.Fatalf("sent %q", conn.sent)
+	}
+	if strings.Count(conn.sent[0], "INSERT INTO") != 6 {
+		t.Fatalf("want the 6 rows in the round trip: %s", conn.sent[0])
+	}
+	if len(out) != 6 || a.cp.offset != 5 || a.cp.applied.String() != "0-1-3" {
+		t.Fatalf("published %d records, checkpoint at %d %s", len(out), a.cp.offset, a.cp.applied)
+	}
+}
+
+// A failed round trip is retried, not a stop, whatever its cause; the next
+// life of the applier applies up to the failure one statement per round
+// trip and one transaction at a time, commits what precedes the failing
+// row and stops there, naming it.
+func TestAFailureIsAppliedAgainCarefullyToNameTheRow(t *testing.T) {
+	carefully := &careful{through: -1}
+	dup := &mysqldriver.MySQLError{Number: 1062, Message: "Duplicate entry '4' for key 'PRIMARY'"}
+	conn := &fakeConn{batchErr: dup}
+	a, _ := newTestApplier(conn, carefully)
+	err := applyAll(t, a, txnRecords(3, 2))
+	if err == nil || service.IsPermanent(err) || !strings.Contains(err.Error(), "one statement per round trip") {
+		t.Fatalf("first life: %v (permanent %v), want a retry", err, service.IsPermanent(err))
+	}
+	if !carefully.covers(5) || carefully.covers(6) {
+		t.Fatalf("careful through %d, want 5", carefully.through)
+	}
+
+	conn = &fakeConn{errFor: func(q string, args []any) error {
+		if strings.HasPrefix(q, "INSERT") && args[0] == "4" {
+			return dup
+		}
+		return nil
+	}}
+	a, out := newTestApplier(conn, carefully)
+	err = applyAll(t, a, txnRecords(3, 2))
+	if !service.IsPermanent(err) || !strings.Contains(err.Error(), "transaction 0-1-2 row 1") || !strings.Contains(err.Error(), "diverged") {
+		t.Fatalf("second life: %v", err)
+	}
+	if _, batches := conn.statements(); batches != 0 {
+		t.Fatalf("the careful life sent %d batches: %q", batches, conn.sent)
+	}
+	if commits := strings.Count(strings.Join(conn.sent, "\n"), "one: COMMIT"); commits != 1 || a.cp.offset != 1 || len(out) != 2 {
+		t.Fatalf("%d commits, checkpoint at %d, %d published; want the first transaction alone committed: %q", commits, a.cp.offset, len(out), conn.sent)
+	}
+}
+
+// An update that matches no row on the standby stops the applier for good:
+// the standby diverged.
+func TestAnUpdateThatMatchesNoRowStops(t *testing.T) {
+	conn := &fakeConn{affecting: func(q string) int64 {
+		if strings.HasPrefix(q, "UPDATE `d`") {
+			return 0
+		}
+		return 1
+	}}
+	a, _ := newTestApplier(conn, &careful{through: 10}) // careful: the error is the row's own
+	v, w := "1", "x"
+	r := &schemas.Record{SchemaVersion: 1, Op: schemas.OpUpdate, Database: "d", Table: "t", Columns: cols,
+		Before: schemas.Row{"id": &v, "bin": nil, "txt": nil}, After: schemas.Row{"id": &v, "bin": nil, "txt": &w}, Key: schemas.Row{"id": &v},
+		Txn: schemas.Txn{GTID: "0-1-1", Last: true}}
+	err := a.add(context.Background(), r, 0, 100, false)
+	if !service.IsPermanent(err) || !strings.Contains(err.Error(), "0 rows matched on the standby, want 1") || !strings.Contains(err.Error(), "id=1") {
+		t.Fatalf("%v", err)
+	}
+}
+
+// The rows of an aborted Kafka transaction that the broker delivered are
+// dropped when the transaction starts over: only the second delivery is
+// applied.
+func TestATransactionThatStartsOverIsAppliedOnce(t *testing.T) {
+	conn := &fakeConn{}
+	a, out := newTestApplier(conn, &careful{through: -1})
+	recs := txnRecords(1, 3)
+	ctx := context.Background()
+	for off, r := range recs[:2] { // delivered, then aborted
+		if err := a.add(ctx, r, int64(off), 100, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range recs {
+		if err := a.add(ctx, r, int64(2+i), 100, i == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.idle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(strings.Join(conn.sent, "\n"), "INSERT INTO"); n != 3 || len(out) != 3 {
+		t.Fatalf("%d inserts sent, %d published; want 3: %q", n, len(out), conn.sent)
+	}
+}
