@@ -87,8 +87,10 @@ type applier struct {
 	txnStart int           // where its statements start in tx.queue
 	txnSent  int           // tx.sent when it began
 	txnOpens bool          // it opens the standby transaction
+	txnFolds bool          // some of its rows went into the fold
 
 	// the group: complete transactions not yet committed
+	fold    fold // their changes to tables where it is safe, folded
 	group   []*outbox
 	times   []int64       // their primary commit times, for the lag metric
 	applied mysql.GTIDSet // the applied set through its last transaction
@@ -135,7 +137,7 @@ func (a *applier) failed(off int64, err error) error {
 	if err == nil {
 		return nil
 	}
-	a.tx.rollback()
+	a.drop()
 	if a.careful(off) || errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -181,7 +183,7 @@ func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, s
 		return nil
 	}
 	a.end(r, off)
-	if a.rows >= a.groupRows || a.careful(off) {
+	if a.rows >= a.groupRows || a.fold.bytes > 4*batchBytes || a.careful(off) {
 		return a.commit(ctx)
 	}
 	if a.tx.over(1) {
@@ -195,7 +197,7 @@ func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, s
 func (a *applier) begin(r *schemas.Record, off int64) error {
 	a.skip, a.inTxn = false, true
 	a.cur = &outbox{}
-	a.txnStart, a.txnSent, a.txnOpens = len(a.tx.queue), a.tx.sent, !a.tx.open
+	a.txnStart, a.txnSent, a.txnOpens, a.txnFolds = len(a.tx.queue), a.tx.sent, !a.tx.open, false
 	a.tx.alone = a.careful(off)
 	if a.txnOpens {
 		a.opened = time.Now()
@@ -243,19 +245,25 @@ func (a *applier) end(r *schemas.Record, off int64) {
 func (a *applier) restart(off int64) error {
 	a.inTxn, a.cur = false, nil
 	a.next = a.applied
-	if a.tx.sent == a.txnSent && !a.txnOpens {
+	if a.tx.sent == a.txnSent && !a.txnOpens && !a.txnFolds {
 		clear(a.tx.queue[a.txnStart:])
 		a.tx.queue, a.tx.checks = a.tx.queue[:a.txnStart], nil // a SET may be among the dropped
 		return nil
 	}
-	a.tx.rollback()
+	a.drop()
 	if a.lastOff == a.cp.offset {
 		return nil // the standby transaction held nothing else
 	}
 	return fmt.Errorf("the rows of an aborted Kafka transaction at offset %d were sent to the standby in a transaction shared with whole ones", off)
 }
 
-// applyRow queues one row change in the standby transaction.
+// drop rolls back the standby transaction and forgets the group's fold.
+func (a *applier) drop() {
+	a.tx.rollback()
+	a.fold = fold{}
+}
+
+// applyRow queues one row change in the standby transaction, or folds it.
 func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) error {
 	at := func() string {
 		return fmt.Sprintf("%s offset %d, transaction %s row %d (%s on %s)", a.topic, off, r.Txn.GTID, r.Txn.Index, r.Op, r.Name())
@@ -263,6 +271,15 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 	t, err := a.tables.check(ctx, r)
 	if err != nil {
 		return fmt.Errorf("%s: %w; nothing of the transaction was applied", at(), err)
+	}
+	if t.foldable && !a.careful(off) {
+		if err := a.fold.add(r, t); err != nil {
+			return service.Permanentf("%s: %w; nothing of the transaction was applied", at(), err)
+		}
+		a.tx.start()
+		a.txnFolds = true
+		a.rows++
+		return nil
 	}
 	q, args, err := rowStatement(r, t)
 	if err != nil {
@@ -307,6 +324,9 @@ func (a *applier) commit(ctx context.Context) error {
 		return nil // nothing read since the last commit
 	}
 	if a.tx.open {
+		for _, st := range a.fold.statements() {
+			a.tx.push(st)
+		}
 		pruned := a.prunedThrough
 		if pub := a.rp.published.Load(); a.madeThrough > pruned && pub > pruned {
 			pruned = min(pub, a.madeThrough)

@@ -152,7 +152,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, carefully *c
 		log.Info("applying", "topic", primaryTopic, "from_offset", cp.offset+1, "standby", cfg.Standby.Address)
 		return read(ctx, opts, primaryTopic, cp.offset+1, -1, log, func(r *schemas.Record, off int64, size int, restart bool) error {
 			return a.add(ctx, r, off, size, restart)
-		}, a.idle)
+		}, a.idle, a.failed) // the whole transactions before a broken one are applied
 	})
 	return g.Wait()
 }
@@ -185,17 +185,21 @@ func republish(ctx context.Context, rp *republisher, published string, from, end
 		}
 		out.madeSpilled = true // what the standby made, from its table
 		return rp.publish(ctx, out, time.Now())
-	}, nil)
+	}, nil, nil)
 }
 
 // read hands over, in order and checked by a sequencer, the records of the
 // primary log from offset from: up to end, or, with end -1, until ctx ends,
-// calling idle (if not nil) whenever the records fetched so far are done.
+// calling idle (if not nil) whenever the records fetched so far are done,
+// and fail (if not nil) with a record the sequencer refuses and its offset.
 func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, log *slog.Logger,
-	fn func(r *schemas.Record, off int64, size int, restart bool) error, idle func(context.Context) error) error {
+	fn func(r *schemas.Record, off int64, size int, restart bool) error, idle func(context.Context) error, fail func(int64, error) error) error {
 	seq := &sequencer{topic: topic, log: log}
 	each := func(rec *kgo.Record) error {
 		r, restart, err := seq.place(rec)
+		if err != nil && fail != nil {
+			return fail(rec.Offset, err)
+		}
 		if err != nil {
 			return err
 		}

@@ -17,23 +17,11 @@ func rowStatement(r *schemas.Record, t *standbyTable) (string, []any, error) {
 		args []any
 	)
 	add := func(row schemas.Row, c schemas.Column) error {
-		v, ok, err := r.Bytes(row, c)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			args = append(args, nil)
-		} else if c.Binary {
-			args = append(args, v)
-		} else {
-			args = append(args, string(v))
-		}
-		return nil
+		v, err := value(r, row, c)
+		args = append(args, v)
+		return err
 	}
-	stored := r.Columns
-	if len(t.generated) > 0 {
-		stored = slices.DeleteFunc(slices.Clone(r.Columns), func(c schemas.Column) bool { return t.generated[c.Name] })
-	}
+	stored := t.stored(r)
 	table := mysql.QuoteTable(r.Database, r.Table)
 	switch r.Op {
 	case schemas.OpInsert, schemas.OpSnapshot:
@@ -81,6 +69,28 @@ func rowStatement(r *schemas.Record, t *standbyTable) (string, []any, error) {
 		return "", nil, fmt.Errorf("op %q is not a row change", r.Op)
 	}
 	return b.String(), args, nil
+}
+
+// value is a column's value in a row image as a statement argument: nil
+// for NULL, raw bytes for binary columns, text for the others.
+func value(r *schemas.Record, row schemas.Row, c schemas.Column) (any, error) {
+	v, ok, err := r.Bytes(row, c)
+	switch {
+	case err != nil || !ok:
+		return nil, err
+	case c.Binary:
+		return v, nil
+	}
+	return string(v), nil
+}
+
+// stored are the record's columns the standby stores: generated ones are
+// the standby's to compute.
+func (t *standbyTable) stored(r *schemas.Record) []schemas.Column {
+	if len(t.generated) == 0 {
+		return r.Columns
+	}
+	return slices.DeleteFunc(slices.Clone(r.Columns), func(c schemas.Column) bool { return t.generated[c.Name] })
 }
 
 // sameValue reports whether a column holds the same value (or NULL) in

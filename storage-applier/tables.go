@@ -21,6 +21,8 @@ type standbyTable struct {
 	// onUpdate columns are set by the standby on any UPDATE that leaves
 	// them out: the row statements always set them.
 	onUpdate map[string]bool
+	// foldable: the group's changes to it may be folded (fold.go).
+	foldable bool
 	// record lists the columns as records of changes the standby makes
 	// itself do.
 	record []schemas.Column
@@ -121,5 +123,17 @@ func (s *standbyTables) load(ctx context.Context, db, table string) (*standbyTab
 		}
 		t.record = append(t.record, c.Record())
 	}
+	if len(t.columns) == 0 {
+		return t, nil
+	}
+	var foldable sql.NullBool
+	args := make([]any, 0, 18)
+	for range strings.Count(sqlFoldable, "?") / 2 {
+		args = append(args, db, table)
+	}
+	if err := s.db.QueryRowContext(ctx, sqlFoldable, args...).Scan(&foldable); err != nil {
+		return nil, fmt.Errorf("read the keys, foreign keys, triggers and checks of %s.%s on the standby: %w", db, table, err)
+	}
+	t.foldable = foldable.Valid && foldable.Bool
 	return t, nil
 }

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/schemas"
+)
+
+// Folding. A standby transaction covers several primary transactions and
+// readers see it whole, so the states between them are invisible anyway: on
+// a table where it is safe, the group's changes are folded to their net
+// effect per primary key and sent at the group's commit as two statements,
+// one DELETE of every key the standby must hold before the group and one
+// multi-row INSERT of every key the group leaves present. Both check what
+// they find: the DELETE must remove exactly the keys expected present (a
+// missing one means the standby diverged), the INSERT fails on a key
+// expected absent; either failure makes the applier apply the range again
+// carefully, row by row, which names the row. Safe means (standbyTable.
+// foldable): InnoDB, a primary key of exact types, no other unique key, no
+// foreign key in or out, no trigger, no CHECK constraint: then no change
+// depends on the order of the others.
+
+// fold is one group's folded changes.
+type fold struct {
+	tables []*foldTable // in the order of their first change
+	rows   int          // keys held
+	bytes  int          // values held, roughly
+}
+
+// foldTable is one table's folded changes.
+type foldTable struct {
+	name    string // quoted db.table
+	columns []schemas.Column
+	keyCols []schemas.Column
+	keys    map[string]*foldKey
+	order   []string // keys in the order of their first change
+}
+
+// foldKey is one primary key's net change.
+type foldKey struct {
+	key     []any // its values
+	existed bool  // the standby holds it before the group
+	final   []any // the stored columns it ends with; nil: absent
+}
+
+// table returns the folded changes of r's table, started if new.
+func (f *fold) table(r *schemas.Record, t *standbyTable) *foldTable {
+	name := mysql.QuoteTable(r.Database, r.Table)
+	for _, ft := range f.tables {
+		if ft.name == name {
+			return ft
+		}
+	}
+	ft := &foldTable{name: name, columns: t.stored(r), keyCols: r.KeyColumns(), keys: make(map[string]*foldKey)}
+	f.tables = append(f.tables, ft)
+	return ft
+}
+
+// add folds one row change in.
+func (f *fold) add(r *schemas.Record, t *standbyTable) error {
+	ft := f.table(r, t)
+	var after []any
+	if r.Op != schemas.OpDelete {
+		for _, name := range ft.columns {
+			// the record's own column: it says how its value is written
+			i := slices.IndexFunc(r.Columns, func(c schemas.Column) bool { return c.Name == name.Name })
+			if i < 0 {
+				return fmt.Errorf("no column %s in the record", name.Name)
+			}
+			v, err := value(r, r.After, r.Columns[i])
+			if err != nil {
+				return err
+			}
+			after = append(after, v)
+			if s, ok := v.(string); ok {
+				f.bytes += len(s)
+			} else if b, ok := v.([]byte); ok {
+				f.bytes += len(b)
+			}
+		}
+	}
+	switch r.Op {
+	case schemas.OpInsert, schemas.OpSnapshot:
+		k, err := ft.entry(f, r, r.After, false)
+		if err != nil {
+			return err
+		}
+		k.final = after
+	case schemas.OpDelete:
+		k, err := ft.entry(f, r, r.Before, true)
+		if err != nil {
+			return err
+		}
+		k.final = nil
+	case schemas.OpUpdate:
+		from, err := ft.entry(f, r, r.Before, true)
+		if err != nil {
+			return err
+		}
+		to, err := ft.entry(f, r, r.After, false)
+		if err != nil {
+			return err
+		}
+		from.final, to.final = nil, after // the same key when the update keeps it
+	default:
+		return fmt.Errorf("op %q is not a row change", r.Op)
+	}
+	return nil
+}
+
+// entry returns a key's net change, started with what the standby must
+// hold before the group when the key is new to it.
+func (ft *foldTable) entry(f *fold, r *schemas.Record, img schemas.Row, existed bool) (*foldKey, error) {
+	var id strings.Builder
+	key := make([]any, len(ft.keyCols))
+	for i, c := range ft.keyCols {
+		v, err := value(r, img, c)
+		if err != nil {
+			return nil, err
+		}
+		key[i] = v
+		fmt.Fprintf(&id, "%q,", v)
+	}
+	k, ok := ft.keys[id.String()]
+	if !ok {
+		k = &foldKey{key: key, existed: existed}
+		ft.keys[id.String()] = k
+		ft.order = append(ft.order, id.String())
+		f.rows++
+	}
+	return k, nil
+}
+
+// foldChunk bounds the rows of one folded statement.
+const foldChunk = 1000
+
+// statements are the folded changes as statements, each checking what it
+// changed, and empties the fold.
+func (f *fold) statements() []stmt {
+	var out []stmt
+	for _, ft := range f.tables {
+		var gone, present []*foldKey
+		for _, id := range ft.order {
+			k := ft.keys[id]
+			if k.existed {
+				gone = append(gone, k)
+			}
+			if k.final != nil {
+				present = append(present, k)
+			}
+		}
+		for len(gone) > 0 {
+			chunk := gone[:min(foldChunk, len(gone))]
+			gone = gone[len(chunk):]
+			out = append(out, ft.delete(chunk))
+		}
+		for len(present) > 0 {
+			chunk := present[:min(foldChunk, len(present))]
+			present = present[len(chunk):]
+			out = append(out, ft.insert(chunk))
+		}
+	}
+	f.tables, f.rows, f.bytes = nil, 0, 0
+	return out
+}
+
+// delete removes keys the standby must hold, all of them.
+func (ft *foldTable) delete(keys []*foldKey) stmt {
+	var b strings.Builder
+	var args []any
+	cols := make([]string, len(ft.keyCols))
+	for i, c := range ft.keyCols {
+		cols[i] = mysql.Quote(c.Name)
+	}
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+	fmt.Fprintf(&b, "DELETE FROM %s WHERE (%s) IN (", ft.name, strings.Join(cols, ", "))
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(one)
+		args = append(args, k.key...)
+	}
+	b.WriteString(")")
+	want := int64(len(keys))
+	return stmt{query: b.String(), args: args, check: func(n int64, err error) error {
+		if err != nil {
+			return mysql.Classify(fmt.Errorf("apply the folded deletes on %s: %w", ft.name, err))
+		}
+		if n != want {
+			return fmt.Errorf("the group changes %d rows of %s that the standby must hold, it holds %d of them: the standby has diverged (applying carefully names the row)", want, ft.name, n)
+		}
+		return nil
+	}}
+}
+
+// insert writes the rows the group leaves present.
+func (ft *foldTable) insert(keys []*foldKey) stmt {
+	var b strings.Builder
+	var args []any
+	cols := make([]string, len(ft.columns))
+	for i, c := range ft.columns {
+		cols[i] = mysql.Quote(c.Name)
+	}
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", ft.name, strings.Join(cols, ", "))
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(one)
+		args = append(args, k.final...)
+	}
+	want := int64(len(keys))
+	return stmt{query: b.String(), args: args, check: func(n int64, err error) error {
+		if err != nil {
+			return mysql.Classify(fmt.Errorf("apply the folded inserts on %s: %w", ft.name, err))
+		}
+		if n != want {
+			return fmt.Errorf("the folded insert of %d rows into %s wrote %d", want, ft.name, n)
+		}
+		return nil
+	}}
+}
