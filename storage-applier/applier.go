@@ -279,7 +279,15 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 		a.tx.start()
 		a.txnFolds = true
 		a.rows++
-		return nil
+		if a.fold.rows < 4*batchStmts && a.fold.bytes < 4*batchBytes {
+			return nil
+		}
+		// A big transaction: what is folded so far goes now, so that
+		// memory does not grow with it; the keys start a new fold.
+		for _, st := range a.fold.statements() {
+			a.tx.push(st)
+		}
+		return a.tx.flush(ctx)
 	}
 	q, args, err := rowStatement(r, t)
 	if err != nil {

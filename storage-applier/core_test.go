@@ -93,7 +93,7 @@ func newTestApplier(conn *fakeConn, carefully *careful) (*applier, chan kafka.It
 	}
 	tables.known["d.t"] = t
 	tables.refs["d.t"] = nil // no foreign key references it
-	out := make(chan kafka.Item, 1000)
+	out := make(chan kafka.Item, 10000)
 	rp := &republisher{topic: "s", out: out}
 	cp := &checkpoint{name: "c", offset: -1, ddlOffset: -1, rewindEnd: -1}
 	cp.applied, _ = mysql.ParseGTIDSet("")
@@ -300,5 +300,29 @@ func TestAGroupIsFoldedToItsNetEffect(t *testing.T) {
 	}
 	if len(a.fold.tables) != 0 {
 		t.Fatal("the fold outlived the failed standby transaction")
+	}
+}
+
+// A transaction bigger than a fold holds goes out in parts, within the one
+// standby transaction: memory does not grow with the transaction.
+func TestABigTransactionIsFoldedInParts(t *testing.T) {
+	conn := &fakeConn{affecting: func(q string) int64 {
+		if strings.HasPrefix(q, "INSERT") {
+			return int64(strings.Count(q, "(?, ?, ?)"))
+		}
+		return 1
+	}}
+	a, out := newTestApplier(conn, &careful{through: -1})
+	a.tables.known["d.t"].foldable = true
+	recs := txnRecords(1, 5000)
+	if err := applyAll(t, a, recs); err != nil {
+		t.Fatal(err)
+	}
+	sent := strings.Join(conn.sent, "\n")
+	if n := strings.Count(sent, "INSERT INTO"); n < 3 {
+		t.Fatalf("%d folded inserts for 5,000 rows: the fold held the whole transaction", n)
+	}
+	if strings.Count(sent, "one: COMMIT") != 1 || strings.Count(sent, "START TRANSACTION") != 1 || len(out) != 5000 {
+		t.Fatalf("want one standby transaction and 5,000 records published: %d published", len(out))
 	}
 }
