@@ -169,58 +169,56 @@ func (f *fold) statements() []stmt {
 
 // delete removes keys the standby must hold, all of them.
 func (ft *foldTable) delete(keys []*foldKey) stmt {
-	var b strings.Builder
-	var args []any
-	cols := make([]string, len(ft.keyCols))
-	for i, c := range ft.keyCols {
-		cols[i] = mysql.Quote(c.Name)
-	}
-	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
-	fmt.Fprintf(&b, "DELETE FROM %s WHERE (%s) IN (", ft.name, strings.Join(cols, ", "))
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(one)
-		args = append(args, k.key...)
-	}
-	b.WriteString(")")
-	want := int64(len(keys))
-	return stmt{query: b.String(), args: args, check: func(n int64, err error) error {
-		if err != nil {
-			return mysql.Classify(fmt.Errorf("apply the folded deletes on %s: %w", ft.name, err))
-		}
-		if n != want {
-			return fmt.Errorf("the group changes %d rows of %s that the standby must hold, it holds %d of them: the standby has diverged (applying carefully names the row)", want, ft.name, n)
-		}
-		return nil
-	}}
+	q, args := rows("DELETE FROM "+ft.name+" WHERE ("+quoted(ft.keyCols)+") IN (", ")", keys, func(k *foldKey) []any { return k.key })
+	return checked(q, args, "deletes", ft.name, len(keys), func(n int64) error {
+		return fmt.Errorf("the group changes %d rows of %s that the standby must hold, it holds %d of them: the standby has diverged (applying carefully names the row)", len(keys), ft.name, n)
+	})
 }
 
 // insert writes the rows the group leaves present.
 func (ft *foldTable) insert(keys []*foldKey) stmt {
+	q, args := rows("INSERT INTO "+ft.name+" ("+quoted(ft.columns)+") VALUES ", "", keys, func(k *foldKey) []any { return k.final })
+	return checked(q, args, "inserts", ft.name, len(keys), func(n int64) error {
+		return fmt.Errorf("the folded insert of %d rows into %s wrote %d", len(keys), ft.name, n)
+	})
+}
+
+// quoted lists column names, quoted.
+func quoted(cols []schemas.Column) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = mysql.Quote(c.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// rows is head, one (?, ...) tuple per key of the values of that key, and
+// tail; with the values in order.
+func rows(head, tail string, keys []*foldKey, values func(*foldKey) []any) (string, []any) {
 	var b strings.Builder
 	var args []any
-	cols := make([]string, len(ft.columns))
-	for i, c := range ft.columns {
-		cols[i] = mysql.Quote(c.Name)
-	}
-	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
-	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", ft.name, strings.Join(cols, ", "))
+	b.WriteString(head)
 	for i, k := range keys {
+		v := values(k)
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(one)
-		args = append(args, k.final...)
+		b.WriteString("(" + strings.TrimSuffix(strings.Repeat("?, ", len(v)), ", ") + ")")
+		args = append(args, v...)
 	}
-	want := int64(len(keys))
-	return stmt{query: b.String(), args: args, check: func(n int64, err error) error {
+	b.WriteString(tail)
+	return b.String(), args
+}
+
+// checked is a folded statement whose every row must be changed: another
+// count is what mismatch says.
+func checked(q string, args []any, what, table string, want int, mismatch func(n int64) error) stmt {
+	return stmt{query: q, args: args, check: func(n int64, err error) error {
 		if err != nil {
-			return mysql.Classify(fmt.Errorf("apply the folded inserts on %s: %w", ft.name, err))
+			return mysql.Classify(fmt.Errorf("apply the folded %s on %s: %w", what, table, err))
 		}
-		if n != want {
-			return fmt.Errorf("the folded insert of %d rows into %s wrote %d", want, ft.name, n)
+		if n != int64(want) {
+			return mismatch(n)
 		}
 		return nil
 	}}
