@@ -258,7 +258,7 @@ func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, 
 			t.xid = ""
 			return t.commit(ctx)
 		}
-		return t.refuse(h, "", fmt.Sprintf("statement %q in an XA COMMIT/ROLLBACK group", abbreviate(q, 200)), "report it with the server's version")
+		return t.refuse(h, "", fmt.Sprintf("statement %q in an XA COMMIT/ROLLBACK group", sqltext.Abbreviate(q, 200)), "report it with the server's version")
 	}
 	if t.flags&replication.BINLOG_MARIADB_FL_STANDALONE != 0 {
 		if err := t.ddl(ctx, h, schema, q); err != nil {
@@ -279,7 +279,7 @@ func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, 
 	case stmtRollback:
 		return t.rollback(ctx, h)
 	case stmtXACommit, stmtXARollback:
-		return t.refuse(h, "", fmt.Sprintf("statement %q in a group not flagged as XA", abbreviate(q, 200)), "report it with the server's version")
+		return t.refuse(h, "", fmt.Sprintf("statement %q in a group not flagged as XA", sqltext.Abbreviate(q, 200)), "report it with the server's version")
 	}
 	if t.flags&replication.BINLOG_MARIADB_FL_DDL != 0 {
 		// CREATE TABLE ... SELECT: the CREATE, then its rows, one group.
@@ -307,7 +307,7 @@ func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q 
 					"report it with the server's version; if the statement leaves the replicated databases alone, run it with the session's default database outside them")
 			}
 		}
-		t.log.Debug("statement outside the replicated databases, ignored", "gtid", t.gtid.String(), "schema", schema, "query", abbreviate(sqltext.HashPasswords(q), 200))
+		t.log.Debug("statement outside the replicated databases, ignored", "gtid", t.gtid.String(), "schema", schema, "query", sqltext.Abbreviate(sqltext.HashPasswords(q), 200))
 		return nil
 	}
 	if d.Server() {
@@ -319,7 +319,7 @@ func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q 
 		return nil
 	case len(out) > 0:
 		return t.refuse(h, in[0], fmt.Sprintf("%s %s that spans replicated (%s) and other (%s) databases (%q): the standby holds only the replicated ones",
-			d.Verb, d.Kind, strings.Join(in, ", "), strings.Join(out, ", "), abbreviate(q, 200)),
+			d.Verb, d.Kind, strings.Join(in, ", "), strings.Join(out, ", "), sqltext.Abbreviate(q, 200)),
 			"keep such statements inside the replicated databases, or add the others to primary.databases")
 	}
 	t.log.Info("ddl", "gtid", t.gtid.String(), "database", in[0], "statement", q)
@@ -335,19 +335,12 @@ func (t *tailer) statement(h *replication.EventHeader, schema, q string) error {
 	}
 	for _, db := range statementDatabases(schema, q) {
 		if mysql.Replicated(db, t.cfg.Primary.Databases) {
-			return t.refuse(h, db, fmt.Sprintf("statement-based events (binlog_format=STATEMENT or MIXED in the writing session: %q)", abbreviate(q, 200)),
+			return t.refuse(h, db, fmt.Sprintf("statement-based events (binlog_format=STATEMENT or MIXED in the writing session: %q)", sqltext.Abbreviate(q, 200)),
 				"lockstep needs row events: set binlog_format=ROW globally and revoke from applications the privilege to change it in their sessions (SUPER, BINLOG ADMIN)")
 		}
 	}
-	t.log.Debug("statement on a database that is not replicated, ignored", "gtid", t.gtid.String(), "schema", schema, "query", abbreviate(q, 200))
+	t.log.Debug("statement on a database that is not replicated, ignored", "gtid", t.gtid.String(), "schema", schema, "query", sqltext.Abbreviate(q, 200))
 	return nil
-}
-
-func abbreviate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // rollbackTo undoes the records after a savepoint: the server logs ROLLBACK

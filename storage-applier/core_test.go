@@ -88,7 +88,6 @@ func newTestApplier(conn *fakeConn, carefully *careful) (*applier, chan kafka.It
 	tables := newStandbyTables(nil, nil)
 	t := &standbyTable{has: map[string]bool{}, generated: map[string]bool{}, onUpdate: map[string]bool{}, record: cols}
 	for _, c := range cols {
-		t.columns = append(t.columns, c.Name)
 		t.has[c.Name] = true
 	}
 	tables.known["d.t"] = t

@@ -64,9 +64,13 @@ func (f *fold) add(r *schemas.Record, t *standbyTable) error {
 	ft := f.table(r, t)
 	var after []any
 	if r.Op != schemas.OpDelete {
-		for _, name := range ft.columns {
+		for j, name := range ft.columns {
 			// the record's own column: it says how its value is written
-			i := slices.IndexFunc(r.Columns, func(c schemas.Column) bool { return c.Name == name.Name })
+			// (records of one table list them in the same order)
+			i := j
+			if i >= len(r.Columns) || r.Columns[i].Name != name.Name {
+				i = slices.IndexFunc(r.Columns, func(c schemas.Column) bool { return c.Name == name.Name })
+			}
 			if i < 0 {
 				return fmt.Errorf("no column %s in the record", name.Name)
 			}

@@ -13,8 +13,7 @@ import (
 
 // standbyTable is what the applier knows of one standby table.
 type standbyTable struct {
-	columns []string // in table order
-	has     map[string]bool
+	has map[string]bool
 	// generated columns are computed by the standby from the others: the
 	// row statements leave them out.
 	generated map[string]bool
@@ -23,8 +22,8 @@ type standbyTable struct {
 	onUpdate map[string]bool
 	// foldable: the group's changes to it may be folded (fold.go).
 	foldable bool
-	// record lists the columns as records of changes the standby makes
-	// itself do.
+	// record lists the columns in table order, as records of changes the
+	// standby makes itself do.
 	record []schemas.Column
 }
 
@@ -76,10 +75,10 @@ func (s *standbyTables) check(ctx context.Context, r *schemas.Record) (*standbyT
 	if err != nil {
 		return nil, err
 	}
-	if len(t.columns) == 0 {
+	if len(t.record) == 0 {
 		return nil, service.Permanentf("table %s does not exist on the standby", r.Name())
 	}
-	same := len(r.Columns) == len(t.columns)
+	same := len(r.Columns) == len(t.record)
 	for _, c := range r.Columns {
 		same = same && t.has[c.Name]
 	}
@@ -95,7 +94,15 @@ func (s *standbyTables) check(ctx context.Context, r *schemas.Record) (*standbyT
 		}
 	}
 	return nil, service.Permanentf("the record has %d columns (%s), the standby table %s has %d (%s)%s: the schemas differ",
-		len(names), strings.Join(names, ", "), r.Name(), len(t.columns), strings.Join(t.columns, ", "), unknownText(unknown))
+		len(names), strings.Join(names, ", "), r.Name(), len(t.record), strings.Join(columnNames(t.record), ", "), unknownText(unknown))
+}
+
+func columnNames(cols []schemas.Column) []string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.Name
+	}
+	return names
 }
 
 func unknownText(cols []string) string {
@@ -116,14 +123,13 @@ func (s *standbyTables) load(ctx context.Context, db, table string) (*standbyTab
 		if c.OnUpdate {
 			t.onUpdate[c.Name] = true
 		}
-		t.columns = append(t.columns, c.Name)
 		t.has[c.Name] = true
 		if c.Generated {
 			t.generated[c.Name] = true
 		}
 		t.record = append(t.record, c.Record())
 	}
-	if len(t.columns) == 0 {
+	if len(t.record) == 0 {
 		return t, nil
 	}
 	var foldable sql.NullBool

@@ -100,16 +100,17 @@ func ParseDDL(q string) (DDL, error) {
 	p := &parser{toks: Tokens(q)}
 	d, err := p.statement()
 	if err != nil {
-		return DDL{}, fmt.Errorf("%w in %q", err, abbreviate(q))
+		return DDL{}, fmt.Errorf("%w in %q", err, Abbreviate(q, 120))
 	}
 	return d, nil
 }
 
-func abbreviate(s string) string {
-	if len(s) > 120 {
-		return s[:120] + "…"
+// Abbreviate cuts s to n bytes, marked, for messages and logs.
+func Abbreviate(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return s
+	return s[:n] + "…"
 }
 
 type parser struct {

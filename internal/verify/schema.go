@@ -60,17 +60,10 @@ func Schemas(ctx context.Context, primary, standby *sql.DB, dbs []string, carrie
 		case !inP:
 			diffs = append(diffs, Object{kind, name, "not on the primary"})
 		case pd != sd:
-			diffs = append(diffs, Object{kind, name, "definitions differ: primary " + abbreviate(pd) + " / standby " + abbreviate(sd)})
+			diffs = append(diffs, Object{kind, name, "definitions differ: primary " + sqltext.Abbreviate(pd, 200) + " / standby " + sqltext.Abbreviate(sd, 200)})
 		}
 	}
 	return diffs, len(keys), nil
-}
-
-func abbreviate(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "…"
-	}
-	return s
 }
 
 // objects maps "kind db.name" to the object's normalised definition.
