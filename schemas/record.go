@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	json "github.com/goccy/go-json"
@@ -125,6 +126,35 @@ type Record struct {
 	Txn                Txn      `json:"txn"`
 	Source             Source   `json:"source"`
 	Standby            *Standby `json:"standby,omitempty"`
+}
+
+// Encode renders a record as its wire form.
+func Encode(r *Record) ([]byte, error) {
+	r.SchemaVersion = SchemaVersion
+	return json.Marshal(r)
+}
+
+// WithStandby returns the wire form of a primary record's standby-log copy
+// from the primary record's own wire form: the same bytes with the standby
+// section added before the closing brace. Republishing a record then costs
+// a copy, not an encoding; the fields and their meaning are those Encode
+// gives. The record must have no standby section yet, and its txn section
+// must be the copy's.
+func WithStandby(primary []byte, s *Standby) ([]byte, error) {
+	body := bytes.TrimRight(primary, " \t\r\n")
+	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' || len(bytes.TrimSpace(body[1:len(body)-1])) == 0 {
+		return nil, fmt.Errorf("add the standby section: the record is not a JSON object with fields")
+	}
+	section, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("add the standby section: %w", err)
+	}
+	const field = `,"standby":`
+	out := make([]byte, 0, len(body)+len(field)+len(section))
+	out = append(out, body[:len(body)-1]...)
+	out = append(out, field...)
+	out = append(out, section...)
+	return append(out, '}'), nil
 }
 
 // Decode parses one record and checks what every consumer relies on.

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -55,6 +56,37 @@ func TestRecordRoundTripsAndValidates(t *testing.T) {
 	}
 	if string(r.KafkaKey()) != `{"database":"shop","table":"users","key":{"id":"18446744073709551615"}}` {
 		t.Fatalf("kafka key %s", r.KafkaKey())
+	}
+}
+
+// The standby-log copy made by adding bytes to the primary record's wire
+// form is the record the encoder would give, and valid.
+func TestWithStandbyIsTheEncodedCopy(t *testing.T) {
+	primary, err := Encode(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &Standby{CommitTimeMS: 1700000000005, PrimaryOffset: 42, Cascade: &Cascade{ForeignKey: "shop.orders.fk", Action: "ON DELETE CASCADE"}}
+	b, err := WithStandby(append(primary, '\n'), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateStandby(b); err != nil {
+		t.Fatalf("copy does not match standby.schema.json: %v\n%s", err, b)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sample()
+	want.SchemaVersion, want.Standby = SchemaVersion, st
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("copy decodes as\n%+v\nwant\n%+v", got, want)
+	}
+	for _, bad := range []string{"", "{}", "[1]", `{"op":"insert"`} {
+		if _, err := WithStandby([]byte(bad), st); err == nil {
+			t.Errorf("WithStandby(%q) gave no error", bad)
+		}
 	}
 }
 

@@ -3,7 +3,6 @@ package schemas
 import (
 	"bytes"
 	"embed"
-	"encoding/json"
 	"fmt"
 	"sync"
 
@@ -68,10 +67,4 @@ func validate(raw []byte, standby bool) error {
 		s = compiled.standby
 	}
 	return s.Validate(doc)
-}
-
-// Encode renders a record as its wire form.
-func Encode(r *Record) ([]byte, error) {
-	r.SchemaVersion = SchemaVersion
-	return json.Marshal(r)
 }

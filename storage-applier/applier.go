@@ -98,6 +98,10 @@ type applier struct {
 	rows    int
 	opened  time.Time // when its standby transaction began
 
+	// committing is the group before, whose commit is on its way to the
+	// standby while this one is read; settle finishes it.
+	committing *sentGroup
+
 	// lockstep.standby_changes holds the changes the standby made itself
 	// up to madeThrough (a primary offset), those up to prunedThrough
 	// deleted: published.
@@ -115,8 +119,8 @@ func (a *applier) careful(off int64) bool { return a.carefully.covers(off) }
 
 // add applies one record. Position and DDL records stand alone: the group
 // before them commits first.
-func (a *applier) add(ctx context.Context, r *schemas.Record, off int64, size int, restart bool) error {
-	return a.failed(off, a.addRecord(ctx, r, off, size, restart))
+func (a *applier) add(ctx context.Context, r *schemas.Record, off int64, raw []byte, restart bool) error {
+	return a.failed(off, a.addRecord(ctx, r, off, raw, restart))
 }
 
 // idle is called when no more records are at hand: a group at a
@@ -125,7 +129,7 @@ func (a *applier) idle(ctx context.Context) error {
 	if a.inTxn {
 		return nil
 	}
-	return a.failed(a.lastOff, a.commit(ctx))
+	return a.failed(a.lastOff, a.commitNow(ctx))
 }
 
 // failed drops the standby transaction, and the group with it, after err
@@ -145,15 +149,15 @@ func (a *applier) failed(off int64, err error) error {
 	return service.Retry(err, fmt.Sprintf("applying again from offset %d one statement per round trip and one transaction at a time, to apply what precedes the failure and name what fails", a.cp.offset+1))
 }
 
-func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, size int, restart bool) error {
+func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, raw []byte, restart bool) error {
 	if restart {
-		if err := a.restart(off); err != nil {
+		if err := a.restart(ctx, off); err != nil {
 			return err
 		}
 	}
 	if r.Txn.Index == 0 {
 		if r.Op == schemas.OpPosition || r.Op == schemas.OpDDL {
-			if err := a.commit(ctx); err != nil {
+			if err := a.commitNow(ctx); err != nil {
 				return err
 			}
 		}
@@ -162,7 +166,7 @@ func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, s
 		}
 	}
 	if !a.skip {
-		a.cur.add(r, off, size)
+		a.cur.add(r, off, raw)
 		switch r.Op {
 		case schemas.OpPosition: // no rows: the stream starts here
 			return a.alone(ctx, off, nil)
@@ -187,7 +191,7 @@ func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, s
 		return a.commit(ctx)
 	}
 	if a.tx.over(1) {
-		return a.tx.flush(ctx)
+		return a.flush(ctx)
 	}
 	return nil
 }
@@ -242,7 +246,10 @@ func (a *applier) end(r *schemas.Record, off int64) {
 // only go with the whole standby transaction; if it holds other
 // transactions too, the applier starts over from the checkpoint, one
 // transaction per standby transaction up to here.
-func (a *applier) restart(off int64) error {
+func (a *applier) restart(ctx context.Context, off int64) error {
+	if err := a.settle(ctx); err != nil {
+		return err
+	}
 	a.inTxn, a.cur = false, nil
 	a.next = a.applied
 	if a.tx.sent == a.txnSent && !a.txnOpens && !a.txnFolds {
@@ -257,10 +264,21 @@ func (a *applier) restart(off int64) error {
 	return fmt.Errorf("the rows of an aborted Kafka transaction at offset %d were sent to the standby in a transaction shared with whole ones", off)
 }
 
-// drop rolls back the standby transaction and forgets the group's fold.
+// drop rolls back the standby transaction and forgets the group's fold. A
+// commit on its way is not finished: if the standby took it, the next
+// life publishes it, as after a crash.
 func (a *applier) drop() {
 	a.tx.rollback()
-	a.fold = fold{}
+	a.fold, a.committing = fold{}, nil
+}
+
+// flush sends the statements queued in the standby transaction, once the
+// commit before them is finished.
+func (a *applier) flush(ctx context.Context) error {
+	if err := a.settle(ctx); err != nil {
+		return err
+	}
+	return a.tx.flush(ctx)
 }
 
 // applyRow queues one row change in the standby transaction, or folds it.
@@ -287,7 +305,7 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 		for _, st := range a.fold.statements() {
 			a.tx.push(st)
 		}
-		return a.tx.flush(ctx)
+		return a.flush(ctx)
 	}
 	q, args, err := rowStatement(r, t)
 	if err != nil {
@@ -320,55 +338,114 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 		}
 	}
 	if a.careful(off) || a.tx.over(4) {
-		return a.tx.flush(ctx) // one statement at a time, or a big transaction
+		return a.flush(ctx) // one statement at a time, or a big transaction
 	}
 	return nil
 }
 
+// sentGroup is a group on its way to the standby log: sent to the standby
+// with its checkpoint, then answered.
+type sentGroup struct {
+	group   []*outbox
+	times   []int64
+	rows    int
+	lastOff int64
+	applied mysql.GTIDSet
+	// rowsOpened: its rows were in a standby transaction opened then, and
+	// the changes the standby made were pruned up to pruned with it.
+	rowsOpened time.Time
+	pruned     int64
+}
+
 // commit commits the group together with the checkpoint, then hands its
-// transactions to the standby log.
+// transactions to the standby log. Outside the careful range it sends the
+// commit and returns: the next group is read while the standby works, and
+// settle finishes this one.
 func (a *applier) commit(ctx context.Context) error {
+	if err := a.settle(ctx); err != nil {
+		return err
+	}
 	if a.lastOff == a.cp.offset {
 		return nil // nothing read since the last commit
 	}
-	if a.tx.open {
-		for _, st := range a.fold.statements() {
-			a.tx.push(st)
+	c := &sentGroup{group: a.group, times: a.times, rows: a.rows, lastOff: a.lastOff, applied: a.applied, pruned: a.prunedThrough}
+	a.group, a.times, a.rows = nil, nil, 0
+	if !a.tx.open {
+		if err := a.advanceOnly(ctx, c.lastOff, c.applied); err != nil {
+			return err // only duplicates: no rows to commit
 		}
-		pruned := a.prunedThrough
-		if pub := a.rp.published.Load(); a.madeThrough > pruned && pub > pruned {
-			pruned = min(pub, a.madeThrough)
-			a.tx.push(stmt{query: sqlPruneChanges, args: []any{a.cp.name, pruned, int64(math.MaxInt64)}, check: anyRows})
-		}
-		a.tx.push(stmt{query: sqlAdvanceCheckpoint, args: []any{a.lastOff, a.applied.String(), a.cp.name, a.cp.offset},
-			check: a.cp.checkAdvance})
-		if err := a.tx.commit(ctx); err != nil {
-			return fmt.Errorf("commit transactions through %s at %s offset %d: %w", a.applied, a.topic, a.lastOff, err)
-		}
-		a.prunedThrough = pruned
-		metrics.Apply.WithLabelValues("applied").Observe(time.Since(a.opened).Seconds())
-	} else if err := a.advanceOnly(ctx, a.lastOff, a.applied); err != nil {
-		return err // only duplicates: no rows to commit
+		return a.finish(ctx, c)
 	}
-	a.cp.committed(a.lastOff, a.applied)
-	metrics.Rows.WithLabelValues("applied").Add(float64(a.rows))
-	metrics.Transactions.WithLabelValues("applied").Add(float64(len(a.group)))
-	for _, t := range a.times {
+	for _, st := range a.fold.statements() {
+		a.tx.push(st)
+	}
+	if pub := a.rp.published.Load(); a.madeThrough > c.pruned && pub > c.pruned {
+		c.pruned = min(pub, a.madeThrough)
+		a.tx.push(stmt{query: sqlPruneChanges, args: []any{a.cp.name, c.pruned, int64(math.MaxInt64)}, check: anyRows})
+	}
+	a.tx.push(stmt{query: sqlAdvanceCheckpoint, args: []any{c.lastOff, c.applied.String(), a.cp.name, a.cp.offset},
+		check: a.cp.checkAdvance})
+	c.rowsOpened = a.opened
+	if a.careful(c.lastOff) {
+		if err := a.tx.commit(ctx); err != nil {
+			return c.failed(a.topic, err)
+		}
+		return a.finish(ctx, c)
+	}
+	a.tx.commitAsync(ctx)
+	a.committing = c
+	return nil
+}
+
+// commitNow commits the group and waits for the standby's answer.
+func (a *applier) commitNow(ctx context.Context) error {
+	if err := a.commit(ctx); err != nil {
+		return err
+	}
+	return a.settle(ctx)
+}
+
+// settle waits for the commit on its way, if any, and finishes it.
+func (a *applier) settle(ctx context.Context) error {
+	c := a.committing
+	if c == nil {
+		return nil
+	}
+	a.committing = nil
+	if err := a.tx.wait(); err != nil {
+		return c.failed(a.topic, err)
+	}
+	return a.finish(ctx, c)
+}
+
+func (c *sentGroup) failed(topic string, err error) error {
+	return fmt.Errorf("commit transactions through %s at %s offset %d: %w", c.applied, topic, c.lastOff, err)
+}
+
+// finish records a group the standby committed and hands its transactions
+// to the standby log.
+func (a *applier) finish(ctx context.Context, c *sentGroup) error {
+	if !c.rowsOpened.IsZero() {
+		a.prunedThrough = c.pruned
+		metrics.Apply.WithLabelValues("applied").Observe(time.Since(c.rowsOpened).Seconds())
+	}
+	a.cp.committed(c.lastOff, c.applied)
+	metrics.Rows.WithLabelValues("applied").Add(float64(c.rows))
+	metrics.Transactions.WithLabelValues("applied").Add(float64(len(c.group)))
+	for _, t := range c.times {
 		metrics.ObserveLag("applied", t)
 	}
 	// Passed once per transaction committed, so that a test aims at the
 	// n-th transaction whatever the grouping.
-	for range a.group {
+	for range c.group {
 		crashpoint.Hit(crashpoint.ApplierCommitted)
 	}
 	now := time.Now()
-	for _, o := range a.group {
+	for _, o := range c.group {
 		if err := a.rp.publish(ctx, o, now); err != nil {
 			return err
 		}
 	}
-	clear(a.group)
-	a.group, a.times, a.rows = a.group[:0], a.times[:0], 0
 	return nil
 }
 
@@ -376,6 +453,9 @@ func (a *applier) commit(ctx context.Context) error {
 // does not go through the standby transaction: apply (nil: nothing to
 // apply), move the checkpoint, hand it to the standby log.
 func (a *applier) alone(ctx context.Context, off int64, apply func() error) error {
+	if err := a.settle(ctx); err != nil {
+		return err
+	}
 	o := a.cur
 	a.inTxn, a.cur = false, nil
 	a.applied, a.lastOff = a.next, off

@@ -99,7 +99,7 @@ func (a *applier) cascades(ctx context.Context, r *schemas.Record, at func() str
 	// the child rows as they are before the change: what came before it
 	// in the transaction first
 	a.tx.start()
-	if err := a.tx.flush(ctx); err != nil {
+	if err := a.flush(ctx); err != nil {
 		return nil, err
 	}
 	first, err := changeOf(r)
@@ -199,7 +199,7 @@ func rowID(t *standbyTable, row cacherule.Row) string {
 // lockstep.standby_changes in the same standby transaction, for a standby
 // log that must get them after a crash too.
 func (a *applier) cascaded(ctx context.Context, r *schemas.Record, off int64, cs []*cascaded, at func() string) error {
-	if err := a.tx.flush(ctx); err != nil {
+	if err := a.flush(ctx); err != nil {
 		return err // the row's own check names it
 	}
 	made, err := a.madeBy(ctx, r, off, cs)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	mysqldriver "github.com/go-sql-driver/mysql"
 
@@ -26,6 +27,8 @@ type fakeConn struct {
 	batchErr  error    // every batch fails with it
 	errFor    func(q string, args []any) error
 	affecting func(q string) int64 // rows a statement changes; 1 if nil
+	// commitGate, if set, holds every COMMIT until it receives or closes.
+	commitGate chan struct{}
 }
 
 type result int64
@@ -42,6 +45,9 @@ func (f *fakeConn) rows(q string) int64 {
 
 func (f *fakeConn) ExecContext(_ context.Context, q string, args ...any) (sql.Result, error) {
 	f.sent = append(f.sent, "one: "+q)
+	if q == "COMMIT" && f.commitGate != nil {
+		<-f.commitGate
+	}
 	if f.errFor != nil {
 		if err := f.errFor(q, args); err != nil {
 			return nil, err
@@ -120,7 +126,7 @@ func txnRecords(n, rows int) []*schemas.Record {
 func applyAll(t *testing.T, a *applier, recs []*schemas.Record) error {
 	t.Helper()
 	for off, r := range recs {
-		if err := a.add(context.Background(), r, int64(off), 100, false); err != nil {
+		if err := a.add(context.Background(), r, int64(off), wire(t, r), false); err != nil {
 			return err
 		}
 	}
@@ -145,6 +151,68 @@ func TestTransactionsAreGroupedIntoOneStandbyTransaction(t *testing.T) {
 	}
 	if len(out) != 6 || a.cp.offset != 5 || a.cp.applied.String() != "0-1-3" {
 		t.Fatalf("published %d records, checkpoint at %d %s", len(out), a.cp.offset, a.cp.applied)
+	}
+}
+
+// The next group is read and queued while the standby commits the one
+// before; that one is published only once the standby has answered.
+func TestTheNextGroupIsReadWhileTheStandbyCommits(t *testing.T) {
+	conn := &fakeConn{commitGate: make(chan struct{})}
+	a, out := newTestApplier(conn, &careful{through: -1})
+	recs := txnRecords(5, 300) // the group ends with the 4th (1,000 rows)
+	read := make(chan error, 1)
+	go func() {
+		for off, r := range recs {
+			if err := a.add(context.Background(), r, int64(off), wire(t, r), false); err != nil {
+				read <- err
+				return
+			}
+		}
+		read <- nil
+	}()
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the applier waited for the standby's COMMIT before reading the next group")
+	}
+	if len(out) != 0 || a.cp.offset != -1 {
+		t.Fatalf("before the standby answered the COMMIT: %d records published, checkpoint at %d", len(out), a.cp.offset)
+	}
+	close(conn.commitGate)
+	if err := a.idle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1500 || a.cp.offset != 1499 || a.cp.applied.String() != "0-1-5" {
+		t.Fatalf("published %d records, checkpoint at %d %s", len(out), a.cp.offset, a.cp.applied)
+	}
+	if commits := strings.Count(strings.Join(conn.sent, "\n"), "one: COMMIT"); commits != 2 {
+		t.Fatalf("%d COMMITs, want 2 (one per group): %d round trips", commits, len(conn.sent))
+	}
+}
+
+// A commit that fails while the next group is read is a failure of both:
+// nothing is published, and the applier applies the range again carefully.
+func TestAFailedCommitInTheBackgroundIsAppliedAgainCarefully(t *testing.T) {
+	carefully := &careful{through: -1}
+	conn := &fakeConn{errFor: func(q string, _ []any) error {
+		if q == "COMMIT" {
+			return errors.New("connection lost")
+		}
+		return nil
+	}}
+	a, out := newTestApplier(conn, carefully)
+	err := applyAll(t, a, txnRecords(5, 300))
+	if err == nil || service.IsPermanent(err) || !strings.Contains(err.Error(), "connection lost") {
+		t.Fatalf("error %v, want a retry naming the failed COMMIT", err)
+	}
+	if len(out) != 0 || a.cp.offset != -1 || carefully.through < 1199 {
+		t.Fatalf("after a failed commit: %d records published, checkpoint at %d, careful through %d", len(out), a.cp.offset, carefully.through)
+	}
+	if last := conn.sent[len(conn.sent)-1]; last != "one: ROLLBACK" {
+		t.Fatalf("the failed transaction was not rolled back: last sent %q", last)
 	}
 }
 
@@ -198,7 +266,7 @@ func TestAnUpdateThatMatchesNoRowStops(t *testing.T) {
 	r := &schemas.Record{SchemaVersion: 1, Op: schemas.OpUpdate, Database: "d", Table: "t", Columns: cols,
 		Before: schemas.Row{"id": &v, "bin": nil, "txt": nil}, After: schemas.Row{"id": &v, "bin": nil, "txt": &w}, Key: schemas.Row{"id": &v},
 		Txn: schemas.Txn{GTID: "0-1-1", Last: true}}
-	err := a.add(context.Background(), r, 0, 100, false)
+	err := a.add(context.Background(), r, 0, wire(t, r), false)
 	if !service.IsPermanent(err) || !strings.Contains(err.Error(), "0 rows matched on the standby, want 1") || !strings.Contains(err.Error(), "id=1") {
 		t.Fatalf("%v", err)
 	}
@@ -213,12 +281,12 @@ func TestATransactionThatStartsOverIsAppliedOnce(t *testing.T) {
 	recs := txnRecords(1, 3)
 	ctx := context.Background()
 	for off, r := range recs[:2] { // delivered, then aborted
-		if err := a.add(ctx, r, int64(off), 100, false); err != nil {
+		if err := a.add(ctx, r, int64(off), wire(t, r), false); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i, r := range recs {
-		if err := a.add(ctx, r, int64(2+i), 100, i == 0); err != nil {
+		if err := a.add(ctx, r, int64(2+i), wire(t, r), i == 0); err != nil {
 			t.Fatal(err)
 		}
 	}

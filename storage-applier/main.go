@@ -150,8 +150,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, carefully *c
 			}
 		}
 		log.Info("applying", "topic", primaryTopic, "from_offset", cp.offset+1, "standby", cfg.Standby.Address)
-		return read(ctx, opts, primaryTopic, cp.offset+1, -1, log, func(r *schemas.Record, off int64, size int, restart bool) error {
-			return a.add(ctx, r, off, size, restart)
+		return read(ctx, opts, primaryTopic, cp.offset+1, -1, log, func(r *schemas.Record, off int64, raw []byte, restart bool) error {
+			return a.add(ctx, r, off, raw, restart)
 		}, a.idle, a.failed) // the whole transactions before a broken one are applied
 	})
 	return g.Wait()
@@ -167,7 +167,7 @@ func republish(ctx context.Context, rp *republisher, published string, from, end
 	}
 	out := &outbox{}
 	skip := false
-	return read(ctx, rp.opts, rp.source, from, end, log, func(r *schemas.Record, off int64, size int, restart bool) error {
+	return read(ctx, rp.opts, rp.source, from, end, log, func(r *schemas.Record, off int64, raw []byte, restart bool) error {
 		if r.Txn.Index == 0 && !restart {
 			skip = false // position and snapshot records name no transaction
 			if r.Binlog() {
@@ -179,7 +179,7 @@ func republish(ctx context.Context, rp *republisher, published string, from, end
 		if skip {
 			return nil
 		}
-		out.add(r, off, size)
+		out.add(r, off, raw)
 		if !r.Txn.Last {
 			return nil
 		}
@@ -192,21 +192,26 @@ func republish(ctx context.Context, rp *republisher, published string, from, end
 // primary log from offset from: up to end, or, with end -1, until ctx ends,
 // calling idle (if not nil) whenever the records fetched so far are done,
 // and fail (if not nil) with a record the sequencer refuses and its offset.
+// Following the log, records are fetched and decoded in a goroutine of
+// their own, a fetch ahead of fn: decoding overlaps the standby's
+// work.
 func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, log *slog.Logger,
-	fn func(r *schemas.Record, off int64, size int, restart bool) error, idle func(context.Context) error, fail func(int64, error) error) error {
+	fn func(r *schemas.Record, off int64, raw []byte, restart bool) error, idle func(context.Context) error, fail func(int64, error) error) error {
 	seq := &sequencer{topic: topic, log: log}
-	each := func(rec *kgo.Record) error {
-		r, restart, err := seq.place(rec)
-		if err != nil && fail != nil {
-			return fail(rec.Offset, err)
+	refused := func(off int64, err error) error {
+		if fail != nil {
+			return fail(off, err)
 		}
-		if err != nil {
-			return err
-		}
-		return fn(r, rec.Offset, len(rec.Value), restart)
+		return err
 	}
 	if end >= 0 {
-		err := kafka.Scan(ctx, opts, topic, 0, from, end, each)
+		err := kafka.Scan(ctx, opts, topic, 0, from, end, func(rec *kgo.Record) error {
+			r, restart, err := seq.place(rec)
+			if err != nil {
+				return refused(rec.Offset, err)
+			}
+			return fn(r, rec.Offset, rec.Value, restart)
+		})
 		if err == nil && seq.gtid != "" {
 			err = service.Permanentf("%s offsets %d..%d end inside transaction %s", topic, from, end-1, seq.gtid)
 		}
@@ -222,6 +227,55 @@ func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, lo
 		return service.Permanent(err)
 	}
 	defer cl.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	fetches := make(chan decoded, 1)
+	g.Go(func() error {
+		defer close(fetches)
+		return decodeFetches(gctx, cl, seq, topic, from, fetches)
+	})
+	g.Go(func() error {
+		for d := range fetches {
+			for _, p := range d.records {
+				if err := fn(p.r, p.off, p.raw, p.restart); err != nil {
+					return err
+				}
+			}
+			if d.err != nil {
+				return refused(d.errOff, d.err)
+			}
+			if idle != nil && len(fetches) == 0 {
+				if err := idle(gctx); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	err = g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// decoded is one fetch's records, decoded and placed by the sequencer; err
+// is what the sequencer refused after them, at offset errOff.
+type decoded struct {
+	records []placed
+	err     error
+	errOff  int64
+}
+
+type placed struct {
+	r       *schemas.Record
+	off     int64
+	raw     []byte
+	restart bool
+}
+
+// decodeFetches fetches the primary log and sends each fetch decoded to out,
+// until ctx ends or the sequencer refuses a record.
+func decodeFetches(ctx context.Context, cl *kgo.Client, seq *sequencer, topic string, from int64, out chan<- decoded) error {
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -231,15 +285,22 @@ func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, lo
 			return kafka.Classify(fmt.Errorf("read %s from offset %d: %w", topic, from, err))
 		}
 		metrics.ObserveConsumerLag("applied", fs)
+		var d decoded
 		for _, rec := range fs.Records() {
-			if err := each(rec); err != nil {
-				return err
+			r, restart, err := seq.place(rec)
+			if err != nil {
+				d.err, d.errOff = err, rec.Offset
+				break
 			}
+			d.records = append(d.records, placed{r: r, off: rec.Offset, raw: rec.Value, restart: restart})
 		}
-		if idle != nil {
-			if err := idle(ctx); err != nil {
-				return err
-			}
+		select {
+		case out <- d:
+		case <-ctx.Done():
+			return nil
+		}
+		if d.err != nil {
+			return nil
 		}
 	}
 }

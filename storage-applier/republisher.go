@@ -46,22 +46,23 @@ func (p *republisher) publish(ctx context.Context, o *outbox, committedAt time.T
 		}
 	}
 	n := 0
-	send := func(r *schemas.Record, off int64, last bool) error {
+	send := func(r *schemas.Record, raw []byte, off int64, last bool) error {
 		n++
-		return p.send(ctx, r, off, committedAt, n-1, last)
+		return p.send(ctx, r, raw, off, committedAt, n-1, last)
 	}
 	var last *schemas.Record
+	var lastRaw []byte
 	var lastOff int64
-	each := func(r *schemas.Record, off int64) error {
+	each := func(r *schemas.Record, raw []byte, off int64) error {
 		if r.Txn.Last {
-			last, lastOff = r, off
+			last, lastRaw, lastOff = r, raw, off
 			return nil
 		}
-		return send(r, off, false)
+		return send(r, raw, off, false)
 	}
 	if !o.spilled {
 		for i, r := range o.records {
-			if err := each(r, o.offsets[i]); err != nil {
+			if err := each(r, o.raws[i], o.offsets[i]); err != nil {
 				return err
 			}
 		}
@@ -72,7 +73,7 @@ func (p *republisher) publish(ctx context.Context, o *outbox, committedAt time.T
 			if err != nil {
 				return service.Permanentf("read back %s offset %d: %w", p.source, rec.Offset, err)
 			}
-			return each(r, rec.Offset)
+			return each(r, rec.Value, rec.Offset)
 		})
 		if err != nil {
 			return err
@@ -82,28 +83,38 @@ func (p *republisher) publish(ctx context.Context, o *outbox, committedAt time.T
 		return fmt.Errorf("transaction at %s offsets %d..%d has no last record", p.source, o.first, o.last)
 	}
 	for _, m := range made {
-		if err := send(m, m.Standby.PrimaryOffset, false); err != nil {
+		if err := send(m, nil, m.Standby.PrimaryOffset, false); err != nil {
 			return err
 		}
 	}
-	return send(last, lastOff, true)
+	return send(last, lastRaw, lastOff, true)
 }
 
 // send publishes one record as the index-th of its standby transaction. A
-// change the standby made itself comes with its standby section.
-func (p *republisher) send(ctx context.Context, r *schemas.Record, offset int64, committedAt time.Time, index int, last bool) error {
-	sr := *r
-	sr.Txn.Index, sr.Txn.Last = index, last
-	sr.Standby = &schemas.Standby{PrimaryOffset: offset}
+// change the standby made itself comes with its standby section. A primary
+// record keeps its bytes (raw) when the standby numbers it as the primary
+// did: only the standby section is added.
+func (p *republisher) send(ctx context.Context, r *schemas.Record, raw []byte, offset int64, committedAt time.Time, index int, last bool) error {
+	st := schemas.Standby{PrimaryOffset: offset}
 	if r.Standby != nil {
-		st := *r.Standby
-		sr.Standby = &st
+		st = *r.Standby
 	}
-	sr.Standby.CommitTimeMS = committedAt.UnixMilli()
+	st.CommitTimeMS = committedAt.UnixMilli()
+	var it kafka.Item
+	var err error
 	// The partition comes from the key: the standby client hashes it.
-	it, err := kafka.NewItem(p.topic, -1, &sr)
+	if raw != nil && r.Standby == nil && r.Txn.Index == index && r.Txn.Last == last {
+		var v []byte
+		if v, err = schemas.WithStandby(raw, &st); err == nil {
+			it = kafka.RecordItem(p.topic, -1, r, v)
+		}
+	} else {
+		sr := *r
+		sr.Txn.Index, sr.Txn.Last, sr.Standby = index, last, &st
+		it, err = kafka.NewItem(p.topic, -1, &sr)
+	}
 	if err != nil {
-		return service.Permanent(err)
+		return service.Permanentf("republish %s offset %d: %w", p.source, offset, err)
 	}
 	it.Mark = offset
 	select {
@@ -120,6 +131,7 @@ func (p *republisher) send(ctx context.Context, r *schemas.Record, offset int64,
 // log, so memory stays bounded whatever the size of a transaction.
 type outbox struct {
 	records     []*schemas.Record
+	raws        [][]byte // their wire forms
 	offsets     []int64
 	bytes       int
 	first, last int64
@@ -138,9 +150,9 @@ const (
 	outboxBytes   = 16 << 20
 )
 
-// add adds a record of size bytes (encoded); the first record of a
-// transaction starts the outbox over.
-func (o *outbox) add(r *schemas.Record, off int64, size int) {
+// add adds a record and its wire form; the first record of a transaction
+// starts the outbox over.
+func (o *outbox) add(r *schemas.Record, off int64, raw []byte) {
 	if r.Txn.Index == 0 {
 		o.reset()
 		o.first = off
@@ -149,13 +161,14 @@ func (o *outbox) add(r *schemas.Record, off int64, size int) {
 	if o.spilled {
 		return
 	}
-	o.bytes += size
+	o.bytes += len(raw)
 	if len(o.records) >= outboxRecords || o.bytes > outboxBytes {
 		o.reset()
 		o.spilled = true
 		return
 	}
 	o.records = append(o.records, r)
+	o.raws = append(o.raws, raw)
 	o.offsets = append(o.offsets, off)
 }
 
@@ -176,8 +189,9 @@ func (o *outbox) addMade(r *schemas.Record, size int) {
 
 func (o *outbox) reset() {
 	clear(o.records)
+	clear(o.raws)
 	clear(o.made)
-	o.records, o.offsets, o.bytes, o.spilled = o.records[:0], o.offsets[:0], 0, false
+	o.records, o.raws, o.offsets, o.bytes, o.spilled = o.records[:0], o.raws[:0], o.offsets[:0], 0, false
 	o.made, o.madeCount, o.madeBytes, o.madeSpilled = o.made[:0], 0, 0, false
 }
 

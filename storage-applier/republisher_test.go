@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"testing"
@@ -24,8 +25,10 @@ func TestMadeChangesArePublishedBeforeTheLastRecord(t *testing.T) {
 			Txn: schemas.Txn{GTID: "0-1-5", Index: index, Last: last}}
 	}
 	o := &outbox{}
-	o.add(row("parent", 0, false), 10, 100)
-	o.add(row("other", 1, true), 11, 100)
+	parent, other := row("parent", 0, false), row("other", 1, true)
+	parentRaw := wire(t, parent)
+	o.add(parent, 10, parentRaw)
+	o.add(other, 11, wire(t, other))
 	made := row("child", 0, false)
 	made.Standby = &schemas.Standby{PrimaryOffset: 10, Cascade: &schemas.Cascade{ForeignKey: "d.child.fk", Action: "ON DELETE CASCADE"}}
 	o.addMade(made, 100)
@@ -50,6 +53,10 @@ func TestMadeChangesArePublishedBeforeTheLastRecord(t *testing.T) {
 		if r.Txn.Index != len(got)-1 {
 			t.Errorf("record %d has index %d", len(got)-1, r.Txn.Index)
 		}
+		// Numbered as on the primary, a record keeps its bytes.
+		if r.Table == "parent" && !bytes.HasPrefix(it.Rec.Value, parentRaw[:len(parentRaw)-1]) {
+			t.Errorf("the parent's record was encoded again:\n%s\nnot a copy of\n%s", it.Rec.Value, parentRaw)
+		}
 	}
 	want := []string{"parent@10", "child@10 made", "other@11 last"}
 	if !slices.Equal(got, want) {
@@ -58,4 +65,14 @@ func TestMadeChangesArePublishedBeforeTheLastRecord(t *testing.T) {
 	if len(o.records) != 0 || len(o.made) != 0 {
 		t.Fatal("the outbox was not emptied")
 	}
+}
+
+// wire is a record's wire form, as the primary log holds it.
+func wire(t testing.TB, r *schemas.Record) []byte {
+	t.Helper()
+	b, err := schemas.Encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -70,6 +70,10 @@ type standbyTx struct {
 	// constraintsOff: check_constraint_checks was turned off once in this
 	// session (MariaDB only: only then is it named again).
 	constraintsOff bool
+	// inflight answers a commit sent in the background (commitAsync) once
+	// the standby has answered it; nil when none is on its way. The
+	// connection is the background's until wait collects the answer.
+	inflight chan error
 }
 
 // checks are the session settings a row is applied with: those of the
@@ -138,10 +142,18 @@ func (t *standbyTx) over(n int) bool { return len(t.queue) >= n*batchStmts || t.
 // flush sends the queued statements: one alone (or each alone) as a plain
 // statement, more in one round trip.
 func (t *standbyTx) flush(ctx context.Context) error {
+	if err := t.wait(); err != nil {
+		return err
+	}
 	q := t.queue
 	t.queue, t.bytes = t.queue[:0], 0
 	t.sent += len(q)
-	if len(q) == 1 || t.alone {
+	return t.send(ctx, q, t.alone)
+}
+
+// send sends statements q and checks each one's outcome.
+func (t *standbyTx) send(ctx context.Context, q []stmt, alone bool) error {
+	if len(q) == 1 || alone {
 		for _, s := range q {
 			if err := t.execOne(ctx, s); err != nil {
 				return err
@@ -211,8 +223,46 @@ func (t *standbyTx) commit(ctx context.Context) error {
 	return nil
 }
 
+// commitAsync does what commit does in the background: the caller goes on
+// queueing the next transaction's statements while the standby works, and
+// collects the outcome with wait before it sends anything else.
+func (t *standbyTx) commitAsync(ctx context.Context) {
+	// The queue goes with the background; a new one starts here.
+	q := t.queue
+	t.queue, t.bytes, t.open, t.sent = nil, 0, false, 0
+	done := make(chan error, 1)
+	t.inflight = done
+	go func() {
+		err := t.send(ctx, q, false)
+		if err == nil {
+			_, err = t.conn.ExecContext(ctx, "COMMIT")
+		}
+		done <- err
+	}()
+}
+
+// wait collects the outcome of the commit on its way, if any. A failed one
+// is rolled back with what was queued since.
+func (t *standbyTx) wait() error {
+	if t.inflight == nil {
+		return nil
+	}
+	err := <-t.inflight
+	t.inflight = nil
+	if err != nil {
+		t.open = true // its statements may have left the server's transaction open
+		t.rollback()
+	}
+	return err
+}
+
 // rollback drops the queue and the open transaction, if any.
 func (t *standbyTx) rollback() {
+	if t.inflight != nil {
+		<-t.inflight // the outcome no longer matters: the connection does
+		t.inflight = nil
+		t.open = true
+	}
 	if t.open {
 		_, _ = t.conn.ExecContext(context.Background(), "ROLLBACK")
 	}

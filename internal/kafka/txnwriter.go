@@ -34,17 +34,22 @@ func NewItem(topic string, partition int32, r *schemas.Record) (Item, error) {
 	if err != nil {
 		return Item{}, fmt.Errorf("encode record %d of transaction %s: %w", r.Txn.Index, r.Txn.GTID, err)
 	}
+	return RecordItem(topic, partition, r, v), nil
+}
+
+// RecordItem is the item of a record already in its wire form, value.
+func RecordItem(topic string, partition int32, r *schemas.Record, value []byte) Item {
 	return Item{Last: r.Txn.Last, Rec: &kgo.Record{
 		Topic:     topic,
 		Partition: partition,
 		Key:       r.KafkaKey(),
-		Value:     v,
+		Value:     value,
 		Headers: []kgo.RecordHeader{
 			{Key: schemas.HeaderGTID, Value: []byte(r.Txn.GTID)},
 			{Key: schemas.HeaderOp, Value: []byte(r.Op)},
 			{Key: schemas.HeaderTable, Value: []byte(r.Name())},
 		},
-	}}, nil
+	}}
 }
 
 // TxnWriter publishes items inside Kafka transactions, so that a database
