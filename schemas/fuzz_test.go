@@ -1,8 +1,11 @@
 package schemas
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
+
+	json "github.com/goccy/go-json"
 )
 
 // Decode takes bytes from a topic: whatever they are, it returns a record
@@ -28,6 +31,12 @@ func FuzzDecode(f *testing.F) {
 		out, err := Encode(r)
 		if err != nil {
 			t.Fatalf("encode an accepted record: %v", err)
+		}
+		if want, err := json.Marshal(r); err != nil || !bytes.Equal(out, want) {
+			t.Fatalf("Encode wrote\n%s\nMarshal writes\n%s", out, want)
+		}
+		if want, _ := json.Marshal(keyOf(r)); !bytes.Equal(r.KafkaKey(), want) {
+			t.Fatalf("KafkaKey is\n%s\nMarshal writes\n%s", r.KafkaKey(), want)
 		}
 		again, err := Decode(out)
 		if err != nil || !reflect.DeepEqual(r, again) {

@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"unicode/utf8"
+
+	json "github.com/goccy/go-json"
 )
 
 // SchemaVersion is the version of the record layout this package writes.
@@ -128,12 +129,6 @@ type Record struct {
 	Standby            *Standby `json:"standby,omitempty"`
 }
 
-// Encode renders a record as its wire form.
-func Encode(r *Record) ([]byte, error) {
-	r.SchemaVersion = SchemaVersion
-	return json.Marshal(r)
-}
-
 // WithStandby returns the wire form of a primary record's standby-log copy
 // from the primary record's own wire form: the same bytes with the standby
 // section added before the closing brace. Republishing a record then costs
@@ -145,15 +140,11 @@ func WithStandby(primary []byte, s *Standby) ([]byte, error) {
 	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' || len(bytes.TrimSpace(body[1:len(body)-1])) == 0 {
 		return nil, fmt.Errorf("add the standby section: the record is not a JSON object with fields")
 	}
-	section, err := json.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("add the standby section: %w", err)
-	}
 	const field = `,"standby":`
-	out := make([]byte, 0, len(body)+len(field)+len(section))
+	out := make([]byte, 0, len(body)+len(field)+96)
 	out = append(out, body[:len(body)-1]...)
 	out = append(out, field...)
-	out = append(out, section...)
+	out = appendStandby(out, s)
 	return append(out, '}'), nil
 }
 
@@ -260,19 +251,6 @@ func (r *Record) Image() Row {
 		return r.Before
 	}
 	return r.After
-}
-
-// KafkaKey identifies the row: database, table and primary key. Tables
-// without a primary key are keyed by table alone, which keeps their changes in
-// one partition and so in order. DDL is keyed by its database.
-func (r *Record) KafkaKey() []byte {
-	k := struct {
-		Database string `json:"database"`
-		Table    string `json:"table,omitempty"`
-		Key      Row    `json:"key,omitempty"`
-	}{r.Database, r.Table, r.Key}
-	b, _ := json.Marshal(k) // cannot fail: strings and string maps only
-	return b
 }
 
 // FormatVersion renders a primary-log offset (a change's position in primary

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"reflect"
 	"strings"
 	"testing"
@@ -82,6 +83,16 @@ func TestWithStandbyIsTheEncodedCopy(t *testing.T) {
 	want.SchemaVersion, want.Standby = SchemaVersion, st
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("copy decodes as\n%+v\nwant\n%+v", got, want)
+	}
+	// Without a cascade the section is written by hand: as Encode would.
+	st.Cascade = nil
+	b, err = WithStandby(primary, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Standby = st
+	if encoded, _ := Encode(want); !bytes.Equal(b, encoded) {
+		t.Fatalf("copy\n%s\nwant what Encode gives\n%s", b, encoded)
 	}
 	for _, bad := range []string{"", "{}", "[1]", `{"op":"insert"`} {
 		if _, err := WithStandby([]byte(bad), st); err == nil {

@@ -119,8 +119,8 @@ func (a *applier) careful(off int64) bool { return a.carefully.covers(off) }
 
 // add applies one record. Position and DDL records stand alone: the group
 // before them commits first.
-func (a *applier) add(ctx context.Context, r *schemas.Record, off int64, raw []byte, restart bool) error {
-	return a.failed(off, a.addRecord(ctx, r, off, raw, restart))
+func (a *applier) add(ctx context.Context, r *schemas.Record, rec *kgo.Record, restart bool) error {
+	return a.failed(rec.Offset, a.addRecord(ctx, r, rec, restart))
 }
 
 // idle is called when no more records are at hand: a group at a
@@ -149,7 +149,8 @@ func (a *applier) failed(off int64, err error) error {
 	return service.Retry(err, fmt.Sprintf("applying again from offset %d one statement per round trip and one transaction at a time, to apply what precedes the failure and name what fails", a.cp.offset+1))
 }
 
-func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, raw []byte, restart bool) error {
+func (a *applier) addRecord(ctx context.Context, r *schemas.Record, rec *kgo.Record, restart bool) error {
+	off := rec.Offset
 	if restart {
 		if err := a.restart(ctx, off); err != nil {
 			return err
@@ -166,7 +167,7 @@ func (a *applier) addRecord(ctx context.Context, r *schemas.Record, off int64, r
 		}
 	}
 	if !a.skip {
-		a.cur.add(r, off, raw)
+		a.cur.add(r, rec)
 		switch r.Op {
 		case schemas.OpPosition: // no rows: the stream starts here
 			return a.alone(ctx, off, nil)

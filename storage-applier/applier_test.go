@@ -126,18 +126,18 @@ func TestOutboxSpillsBigTransactions(t *testing.T) {
 	r := func(i int, last bool) *schemas.Record {
 		return &schemas.Record{Txn: schemas.Txn{GTID: "0-1-1", Index: i, Last: last}}
 	}
-	o.add(r(0, false), 5, make([]byte, 10))
-	o.add(r(1, true), 6, make([]byte, 10))
-	if o.spilled || len(o.records) != 2 || o.first != 5 || o.last != 6 {
+	o.add(r(0, false), &kgo.Record{Offset: 5, Value: make([]byte, 10)})
+	o.add(r(1, true), &kgo.Record{Offset: 6, Value: make([]byte, 10)})
+	if o.spilled || len(o.wires) != 2 || o.first != 5 || o.last != 6 {
 		t.Fatalf("small transaction: %+v", o)
 	}
 	for i := range outboxRecords + 5 {
-		o.add(r(i, false), int64(100+i), make([]byte, 10))
+		o.add(r(i, false), &kgo.Record{Offset: int64(100 + i), Value: make([]byte, 10)})
 	}
-	if !o.spilled || len(o.records) != 0 || o.first != 100 || o.last != int64(100+outboxRecords+4) {
-		t.Fatalf("big transaction: spilled %v, %d records kept, range %d..%d", o.spilled, len(o.records), o.first, o.last)
+	if !o.spilled || len(o.wires) != 0 || o.first != 100 || o.last != int64(100+outboxRecords+4) {
+		t.Fatalf("big transaction: spilled %v, %d records kept, range %d..%d", o.spilled, len(o.wires), o.first, o.last)
 	}
-	o.add(r(0, false), 900, make([]byte, outboxBytes+1))
+	o.add(r(0, false), &kgo.Record{Offset: 900, Value: make([]byte, outboxBytes+1)})
 	if !o.spilled || o.first != 900 {
 		t.Fatalf("a record over the byte bound: spilled %v, first %d", o.spilled, o.first)
 	}

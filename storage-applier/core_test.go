@@ -126,7 +126,7 @@ func txnRecords(n, rows int) []*schemas.Record {
 func applyAll(t *testing.T, a *applier, recs []*schemas.Record) error {
 	t.Helper()
 	for off, r := range recs {
-		if err := a.add(context.Background(), r, int64(off), wire(t, r), false); err != nil {
+		if err := a.add(context.Background(), r, wire(t, r, off), false); err != nil {
 			return err
 		}
 	}
@@ -163,7 +163,7 @@ func TestTheNextGroupIsReadWhileTheStandbyCommits(t *testing.T) {
 	read := make(chan error, 1)
 	go func() {
 		for off, r := range recs {
-			if err := a.add(context.Background(), r, int64(off), wire(t, r), false); err != nil {
+			if err := a.add(context.Background(), r, wire(t, r, off), false); err != nil {
 				read <- err
 				return
 			}
@@ -266,7 +266,7 @@ func TestAnUpdateThatMatchesNoRowStops(t *testing.T) {
 	r := &schemas.Record{SchemaVersion: 1, Op: schemas.OpUpdate, Database: "d", Table: "t", Columns: cols,
 		Before: schemas.Row{"id": &v, "bin": nil, "txt": nil}, After: schemas.Row{"id": &v, "bin": nil, "txt": &w}, Key: schemas.Row{"id": &v},
 		Txn: schemas.Txn{GTID: "0-1-1", Last: true}}
-	err := a.add(context.Background(), r, 0, wire(t, r), false)
+	err := a.add(context.Background(), r, wire(t, r, 0), false)
 	if !service.IsPermanent(err) || !strings.Contains(err.Error(), "0 rows matched on the standby, want 1") || !strings.Contains(err.Error(), "id=1") {
 		t.Fatalf("%v", err)
 	}
@@ -281,12 +281,12 @@ func TestATransactionThatStartsOverIsAppliedOnce(t *testing.T) {
 	recs := txnRecords(1, 3)
 	ctx := context.Background()
 	for off, r := range recs[:2] { // delivered, then aborted
-		if err := a.add(ctx, r, int64(off), wire(t, r), false); err != nil {
+		if err := a.add(ctx, r, wire(t, r, off), false); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i, r := range recs {
-		if err := a.add(ctx, r, int64(2+i), wire(t, r), i == 0); err != nil {
+		if err := a.add(ctx, r, wire(t, r, 2+i), i == 0); err != nil {
 			t.Fatal(err)
 		}
 	}

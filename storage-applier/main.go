@@ -150,8 +150,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, carefully *c
 			}
 		}
 		log.Info("applying", "topic", primaryTopic, "from_offset", cp.offset+1, "standby", cfg.Standby.Address)
-		return read(ctx, opts, primaryTopic, cp.offset+1, -1, log, func(r *schemas.Record, off int64, raw []byte, restart bool) error {
-			return a.add(ctx, r, off, raw, restart)
+		return read(ctx, opts, primaryTopic, cp.offset+1, -1, log, func(r *schemas.Record, rec *kgo.Record, restart bool) error {
+			return a.add(ctx, r, rec, restart)
 		}, a.idle, a.failed) // the whole transactions before a broken one are applied
 	})
 	return g.Wait()
@@ -167,7 +167,8 @@ func republish(ctx context.Context, rp *republisher, published string, from, end
 	}
 	out := &outbox{}
 	skip := false
-	return read(ctx, rp.opts, rp.source, from, end, log, func(r *schemas.Record, off int64, raw []byte, restart bool) error {
+	return read(ctx, rp.opts, rp.source, from, end, log, func(r *schemas.Record, rec *kgo.Record, restart bool) error {
+		off := rec.Offset
 		if r.Txn.Index == 0 && !restart {
 			skip = false // position and snapshot records name no transaction
 			if r.Binlog() {
@@ -179,7 +180,7 @@ func republish(ctx context.Context, rp *republisher, published string, from, end
 		if skip {
 			return nil
 		}
-		out.add(r, off, raw)
+		out.add(r, rec)
 		if !r.Txn.Last {
 			return nil
 		}
@@ -196,7 +197,7 @@ func republish(ctx context.Context, rp *republisher, published string, from, end
 // their own, a fetch ahead of fn: decoding overlaps the standby's
 // work.
 func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, log *slog.Logger,
-	fn func(r *schemas.Record, off int64, raw []byte, restart bool) error, idle func(context.Context) error, fail func(int64, error) error) error {
+	fn func(r *schemas.Record, rec *kgo.Record, restart bool) error, idle func(context.Context) error, fail func(int64, error) error) error {
 	seq := &sequencer{topic: topic, log: log}
 	refused := func(off int64, err error) error {
 		if fail != nil {
@@ -210,7 +211,7 @@ func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, lo
 			if err != nil {
 				return refused(rec.Offset, err)
 			}
-			return fn(r, rec.Offset, rec.Value, restart)
+			return fn(r, rec, restart)
 		})
 		if err == nil && seq.gtid != "" {
 			err = service.Permanentf("%s offsets %d..%d end inside transaction %s", topic, from, end-1, seq.gtid)
@@ -236,7 +237,7 @@ func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, lo
 	g.Go(func() error {
 		for d := range fetches {
 			for _, p := range d.records {
-				if err := fn(p.r, p.off, p.raw, p.restart); err != nil {
+				if err := fn(p.r, p.rec, p.restart); err != nil {
 					return err
 				}
 			}
@@ -266,10 +267,10 @@ type decoded struct {
 	errOff  int64
 }
 
+// placed is a record as read (rec) and decoded (r).
 type placed struct {
 	r       *schemas.Record
-	off     int64
-	raw     []byte
+	rec     *kgo.Record
 	restart bool
 }
 
@@ -292,7 +293,7 @@ func decodeFetches(ctx context.Context, cl *kgo.Client, seq *sequencer, topic st
 				d.err, d.errOff = err, rec.Offset
 				break
 			}
-			d.records = append(d.records, placed{r: r, off: rec.Offset, raw: rec.Value, restart: restart})
+			d.records = append(d.records, placed{r: r, rec: rec, restart: restart})
 		}
 		select {
 		case out <- d:

@@ -45,78 +45,89 @@ func (p *republisher) publish(ctx context.Context, o *outbox, committedAt time.T
 			return err
 		}
 	}
-	n := 0
-	send := func(r *schemas.Record, raw []byte, off int64, last bool) error {
-		n++
-		return p.send(ctx, r, raw, off, committedAt, n-1, last)
+	index := 0
+	primary := func(w *kgo.Record, last bool) error {
+		index++
+		return p.sendPrimary(ctx, w, committedAt, index-1, last, last && len(made) > 0)
 	}
-	var last *schemas.Record
-	var lastRaw []byte
-	var lastOff int64
-	each := func(r *schemas.Record, raw []byte, off int64) error {
-		if r.Txn.Last {
-			last, lastRaw, lastOff = r, raw, off
+	var lastWire *kgo.Record
+	each := func(w *kgo.Record, last bool) error {
+		if last {
+			lastWire = w
 			return nil
 		}
-		return send(r, raw, off, false)
+		return primary(w, false)
 	}
 	if !o.spilled {
-		for i, r := range o.records {
-			if err := each(r, o.raws[i], o.offsets[i]); err != nil {
+		for i, w := range o.wires {
+			if err := each(w, i == len(o.wires)-1); err != nil {
 				return err
 			}
 		}
 	} else {
 		// Offsets first..last hold exactly the committed copy of the transaction.
 		err := kafka.Scan(ctx, p.opts, p.source, 0, o.first, o.last+1, func(rec *kgo.Record) error {
-			r, err := schemas.Decode(rec.Value)
-			if err != nil {
-				return service.Permanentf("read back %s offset %d: %w", p.source, rec.Offset, err)
-			}
-			return each(r, rec.Value, rec.Offset)
+			return each(rec, rec.Offset == o.last)
 		})
 		if err != nil {
 			return err
 		}
 	}
-	if last == nil {
+	if lastWire == nil {
 		return fmt.Errorf("transaction at %s offsets %d..%d has no last record", p.source, o.first, o.last)
 	}
 	for _, m := range made {
-		if err := send(m, nil, m.Standby.PrimaryOffset, false); err != nil {
+		index++
+		if err := p.send(ctx, m, m.Standby.PrimaryOffset, committedAt, index-1, false); err != nil {
 			return err
 		}
 	}
-	return send(last, lastRaw, lastOff, true)
+	return primary(lastWire, true)
 }
 
-// send publishes one record as the index-th of its standby transaction. A
-// change the standby made itself comes with its standby section. A primary
-// record keeps its bytes (raw) when the standby numbers it as the primary
-// did: only the standby section is added.
-func (p *republisher) send(ctx context.Context, r *schemas.Record, raw []byte, offset int64, committedAt time.Time, index int, last bool) error {
+// sendPrimary publishes a primary-log record (w, as read) as the index-th
+// of its standby transaction. Records come in their transaction's order,
+// so only the last one, after the changes the standby made, is numbered
+// otherwise than on the primary (renumbered): it is encoded again. The
+// others keep their bytes, key and headers, with the standby section
+// added.
+func (p *republisher) sendPrimary(ctx context.Context, w *kgo.Record, committedAt time.Time, index int, last, renumbered bool) error {
+	if renumbered || len(w.Key) == 0 {
+		r, err := schemas.Decode(w.Value)
+		if err != nil {
+			return service.Permanentf("republish %s offset %d: %w", p.source, w.Offset, err)
+		}
+		return p.send(ctx, r, w.Offset, committedAt, index, last)
+	}
+	v, err := schemas.WithStandby(w.Value, &schemas.Standby{PrimaryOffset: w.Offset, CommitTimeMS: committedAt.UnixMilli()})
+	if err != nil {
+		return service.Permanentf("republish %s offset %d: %w", p.source, w.Offset, err)
+	}
+	// The partition comes from the key: the standby client hashes it.
+	return p.enqueue(ctx, kafka.Item{Last: last, Mark: w.Offset, Rec: &kgo.Record{Topic: p.topic, Partition: -1, Key: w.Key, Value: v, Headers: w.Headers}})
+}
+
+// send publishes a record, encoded, as the index-th of its standby
+// transaction. A change the standby made itself comes with its standby
+// section.
+func (p *republisher) send(ctx context.Context, r *schemas.Record, offset int64, committedAt time.Time, index int, last bool) error {
+	sr := *r
 	st := schemas.Standby{PrimaryOffset: offset}
 	if r.Standby != nil {
 		st = *r.Standby
 	}
 	st.CommitTimeMS = committedAt.UnixMilli()
-	var it kafka.Item
-	var err error
+	sr.Txn.Index, sr.Txn.Last, sr.Standby = index, last, &st
 	// The partition comes from the key: the standby client hashes it.
-	if raw != nil && r.Standby == nil && r.Txn.Index == index && r.Txn.Last == last {
-		var v []byte
-		if v, err = schemas.WithStandby(raw, &st); err == nil {
-			it = kafka.RecordItem(p.topic, -1, r, v)
-		}
-	} else {
-		sr := *r
-		sr.Txn.Index, sr.Txn.Last, sr.Standby = index, last, &st
-		it, err = kafka.NewItem(p.topic, -1, &sr)
-	}
+	it, err := kafka.NewItem(p.topic, -1, &sr)
 	if err != nil {
 		return service.Permanentf("republish %s offset %d: %w", p.source, offset, err)
 	}
 	it.Mark = offset
+	return p.enqueue(ctx, it)
+}
+
+func (p *republisher) enqueue(ctx context.Context, it kafka.Item) error {
 	select {
 	case p.out <- it:
 		return nil
@@ -130,9 +141,7 @@ func (p *republisher) send(ctx context.Context, r *schemas.Record, raw []byte, o
 // transaction keeps only its offset range and is read back from the primary
 // log, so memory stays bounded whatever the size of a transaction.
 type outbox struct {
-	records     []*schemas.Record
-	raws        [][]byte // their wire forms
-	offsets     []int64
+	wires       []*kgo.Record // its records as read from the primary log
 	bytes       int
 	first, last int64
 	spilled     bool
@@ -150,9 +159,10 @@ const (
 	outboxBytes   = 16 << 20
 )
 
-// add adds a record and its wire form; the first record of a transaction
-// starts the outbox over.
-func (o *outbox) add(r *schemas.Record, off int64, raw []byte) {
+// add adds a record, decoded and as read; the first record of a
+// transaction starts the outbox over.
+func (o *outbox) add(r *schemas.Record, wire *kgo.Record) {
+	off := wire.Offset
 	if r.Txn.Index == 0 {
 		o.reset()
 		o.first = off
@@ -161,15 +171,13 @@ func (o *outbox) add(r *schemas.Record, off int64, raw []byte) {
 	if o.spilled {
 		return
 	}
-	o.bytes += len(raw)
-	if len(o.records) >= outboxRecords || o.bytes > outboxBytes {
+	o.bytes += len(wire.Value)
+	if len(o.wires) >= outboxRecords || o.bytes > outboxBytes {
 		o.reset()
 		o.spilled = true
 		return
 	}
-	o.records = append(o.records, r)
-	o.raws = append(o.raws, raw)
-	o.offsets = append(o.offsets, off)
+	o.wires = append(o.wires, wire)
 }
 
 // addMade adds a change the standby made itself, of size bytes.
@@ -188,10 +196,9 @@ func (o *outbox) addMade(r *schemas.Record, size int) {
 }
 
 func (o *outbox) reset() {
-	clear(o.records)
-	clear(o.raws)
+	clear(o.wires)
 	clear(o.made)
-	o.records, o.raws, o.offsets, o.bytes, o.spilled = o.records[:0], o.raws[:0], o.offsets[:0], 0, false
+	o.wires, o.bytes, o.spilled = o.wires[:0], 0, false
 	o.made, o.madeCount, o.madeBytes, o.madeSpilled = o.made[:0], 0, 0, false
 }
 

@@ -168,3 +168,46 @@ func TestTxnWriterRefusesRecordsOverTheLimit(t *testing.T) {
 		t.Fatalf("a refused record became visible (err %v)", err)
 	}
 }
+
+// Between database transactions a Kafka transaction waits up to Linger for
+// more: transactions that arrive apart within it share one Kafka
+// transaction; one that arrives after it starts the next.
+func TestTxnWriterLingersForMoreTransactions(t *testing.T) {
+	opts := broker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(append(opts, kgo.TransactionalID("w"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := EnsureTopic(ctx, kadm.NewClient(cl), "log", 1, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	var commits []int64
+	w := &TxnWriter{Client: cl, BatchRows: 1000, Linger: 500 * time.Millisecond, Log: slog.Default(),
+		Committed: func(mark int64) { commits = append(commits, mark) }}
+	in := make(chan Item)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, in) }()
+	send := func(seq int) {
+		it, err := NewItem("log", 0, record(fmt.Sprintf("0-1-%d", seq), 0, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		it.Mark = int64(seq)
+		in <- it
+	}
+	send(1)
+	time.Sleep(100 * time.Millisecond) // within the linger
+	send(2)
+	time.Sleep(time.Second) // past it: the first Kafka transaction ends
+	send(3)
+	close(in)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(commits) != "[2 3]" {
+		t.Fatalf("Kafka transactions ended after marks %v, want [2 3]", commits)
+	}
+}

@@ -34,22 +34,17 @@ func NewItem(topic string, partition int32, r *schemas.Record) (Item, error) {
 	if err != nil {
 		return Item{}, fmt.Errorf("encode record %d of transaction %s: %w", r.Txn.Index, r.Txn.GTID, err)
 	}
-	return RecordItem(topic, partition, r, v), nil
-}
-
-// RecordItem is the item of a record already in its wire form, value.
-func RecordItem(topic string, partition int32, r *schemas.Record, value []byte) Item {
 	return Item{Last: r.Txn.Last, Rec: &kgo.Record{
 		Topic:     topic,
 		Partition: partition,
 		Key:       r.KafkaKey(),
-		Value:     value,
+		Value:     v,
 		Headers: []kgo.RecordHeader{
 			{Key: schemas.HeaderGTID, Value: []byte(r.Txn.GTID)},
 			{Key: schemas.HeaderOp, Value: []byte(r.Op)},
 			{Key: schemas.HeaderTable, Value: []byte(r.Name())},
 		},
-	}}
+	}}, nil
 }
 
 // TxnWriter publishes items inside Kafka transactions, so that a database
@@ -58,7 +53,10 @@ func RecordItem(topic string, partition int32, r *schemas.Record, value []byte) 
 // ended by row count or time; a Kafka transaction never ends inside a
 // database transaction. Client must have a transactional id.
 type TxnWriter struct {
-	Client    *kgo.Client
+	Client *kgo.Client
+	// A Kafka transaction ends after the database transaction that brings
+	// it to BatchRows records, or once Linger has passed since it began:
+	// it waits that long for more.
 	BatchRows int
 	Linger    time.Duration
 	Log       *slog.Logger
@@ -139,6 +137,7 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 		}
 	}
 	started, rows, txns := time.Now(), 0, 0
+	var linger *time.Timer
 	for {
 		size := len(it.Rec.Key) + len(it.Rec.Value) + recordOverhead
 		for _, h := range it.Rec.Headers {
@@ -153,18 +152,35 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 		if it.Last {
 			txns++
 		}
-		if it.Last && (rows >= w.BatchRows || time.Since(started) >= w.Linger || len(in) == 0) {
+		if it.Last && (rows >= w.BatchRows || time.Since(started) >= w.Linger) {
 			break
 		}
-		var ok bool
+		// Between database transactions, the Kafka transaction waits up
+		// to Linger for more: under a steady load each Kafka transaction
+		// (a flush, a commit marker, a fetch and a commit downstream)
+		// carries many database transactions, not one.
+		var lingered <-chan time.Time
+		if it.Last {
+			if linger == nil {
+				linger = time.NewTimer(w.Linger - time.Since(started))
+				defer linger.Stop()
+			}
+			lingered = linger.C
+		}
+		next, ok := Item{}, false
 		select {
-		case it, ok = <-in:
-			if !ok {
+		case next, ok = <-in:
+			if !ok && !it.Last {
 				return fmt.Errorf("input closed inside a database transaction")
 			}
+		case <-lingered:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		if !ok {
+			break // lingered, or the input ended: commit what is open
+		}
+		it = next
 	}
 	if err := w.Client.Flush(ctx); err != nil {
 		return fmt.Errorf("flush %d records: %w", rows, err)
