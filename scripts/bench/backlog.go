@@ -83,15 +83,30 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 	if err != nil {
 		return err
 	}
+	// CPU per transaction: what bounds the apply on a shared box.
+	cpu0, err := s.cpu()
+	if err != nil {
+		return err
+	}
 	n, dt, err = s.catchUp(ctx, "storage-applier", s.startProfiled("storage-applier"), seqProgress(from, to, s.applied))
 	if err != nil {
 		return err
 	}
 	res.add("apply", rate(n, dt))
+	cpu1, err := s.cpu()
+	if err != nil {
+		return err
+	}
+	per1000 := func(name string) float64 { return (cpu1[name] - cpu0[name]) / float64(to-from) * 1000 }
+	res.add("cpu_apply", per1000("storage-applier"))
+	res.add("cpu_standby", per1000("standby"))
 
 	for _, r := range s.replicas {
 		start := func() error {
 			_, err := r.db.ExecContext(ctx, "START SLAVE SQL_THREAD")
+			return err
+		}
+		if cpu0, err = s.cpu(); err != nil {
 			return err
 		}
 		n, dt, err = s.catchUp(ctx, r.mode+" replica", start, seqProgress(from, to, func(ctx context.Context) (int64, error) {
@@ -101,6 +116,12 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 			return err
 		}
 		res.add("native_"+r.mode, rate(n, dt))
+		if r.mode == "serial" {
+			if cpu1, err = s.cpu(); err != nil {
+				return err
+			}
+			res.add("cpu_native", per1000("replica"))
+		}
 	}
 
 	// The cache's progress is in standby-log offsets (rows and transaction

@@ -2,8 +2,10 @@
 // run on one machine: MariaDB's own replication applying the same sysbench
 // backlog as the storage-applier (a replica in each of its modes), go-mysql's
 // raw binlog decode under the producer, plain pipelined HSET under the
-// cache-applier; then the end-to-end lag at a steady rate and the services'
-// peak memory. scripts/bench.sh starts the servers and runs it.
+// cache-applier; then, beside the serial replica, the end-to-end lag at a
+// steady rate, the catch-up after a stop and the CPU each process spends per
+// transaction; the services' peak memory. scripts/bench.sh starts the
+// servers and runs it.
 package main
 
 import (
@@ -30,6 +32,7 @@ type options struct {
 	tableSize   int
 	lagRate     int
 	lagTime     time.Duration
+	stopFor     time.Duration
 	bigRows     int
 	profile     string
 }
@@ -43,13 +46,14 @@ func main() {
 	flag.IntVar(&o.reps, "reps", 3, "repetitions of each measurement: one backlog each (0: only the lag and memory phases)")
 	flag.IntVar(&o.backlog, "backlog", 100000, "sysbench transactions per backlog")
 	flag.IntVar(&o.tableSize, "table-size", 25000, "rows per sysbench table (4 tables)")
-	flag.IntVar(&o.lagRate, "lag-rate", 2000, "sysbench transactions/s during the lag phase")
+	flag.IntVar(&o.lagRate, "lag-rate", 1000, "sysbench transactions/s during the lag and catch-up phases")
 	flag.DurationVar(&o.lagTime, "lag-time", 5*time.Minute, "length of the lag phase")
+	flag.DurationVar(&o.stopFor, "stop-for", time.Minute, "how long the storage-applier and the replica's SQL thread stay stopped in the catch-up phase")
 	flag.IntVar(&o.bigRows, "big-rows", 200000, "rows of the one big transaction of the memory phase")
 	flag.StringVar(&o.profile, "profile", "", "save a 3 s CPU profile of each service's first catch-up into this folder (pprof format)")
 	flag.Parse()
 	if o.quick {
-		o.reps, o.backlog, o.tableSize, o.lagTime, o.bigRows = 1, 3000, 2000, 15*time.Second, 20000
+		o.reps, o.backlog, o.tableSize, o.lagTime, o.stopFor, o.bigRows = 1, 3000, 2000, 15*time.Second, 10*time.Second, 20000
 	}
 	if o.profile != "" {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
@@ -67,7 +71,7 @@ func main() {
 		log.Error("benchmark failed", "err", err)
 		os.Exit(1)
 	}
-	res.print(os.Stdout)
+	res.print(os.Stdout, o)
 	log.Info("benchmark done", "took", time.Since(start).Round(time.Second))
 }
 
@@ -87,9 +91,13 @@ func run(ctx context.Context, o options, log *slog.Logger) (*results, error) {
 			return nil, fmt.Errorf("backlog %d: %w", rep, err)
 		}
 	}
-	log.Info("end-to-end lag at a steady rate", "txn_per_s", o.lagRate, "for", o.lagTime)
+	log.Info("end-to-end lag at a steady rate, beside the serial replica", "txn_per_s", o.lagRate, "for", o.lagTime)
 	if err := s.lag(ctx, res); err != nil {
 		return nil, fmt.Errorf("lag phase: %w", err)
+	}
+	log.Info("catch-up after a stop, beside the serial replica", "txn_per_s", o.lagRate, "stopped_for", o.stopFor)
+	if err := s.catchUpAfterStop(ctx, res); err != nil {
+		return nil, fmt.Errorf("catch-up phase: %w", err)
 	}
 	log.Info("one big transaction", "rows", o.bigRows)
 	if err := s.bigTransaction(ctx, res); err != nil {

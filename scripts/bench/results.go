@@ -11,16 +11,23 @@ import (
 
 // results holds every sample of a run.
 type results struct {
-	samples              map[string][]float64
-	rssKB                map[string]int64
-	standbyLag, cacheLag []time.Duration
-	lagRate              float64 // transactions/s the primary committed during the lag phase
-	lagTime              time.Duration
-	lagKept              bool // sysbench kept the requested rate to the end
+	samples map[string][]float64
+	rssKB   map[string]int64
+
+	// the lag phase: each probe's time to the anchor replica, lockstep's
+	// standby and its cache, and the CPU seconds each process spent per
+	// 1,000 primary transactions
+	replicaLag, standbyLag, cacheLag []time.Duration
+	probesPlanned                    int
+	lagRate                          float64 // transactions/s the primary committed
+	lagTime                          time.Duration
+	cpuPer1000                       map[string]float64
+
+	catchUp, nativeCatchUp time.Duration
 }
 
 func newResults() *results {
-	return &results{samples: map[string][]float64{}, rssKB: map[string]int64{}}
+	return &results{samples: map[string][]float64{}, rssKB: map[string]int64{}, cpuPer1000: map[string]float64{}}
 }
 
 func (r *results) add(name string, v float64) { r.samples[name] = append(r.samples[name], v) }
@@ -53,19 +60,33 @@ var rows = []struct{ name, what, unit string }{
 	{"producer", "lockstep producer (binlog -> primary log)", "rows/s"},
 	{"hset", "plain pipelined HSET/DEL, batches of 500", "rows/s"},
 	{"cache", "lockstep cache-applier (standby log -> Redis)", "rows/s"},
+	{"cpu_native", "  CPU of the serial replica server", "s/1k txn"},
+	{"cpu_standby", "  CPU of lockstep's standby server", "s/1k txn"},
+	{"cpu_apply", "  CPU of the storage-applier", "s/1k txn"},
 }
 
-func (r *results) print(w io.Writer) {
+func (r *results) print(w io.Writer, o options) {
 	if len(r.samples) > 0 {
 		r.printRates(w)
 	}
-	kept := "sysbench kept the requested rate"
-	if !r.lagKept {
-		kept = "sysbench stopped: the primary fell behind the requested rate"
+	fmt.Fprintf(w, "\nlag over %s at %.0f txn/s committed (%d requested, 4 threads), %d probes of %d planned (one per %s; one not arrived after %s counts as that):\n",
+		r.lagTime.Round(time.Second), r.lagRate, o.lagRate, len(r.cacheLag), r.probesPlanned, probeEvery, probeLimit)
+	for _, l := range []struct {
+		to string
+		d  []time.Duration
+	}{{"native serial replica", r.replicaLag}, {"lockstep standby", r.standbyLag}, {"lockstep cache", r.cacheLag}} {
+		fmt.Fprintf(w, "  primary commit -> %-21s p50 %5.0f ms  p99 %5.0f ms  max %5.0f ms\n", l.to, quantile(l.d, .5), quantile(l.d, .99), quantile(l.d, 1))
 	}
-	fmt.Fprintf(w, "\nend-to-end lag over %s at %.0f txn/s committed (%s), %d probes:\n  primary commit -> standby commit p50 %.0f ms, p99 %.0f ms, max %.0f ms; -> cache write p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
-		r.lagTime.Round(time.Second), r.lagRate, kept, len(r.cacheLag), quantile(r.standbyLag, .5), quantile(r.standbyLag, .99), quantile(r.standbyLag, 1),
-		quantile(r.cacheLag, .5), quantile(r.cacheLag, .99), quantile(r.cacheLag, 1))
+	lockstepCPU := 0.0
+	var cpu []string
+	for _, name := range append(slices.Clone(services), "standby") {
+		lockstepCPU += r.cpuPer1000[name]
+		cpu = append(cpu, fmt.Sprintf("%s %.2f", name, r.cpuPer1000[name]))
+	}
+	fmt.Fprintf(w, "CPU s per 1,000 primary transactions: lockstep %.2f (%s) vs the native replica server %.2f; the broker %.2f beside, not counted\n",
+		lockstepCPU, strings.Join(cpu, ", "), r.cpuPer1000["replica"], r.cpuPer1000["broker"])
+	fmt.Fprintf(w, "catch-up after %s stopped under the same load, until under 1 s behind: lockstep standby %.1f s, native replica %.1f s\n",
+		o.stopFor, r.catchUp.Seconds(), r.nativeCatchUp.Seconds())
 	var peak int64
 	var mem []string
 	for _, s := range services {
@@ -79,20 +100,24 @@ func (r *results) print(w io.Writer) {
 			best, bestMode = m, mode
 		}
 	}
-	ratio := func(a, b float64) float64 {
-		if b == 0 {
-			return 0
-		}
-		return a / b
-	}
 	applyVsNative := ratio(median(r.samples["apply"]), best)
 	if best > 0 {
 		fmt.Fprintf(w, "apply vs the best native mode (%s): %.2f\n", bestMode, applyVsNative)
 	}
-	fmt.Fprintf(w, "\nRESULT apply_vs_native=%.2f producer_rows_per_s=%.0f producer_vs_decode=%.2f cache_vs_hset=%.2f e2e_p50_ms=%.0f e2e_p99_ms=%.0f e2e_max_ms=%.0f e2e_txn_per_s=%.0f peak_rss_mb=%d\n",
+	nativeP99 := quantile(r.replicaLag, .99)
+	fmt.Fprintf(w, "\nRESULT apply_vs_native=%.2f producer_rows_per_s=%.0f producer_vs_decode=%.2f cache_vs_hset=%.2f lag_p50_ms=%.0f lag_p99_ms=%.0f lag_max_ms=%.0f native_lag_p99_ms=%.0f lag_vs_native=%.2f lag_txn_per_s=%.0f catchup_s=%.1f native_catchup_s=%.1f catchup_vs_native=%.2f cpu_vs_native=%.2f peak_rss_mb=%d\n",
 		applyVsNative, median(r.samples["producer"]),
 		ratio(median(r.samples["producer"]), median(r.samples["decode"])), ratio(median(r.samples["cache"]), median(r.samples["hset"])),
-		quantile(r.cacheLag, .5), quantile(r.cacheLag, .99), quantile(r.cacheLag, 1), r.lagRate, peak/1024)
+		quantile(r.cacheLag, .5), quantile(r.cacheLag, .99), quantile(r.cacheLag, 1), nativeP99, ratio(quantile(r.cacheLag, .99), nativeP99), r.lagRate,
+		r.catchUp.Seconds(), r.nativeCatchUp.Seconds(), ratio(r.catchUp.Seconds(), r.nativeCatchUp.Seconds()),
+		ratio(lockstepCPU, r.cpuPer1000["replica"]), peak/1024)
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
 }
 
 // printRates is the table of the backlog measurements.
@@ -104,7 +129,11 @@ func (r *results) printRates(w io.Writer) {
 		if len(v) == 0 {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t\n", row.what, row.unit, median(v), slices.Min(v), slices.Max(v), len(v))
+		f := "%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t\n"
+		if row.unit == "s/1k txn" {
+			f = "%s\t%s\t%.3f\t%.3f\t%.3f\t%d\t\n"
+		}
+		fmt.Fprintf(tw, f, row.what, row.unit, median(v), slices.Min(v), slices.Max(v), len(v))
 	}
 	tw.Flush()
 }

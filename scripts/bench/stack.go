@@ -35,6 +35,7 @@ type replica struct {
 	mode    string
 	threads int // slave_parallel_threads
 	db      *sql.DB
+	stopped bool // for the rest of the run
 }
 
 // stack is the servers scripts/bench.sh started and the services the
@@ -122,10 +123,8 @@ func (s *stack) setup(ctx context.Context) error {
 			return fmt.Errorf("start the %s replica: %w", r.mode, err)
 		}
 	}
-	for _, name := range services {
-		if err := s.start(name); err != nil {
-			return err
-		}
+	if err := s.startAll(); err != nil {
+		return err
 	}
 	return s.drain(ctx)
 }
@@ -141,6 +140,9 @@ func (s *stack) drain(ctx context.Context) error {
 		"cache":   func(ctx context.Context) (bool, error) { n, err := s.cacheLeft(ctx); return n == 0, err },
 	}
 	for _, r := range s.replicas {
+		if r.stopped {
+			continue
+		}
 		checks[r.mode+" replica"] = func(ctx context.Context) (bool, error) {
 			n, err := gtidSeq(ctx, r.db, "SELECT @@gtid_slave_pos")
 			return n >= head, err
@@ -251,6 +253,18 @@ func (s *stack) stop(name string, res *results) {
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
 	delete(s.running, name)
+}
+
+// startAll starts the services not running.
+func (s *stack) startAll() error {
+	for _, name := range services {
+		if s.running[name] == nil {
+			if err := s.start(name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *stack) stopServices(res *results) {
