@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"reflect"
 	"testing"
+	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
 )
@@ -44,6 +45,37 @@ func FuzzDecode(f *testing.F) {
 		}
 		for _, c := range r.Columns {
 			_, _, _ = r.Bytes(r.Image(), c) // must not panic on any value
+		}
+	})
+}
+
+// What the hand-written decoder accepts, it reads as the general decoder
+// does; what it gives up on goes to the general one.
+func FuzzFastDecodeIsTheDecoder(f *testing.F) {
+	for _, r := range []*Record{sample(), sysbenchRow()} {
+		b, err := Encode(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"schema_version":1,"op":"ddl","database":"d","statement":"DROP TABLE \"t\" \u00e9\ud83d\ude00","txn":{"gtid":"0-1-1","index":0,"last":true}}`))
+	f.Add([]byte(` { "op" : "x" , "key" : { "a" : null , "b" : "\n" } , "columns" : [ ] , "standby" : { } } `))
+	f.Add([]byte(`{"txn":{"index":-0,"last":false},"source":{"server_id":4294967295,"pos":01}}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if !utf8.Valid(in) {
+			return // Decode refuses it before
+		}
+		fast, ok := fastDecode(in)
+		if !ok {
+			return
+		}
+		var want Record
+		if err := json.Unmarshal(in, &want); err != nil {
+			t.Fatalf("fastDecode accepted what Unmarshal refuses (%v):\n%s", err, in)
+		}
+		if !reflect.DeepEqual(fast, &want) {
+			t.Fatalf("fastDecode read\n%#v\nUnmarshal reads\n%#v\nfrom\n%s", fast, &want, in)
 		}
 	})
 }

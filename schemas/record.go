@@ -154,9 +154,12 @@ func Decode(b []byte) (*Record, error) {
 	if !utf8.Valid(b) {
 		return nil, fmt.Errorf("decode record: it is not valid UTF-8")
 	}
-	var r Record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
+	r, ok := fastDecode(b)
+	if !ok {
+		r = &Record{}
+		if err := json.Unmarshal(b, r); err != nil {
+			return nil, fmt.Errorf("decode record: %w", err)
+		}
 	}
 	if err := r.Check(); err != nil {
 		return nil, err
@@ -164,7 +167,7 @@ func Decode(b []byte) (*Record, error) {
 	if len(r.Key) == 0 {
 		r.Key = nil // "key": {} and no key are the same: a table without one
 	}
-	return &r, nil
+	return r, nil
 }
 
 // Check reports the first structural problem of a record.

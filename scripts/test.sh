@@ -49,7 +49,7 @@ if [ "$status" -ne 0 ]; then
 fi
 
 # The fuzz targets, briefly: records on the topics are untrusted input.
-for target in schemas:FuzzDecode storage-applier:FuzzRowStatement; do
+for target in schemas:FuzzDecode schemas:FuzzFastDecodeIsTheDecoder storage-applier:FuzzRowStatement; do
 	pkg="${target%%:*}" name="${target#*:}"
 	log "fuzz $name in ./$pkg for ${LOCKSTEP_FUZZ_TIME:-10s}"
 	if go test -run '^$' -fuzz "^$name\$" -fuzztime "${LOCKSTEP_FUZZ_TIME:-10s}" "./$pkg" >"$DEV/fuzz-$name.log" 2>&1; then
