@@ -78,17 +78,18 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 		}
 		log.Info("primary log was empty: started a new stream", "from_gtid", pos.GTIDSet, "from_start", fromStart)
 	}
-	items := make(chan kafka.Item, 4096)
+	records, items := make(chan *schemas.Record, 4096), make(chan kafka.Item, 4096)
 	cs, err := loadCharsets(ctx, db)
 	if err != nil {
 		return err
 	}
-	t, err := newTailer(*cfg, log, cs, newLiveSchema(db), *pos, items)
+	t, err := newTailer(*cfg, log, cs, newLiveSchema(db), *pos, records)
 	if err != nil {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return t.run(ctx) })
+	g.Go(func() error { return encode(ctx, cfg.Kafka.PrimaryTopic, records, items) })
 	g.Go(func() error { return w.Run(ctx, items) })
 	return g.Wait()
 }

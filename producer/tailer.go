@@ -30,7 +30,7 @@ import (
 type tailer struct {
 	cfg config.Config
 	log *slog.Logger
-	out chan<- kafka.Item
+	out chan<- *schemas.Record // to encode (see encode)
 
 	charsets charsets
 	// live gives column metadata when the binlog does not carry it.
@@ -43,8 +43,10 @@ type tailer struct {
 	published *mysql.GTIDSet
 	file      string
 	checksum  bool
-	tables    map[*replication.TableMapEvent]*table
-	xa        xaBook
+	// tables are what the table maps describe, by table id; kept across
+	// transactions while a table's map stays the same, forgotten at DDL.
+	tables map[uint64]*mappedTable
+	xa     xaBook
 
 	// the open event group
 	gtid    *gomysql.MariadbGTID
@@ -60,13 +62,21 @@ type tailer struct {
 	savepoints []savepoint
 }
 
+// mappedTable is a table map and, once a rows event needed it, the table it
+// describes.
+type mappedTable struct {
+	body  string // the table map event's body: the same for the same table
+	event *replication.TableMapEvent
+	tbl   *table
+}
+
 // savepoint marks where the records stood when SAVEPOINT name ran.
 type savepoint struct {
 	name        string
 	held, index int
 }
 
-func newTailer(cfg config.Config, log *slog.Logger, cs charsets, live *liveSchema, from schemas.Source, out chan<- kafka.Item) (*tailer, error) {
+func newTailer(cfg config.Config, log *slog.Logger, cs charsets, live *liveSchema, from schemas.Source, out chan<- *schemas.Record) (*tailer, error) {
 	start := from.GTIDSet
 	if from.Resume != "" {
 		start = from.Resume
@@ -75,7 +85,7 @@ func newTailer(cfg config.Config, log *slog.Logger, cs charsets, live *liveSchem
 	if err != nil {
 		return nil, service.Permanentf("resume position %q is not a MariaDB GTID set: %w", start, err)
 	}
-	t := &tailer{cfg: cfg, log: log, out: out, charsets: cs, live: live, pos: set.(*gomysql.MariadbGTIDSet), tables: make(map[*replication.TableMapEvent]*table)}
+	t := &tailer{cfg: cfg, log: log, out: out, charsets: cs, live: live, pos: set.(*gomysql.MariadbGTIDSet), tables: make(map[uint64]*mappedTable)}
 	if from.Resume != "" {
 		pub, err := mysql.ParseGTIDSet(from.GTIDSet)
 		if err != nil {
@@ -164,10 +174,21 @@ func (t *tailer) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		t.file = string(e.NextLogName)
 	case *replication.MariadbGTIDEvent:
 		return t.begin(e, eventBody(ev, t.checksum))
-	case *replication.TableMapEvent, *replication.MariadbAnnotateRowsEvent, *replication.MariadbGTIDListEvent,
+	case *replication.TableMapEvent:
+		// It describes the rows events after it; each transaction maps
+		// its tables again, mostly as before.
+		body := eventBody(ev, t.checksum)
+		if m := t.tables[e.TableID]; m != nil && m.body == string(body) {
+			m.event = e
+			return nil
+		}
+		if len(t.tables) > 4096 {
+			clear(t.tables)
+		}
+		t.tables[e.TableID] = &mappedTable{body: string(body), event: e}
+	case *replication.MariadbAnnotateRowsEvent, *replication.MariadbGTIDListEvent,
 		*replication.MariadbBinlogCheckPointEvent, *replication.HeartbeatEvent:
-		// Table maps describe the rows events after them; the rest are
-		// markers and comments.
+		// Markers and comments.
 	case *replication.IntVarEvent, *replication.BeginLoadQueryEvent:
 		// Context of the statement that follows (INSERT_ID, LOAD DATA's
 		// file), which is judged on its own.
@@ -299,6 +320,7 @@ func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, 
 // says, those on the server not.
 func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q string) error {
 	t.live.forget()
+	clear(t.tables)
 	d, err := sqltext.ParseDDL(q)
 	if err != nil {
 		for _, db := range statementDatabases(schema, q) {
@@ -414,8 +436,12 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 	if err := t.fullImages(h, e); err != nil {
 		return err
 	}
-	tbl, ok := t.tables[e.Table]
-	if !ok {
+	m := t.tables[e.Table.TableID]
+	if m == nil || m.event != e.Table {
+		m = &mappedTable{event: e.Table} // not kept: its map went by unseen
+	}
+	tbl := m.tbl
+	if tbl == nil {
 		// The history rows of a system-versioned table come with the
 		// primary's row_start/row_end, which the standby's own versioning
 		// would write again, differently.
@@ -434,10 +460,7 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 		if tbl, err = newTable(e.Table, meta); err != nil {
 			return service.Permanent(err)
 		}
-		if len(t.tables) > 4096 { // table maps are per transaction; keep few
-			clear(t.tables)
-		}
-		t.tables[e.Table] = tbl
+		m.tbl = tbl
 	}
 	op, step := schemas.OpInsert, 1
 	switch e.Type() {
@@ -585,7 +608,28 @@ func (t *tailer) commit(ctx context.Context) error {
 }
 
 func (t *tailer) send(ctx context.Context, r *schemas.Record) error {
-	return send(ctx, t.out, t.cfg.Kafka.PrimaryTopic, r)
+	select {
+	case t.out <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// encode turns the tailer's records into items for the writer, in order,
+// on a goroutine of its own: under a backlog, encoding was a third of the
+// tailer's work, which bounds the producer.
+func encode(ctx context.Context, topic string, in <-chan *schemas.Record, out chan<- kafka.Item) error {
+	for {
+		select {
+		case r := <-in:
+			if err := send(ctx, out, topic, r); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 // send hands one record for the primary log to the writer.
