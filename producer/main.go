@@ -78,7 +78,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 		}
 		log.Info("primary log was empty: started a new stream", "from_gtid", pos.GTIDSet, "from_start", fromStart)
 	}
-	records, items := make(chan *schemas.Record, 4096), make(chan kafka.Item, 4096)
+	records, items := make(chan *schemas.Record, 512), make(chan kafka.Item, 4096)
 	cs, err := loadCharsets(ctx, db)
 	if err != nil {
 		return err

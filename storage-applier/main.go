@@ -244,7 +244,7 @@ func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, lo
 			if d.err != nil {
 				return refused(d.errOff, d.err)
 			}
-			if idle != nil && len(fetches) == 0 {
+			if idle != nil && !d.more && len(fetches) == 0 {
 				if err := idle(gctx); err != nil {
 					return err
 				}
@@ -259,10 +259,11 @@ func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, lo
 	return err
 }
 
-// decoded is one fetch's records, decoded and placed by the sequencer; err
+// decoded is records of one fetch, decoded and placed by the sequencer; err
 // is what the sequencer refused after them, at offset errOff.
 type decoded struct {
 	records []placed
+	more    bool // the fetch has more records, in the next ones
 	err     error
 	errOff  int64
 }
@@ -286,22 +287,32 @@ func decodeFetches(ctx context.Context, cl *kgo.Client, seq *sequencer, topic st
 			return kafka.Classify(fmt.Errorf("read %s from offset %d: %w", topic, from, err))
 		}
 		metrics.ObserveConsumerLag("applied", fs)
-		var d decoded
-		for _, rec := range fs.Records() {
-			r, restart, err := seq.place(rec)
-			if err != nil {
-				d.err, d.errOff = err, rec.Offset
-				break
+		recs := fs.Records()
+		for len(recs) > 0 {
+			// A fetch of small rows holds tens of thousands: decoded, they
+			// go in parts, so that what is decoded ahead stays small.
+			var d decoded
+			for _, rec := range recs[:min(len(recs), decodeAhead)] {
+				r, restart, err := seq.place(rec)
+				if err != nil {
+					d.err, d.errOff = err, rec.Offset
+					break
+				}
+				d.records = append(d.records, placed{r: r, rec: rec, restart: restart})
 			}
-			d.records = append(d.records, placed{r: r, rec: rec, restart: restart})
-		}
-		select {
-		case out <- d:
-		case <-ctx.Done():
-			return nil
-		}
-		if d.err != nil {
-			return nil
+			recs = recs[min(len(recs), decodeAhead):]
+			d.more = len(recs) > 0
+			select {
+			case out <- d:
+			case <-ctx.Done():
+				return nil
+			}
+			if d.err != nil {
+				return nil
+			}
 		}
 	}
 }
+
+// decodeAhead is the most records decoded and not yet applied, twice.
+const decodeAhead = 1000
