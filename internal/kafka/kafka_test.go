@@ -33,6 +33,21 @@ func broker(t *testing.T) []kgo.Opt {
 	return opts
 }
 
+// transactional is a transactional client (id) of a new broker, with the
+// test's context and the options for more clients.
+func transactional(t *testing.T, id string) (context.Context, []kgo.Opt, *kgo.Client, *kadm.Client) {
+	t.Helper()
+	opts := broker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	cl, err := kgo.NewClient(append(opts, kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return ctx, opts, cl, kadm.NewClient(cl)
+}
+
 func record(gtid string, index int, last bool) *schemas.Record {
 	id := fmt.Sprint(index)
 	return &schemas.Record{Op: schemas.OpInsert, Database: "d", Table: "t", Columns: []schemas.Column{{Name: "id", Type: "int", Key: true}},
@@ -42,15 +57,7 @@ func record(gtid string, index int, last bool) *schemas.Record {
 // A writer's aborted batch is invisible, and LastCommitted finds the last
 // record of the last committed batch behind the commit markers.
 func TestTxnWriterAndLastCommitted(t *testing.T) {
-	opts := broker(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cl, err := kgo.NewClient(append(opts, kgo.TransactionalID("w"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	ctx, opts, cl, adm := transactional(t, "w")
 	start := time.Now()
 	if _, err := EnsureTopic(ctx, adm, "log", 1, 1<<20); err != nil {
 		t.Fatal(err)
@@ -120,15 +127,7 @@ func TestTxnWriterAndLastCommitted(t *testing.T) {
 // stops the writer with a permanent error that says what to raise; nothing
 // of its transaction becomes visible.
 func TestTxnWriterRefusesRecordsOverTheLimit(t *testing.T) {
-	opts := broker(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cl, err := kgo.NewClient(append(opts, kgo.TransactionalID("big"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	ctx, opts, cl, adm := transactional(t, "big")
 	// the topic accepts 100 KiB, lockstep is told 1 MiB
 	if _, err := EnsureTopic(ctx, adm, "small", 1, 100<<10); err != nil {
 		t.Fatal(err)
@@ -173,15 +172,8 @@ func TestTxnWriterRefusesRecordsOverTheLimit(t *testing.T) {
 // more: transactions that arrive apart within it share one Kafka
 // transaction; one that arrives after it starts the next.
 func TestTxnWriterLingersForMoreTransactions(t *testing.T) {
-	opts := broker(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cl, err := kgo.NewClient(append(opts, kgo.TransactionalID("w"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := EnsureTopic(ctx, kadm.NewClient(cl), "log", 1, 1<<20); err != nil {
+	ctx, _, cl, adm := transactional(t, "w")
+	if _, err := EnsureTopic(ctx, adm, "log", 1, 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	var commits []int64
