@@ -425,6 +425,16 @@ func (c *Config) Validate() error {
 	if c.Applier.BatchRows < 1 {
 		bad("applier.batch_rows", c.Applier.BatchRows, "want 1 or more")
 	}
+	// A Kafka transaction stays open up to its linger, every one of them:
+	// well inside the time after which the broker aborts it.
+	for _, l := range []struct {
+		key    string
+		linger time.Duration
+	}{{"producer.linger", c.Producer.Linger}, {"applier.linger", c.Applier.Linger}} {
+		if l.linger < 0 || l.linger > c.Kafka.TransactionTimeout/10 {
+			bad(l.key, l.linger, fmt.Sprintf("want 0 (no waiting) to a tenth of kafka.transaction_timeout (%s)", c.Kafka.TransactionTimeout/10))
+		}
+	}
 	if c.Applier.Name == "" {
 		bad("applier.name", `""`, "want a name for the checkpoint row")
 	}

@@ -54,6 +54,8 @@ func TestBadConfigNamesKeyAndValue(t *testing.T) {
 		{"cache:\n  hook: {on_failure: ignore}\n", `cache.hook.on_failure = "ignore": want block`},
 		{"cache:\n  hook: {timeout: 0s}\n", "cache.hook.timeout = 0s"},
 		{"log:\n  level: loud\n", "log.level = loud"},
+		{"applier:\n  linger: 7s\n", "applier.linger = 7s: want 0 (no waiting) to a tenth of kafka.transaction_timeout (6s)"},
+		{"producer:\n  linger: -1ms\n", "producer.linger = -1ms"},
 		{"kafka:\n  brokerz: [a:1]\n", "brokerz"},
 	} {
 		_, err := Load(write(t, c.body), nil)
