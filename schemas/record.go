@@ -3,10 +3,9 @@ package schemas
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"unicode/utf8"
-
-	json "github.com/goccy/go-json"
 )
 
 // SchemaVersion is the version of the record layout this package writes.
@@ -156,6 +155,9 @@ func Decode(b []byte) (*Record, error) {
 	}
 	r, ok := fastDecode(b)
 	if !ok {
+		// Not the layout Encode writes: the standard library's decoder,
+		// which refuses malformed input with an error where goccy/go-json
+		// can panic (schemas/testdata/fuzz/FuzzDecode).
 		r = &Record{}
 		if err := json.Unmarshal(b, r); err != nil {
 			return nil, fmt.Errorf("decode record: %w", err)
