@@ -303,9 +303,7 @@ func (a *applier) applyRow(ctx context.Context, r *schemas.Record, off int64) er
 		}
 		// A big transaction: what is folded so far goes now, so that
 		// memory does not grow with it; the keys start a new fold.
-		for _, st := range a.fold.statements() {
-			a.tx.push(st)
-		}
+		a.pushFold()
 		return a.flush(ctx)
 	}
 	q, args, err := rowStatement(r, t)
@@ -377,9 +375,7 @@ func (a *applier) commit(ctx context.Context) error {
 		}
 		return a.finish(ctx, c)
 	}
-	for _, st := range a.fold.statements() {
-		a.tx.push(st)
-	}
+	a.pushFold()
 	if pub := a.rp.published.Load(); a.madeThrough > c.pruned && pub > c.pruned {
 		c.pruned = min(pub, a.madeThrough)
 		a.tx.push(stmt{query: sqlPruneChanges, args: []any{a.cp.name, c.pruned, int64(math.MaxInt64)}, check: anyRows})
@@ -387,15 +383,19 @@ func (a *applier) commit(ctx context.Context) error {
 	a.tx.push(stmt{query: sqlAdvanceCheckpoint, args: []any{c.lastOff, c.applied.String(), a.cp.name, a.cp.offset},
 		check: a.cp.checkAdvance})
 	c.rowsOpened = a.opened
-	if a.careful(c.lastOff) {
-		if err := a.tx.commit(ctx); err != nil {
-			return c.failed(a.topic, err)
-		}
-		return a.finish(ctx, c)
-	}
-	a.tx.commitAsync(ctx)
+	a.tx.commit(ctx)
 	a.committing = c
+	if a.careful(c.lastOff) {
+		return a.settle(ctx) // one transaction at a time
+	}
 	return nil
+}
+
+// pushFold queues the folded changes' statements.
+func (a *applier) pushFold() {
+	for _, st := range a.fold.statements() {
+		a.tx.push(st)
+	}
 }
 
 // commitNow commits the group and waits for the standby's answer.

@@ -70,7 +70,7 @@ type standbyTx struct {
 	// constraintsOff: check_constraint_checks was turned off once in this
 	// session (MariaDB only: only then is it named again).
 	constraintsOff bool
-	// inflight answers a commit sent in the background (commitAsync) once
+	// inflight answers a commit sent in the background (commit) once
 	// the standby has answered it; nil when none is on its way. The
 	// connection is the background's until wait collects the answer.
 	inflight chan error
@@ -209,31 +209,18 @@ func (t *standbyTx) execOne(ctx context.Context, s stmt) error {
 }
 
 // commit sends what is queued, then, once every statement passed its
-// check, COMMIT.
-func (t *standbyTx) commit(ctx context.Context) error {
-	err := t.flush(ctx)
-	if err == nil {
-		_, err = t.conn.ExecContext(ctx, "COMMIT")
-	}
-	if err != nil {
-		t.rollback()
-		return err
-	}
-	t.open, t.sent = false, 0
-	return nil
-}
-
-// commitAsync does what commit does in the background: the caller goes on
-// queueing the next transaction's statements while the standby works, and
-// collects the outcome with wait before it sends anything else.
-func (t *standbyTx) commitAsync(ctx context.Context) {
+// check, COMMIT, in the background: the caller goes on queueing the next
+// transaction's statements while the standby works, and collects the
+// outcome with wait before it sends anything else. A commit on its way
+// must be collected first.
+func (t *standbyTx) commit(ctx context.Context) {
 	// The queue goes with the background; a new one starts here.
-	q := t.queue
+	q, alone := t.queue, t.alone
 	t.queue, t.bytes, t.open, t.sent = nil, 0, false, 0
 	done := make(chan error, 1)
 	t.inflight = done
 	go func() {
-		err := t.send(ctx, q, false)
+		err := t.send(ctx, q, alone)
 		if err == nil {
 			_, err = t.conn.ExecContext(ctx, "COMMIT")
 		}
