@@ -20,7 +20,7 @@ down() {
 	for svc in cache-applier storage-applier producer; do stop "$DEV/$svc/$svc.pid" TERM; done
 	stop "$DEV/kafka/kafka.pid" TERM
 	stop "$DEV/redis/redis.pid" TERM
-	for db in "${MODES[@]/#/replica-}" standby primary; do stop "$DEV/$db/mariadbd.pid" TERM; done
+	for db in "${MODES[@]/#/replica-}" standby primary; do stop "$DEV/$db/server.pid" TERM; done
 }
 # A fresh stack every run: a previous run's data must not count.
 down

@@ -9,6 +9,6 @@ for svc in cache-applier storage-applier producer; do
 done
 stop "$DEV/kafka/kafka.pid" TERM
 stop "$DEV/redis/redis.pid" TERM
-stop "$DEV/standby/mariadbd.pid" TERM
-stop "$DEV/primary/mariadbd.pid" TERM
+stop "$DEV/standby/server.pid" TERM
+stop "$DEV/primary/server.pid" TERM
 log "dev stack stopped (data kept in $DEV; remove it for a fresh start)"

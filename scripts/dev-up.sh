@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start the private dev stack under .dev/: MariaDB primary and standby, Redis,
+# Start the private dev stack under .dev/: MariaDB (LOCKSTEP_FLAVOR=mysql:
+# MySQL 9.7) primary and standby, Redis,
 # the embedded Kafka broker, and with --services the three lockstep services.
 # Idempotent: only what is not running is started.
 set -euo pipefail
@@ -39,8 +40,8 @@ fi
 
 cat <<INFO
 lockstep dev stack is up:
-  primary MariaDB   127.0.0.1:$PRIMARY_PORT   mariadb -h127.0.0.1 -P$PRIMARY_PORT -uroot
-  standby MariaDB   127.0.0.1:$STANDBY_PORT   mariadb -h127.0.0.1 -P$STANDBY_PORT -uroot
+  primary $(printf %-9s "$FLAVOR") 127.0.0.1:$PRIMARY_PORT   mariadb -h127.0.0.1 -P$PRIMARY_PORT -uroot
+  standby $(printf %-9s "$FLAVOR") 127.0.0.1:$STANDBY_PORT   mariadb -h127.0.0.1 -P$STANDBY_PORT -uroot
   Redis             127.0.0.1:$REDIS_PORT   redis-cli -p $REDIS_PORT
   Kafka (kfake)     127.0.0.1:$KAFKA_PORT   kcat -C -b 127.0.0.1:$KAFKA_PORT -t lockstep.primary -f '%k %s\n'
 INFO

@@ -3,6 +3,10 @@
 # so the scripts start only what is not running and stop only what they started.
 # LOCKSTEP_TLS_DIR (ca.pem, server.pem, server-key.pem) makes MariaDB and Redis
 # take TLS connections only (the TLS tests start such servers).
+# LOCKSTEP_FLAVOR=mysql starts MySQL 9.7 primary and standby instead of
+# MariaDB: Debian's unstable suite's mysqld, run in a private root built
+# once with debootstrap (LOCKSTEP_MYSQL_ROOT, outside the clone so that
+# later runs reuse it), since its packages conflict with MariaDB's.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEV="${LOCKSTEP_DEV_DIR:-$ROOT/.dev}"
@@ -10,6 +14,12 @@ PRIMARY_PORT="${LOCKSTEP_PRIMARY_PORT:-3307}"
 STANDBY_PORT="${LOCKSTEP_STANDBY_PORT:-3308}"
 REDIS_PORT="${LOCKSTEP_REDIS_PORT:-6380}"
 KAFKA_PORT="${LOCKSTEP_KAFKA_PORT:-9092}"
+FLAVOR="${LOCKSTEP_FLAVOR:-mariadb}"
+MYSQL_ROOT="${LOCKSTEP_MYSQL_ROOT:-/var/cache/lockstep/mysql-9.7}"
+case "$FLAVOR" in
+mariadb | mysql) ;;
+*) printf 'error: LOCKSTEP_FLAVOR=%s: want mariadb (the default) or mysql\n' "$FLAVOR" >&2; exit 1 ;;
+esac
 export PATH="/usr/local/go/bin:$PATH"
 
 # The services and helpers find the private servers through these.
@@ -58,41 +68,113 @@ ensure_packages() {
 start_mariadb() {
 	local name="$1" port="$2" id="$3"; shift 3
 	local dir="$DEV/$name"
-	if alive "$dir/mariadbd.pid"; then return 0; fi
+	if alive "$dir/server.pid"; then return 0; fi
 	mkdir -p "$dir"
 	if [ ! -d "$dir/data/mysql" ]; then
 		log "initialising $name in $dir/data"
 		mariadb-install-db --no-defaults --user=root --datadir="$dir/data" --auth-root-authentication-method=normal \
 			--skip-test-db >"$dir/install.log" 2>&1 || die "mariadb-install-db for $name failed: see $dir/install.log"
 	fi
-	local mariadbd=/usr/sbin/mariadbd tcp_tls=()
+	local mariadbd=/usr/sbin/mariadbd
 	command -v mariadbd >/dev/null && mariadbd="$(command -v mariadbd)"
 	if [ -n "${LOCKSTEP_TLS_DIR:-}" ]; then
 		set -- "$@" --ssl-ca="$LOCKSTEP_TLS_DIR/ca.pem" --ssl-cert="$LOCKSTEP_TLS_DIR/server.pem" \
 			--ssl-key="$LOCKSTEP_TLS_DIR/server-key.pem" --require-secure-transport=ON
-		tcp_tls=(--ssl --ssl-ca="$LOCKSTEP_TLS_DIR/ca.pem")
 	fi
 	"$mariadbd" --no-defaults --user=root --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
-		--socket="$dir/mariadbd.sock" --pid-file="$dir/mariadbd.pid" --log-error="$dir/error.log" \
+		--socket="$dir/server.sock" --pid-file="$dir/server.pid" --log-error="$dir/error.log" \
 		--server-id="$id" --skip-name-resolve --innodb-buffer-pool-size=256M \
 		--innodb-flush-log-at-trx-commit=2 --sync-binlog=0 --max-connections=500 \
 		--max-allowed-packet=64M "$@" >>"$dir/stdout.log" 2>&1 &
-	wait_for "MariaDB $name on 127.0.0.1:$port" mariadb --no-defaults -uroot --socket="$dir/mariadbd.sock" -e 'SELECT 1'
-	# Root over TCP from 127.0.0.1, as the services connect; kept out of the
-	# binlog, so that a restart adds no transaction of its own.
-	mariadb --no-defaults -uroot --socket="$dir/mariadbd.sock" -e \
-		"SET SESSION sql_log_bin = 0; CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
-	wait_for "MariaDB $name over TCP" mariadb --no-defaults "${tcp_tls[@]}" -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1'
+	server_ready "MariaDB $name" "$dir" "$port"
 }
 
+# ensure_mysql_root: the private root MySQL runs in, built when missing
+# (debootstrap of Debian sid with mysql-server-core, about a minute or five),
+# from the Debian archive apt already uses.
+ensure_mysql_root() {
+	[ -x "$MYSQL_ROOT/usr/sbin/mysqld" ] && return 0
+	command -v debootstrap >/dev/null || ensure_packages debootstrap
+	local mirror
+	mirror="$(grep -hoE '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+		grep -v security | head -1 | awk '{print $2}')"
+	mirror="${mirror:-http://deb.debian.org/debian}"
+	log "building the MySQL root in $MYSQL_ROOT (debootstrap sid from $mirror; log: $MYSQL_ROOT.log)"
+	rm -rf "$MYSQL_ROOT.tmp"
+	mkdir -p "$(dirname "$MYSQL_ROOT")"
+	debootstrap --variant=minbase --include=mysql-server-core,mysql-client sid "$MYSQL_ROOT.tmp" "$mirror" \
+		>"$MYSQL_ROOT.log" 2>&1 || die "debootstrap of the MySQL root failed: see $MYSQL_ROOT.log"
+	mkdir -p "$MYSQL_ROOT.tmp/srv"
+	mv "$MYSQL_ROOT.tmp" "$MYSQL_ROOT"
+}
+
+# in_mysql_root DIR CMD...: run CMD in the MySQL root, with DIR seen there as
+# /srv. The mount lives in the command's own mount namespace only: it goes
+# with the process, and nothing on the host is mounted.
+in_mysql_root() {
+	local dir="$1"; shift
+	mkdir -p "$MYSQL_ROOT/srv"
+	unshare --mount sh -c 'mount --bind "$1" "$2/srv" && shift && exec chroot "$@"' sh "$dir" "$MYSQL_ROOT" "$@"
+}
+
+# start_mysql NAME PORT SERVER_ID EXTRA_ARGS...: a private MySQL in $DEV/NAME
+# (paths below /srv are $DEV/NAME's).
+start_mysql() {
+	local name="$1" port="$2" id="$3"; shift 3
+	local dir="$DEV/$name"
+	if alive "$dir/server.pid"; then return 0; fi
+	ensure_mysql_root
+	mkdir -p "$dir"
+	if [ ! -d "$dir/data/mysql" ]; then
+		log "initialising MySQL $name in $dir/data"
+		rm -rf "$dir/data"
+		in_mysql_root "$dir" /usr/sbin/mysqld --no-defaults --initialize-insecure --user=root --datadir=/srv/data \
+			>"$dir/install.log" 2>&1 || die "mysqld --initialize for $name failed: see $dir/install.log"
+	fi
+	if [ -n "${LOCKSTEP_TLS_DIR:-}" ]; then
+		cp "$LOCKSTEP_TLS_DIR/ca.pem" "$LOCKSTEP_TLS_DIR/server.pem" "$LOCKSTEP_TLS_DIR/server-key.pem" "$dir/"
+		set -- "$@" --ssl-ca=/srv/ca.pem --ssl-cert=/srv/server.pem --ssl-key=/srv/server-key.pem --require-secure-transport=ON
+	fi
+	in_mysql_root "$dir" /usr/sbin/mysqld --no-defaults --user=root --datadir=/srv/data --port="$port" \
+		--bind-address=127.0.0.1 --socket=/srv/server.sock --pid-file=/srv/server.pid --log-error=/srv/error.log \
+		--server-id="$id" --skip-name-resolve --innodb-buffer-pool-size=256M --mysqlx=OFF --secure-file-priv= \
+		--innodb-flush-log-at-trx-commit=2 --sync-binlog=0 --max-connections=500 \
+		--max-allowed-packet=64M "$@" >>"$dir/stdout.log" 2>&1 &
+	server_ready "MySQL $name" "$dir" "$port"
+}
+
+# server_ready DESC DIR PORT: wait for a server just started, then let root
+# in over TCP from 127.0.0.1, as the services connect (kept out of the
+# binlog, so that a restart adds no transaction of its own).
+server_ready() {
+	local desc="$1" dir="$2" port="$3" tcp_tls=()
+	[ -n "${LOCKSTEP_TLS_DIR:-}" ] && tcp_tls=(--ssl --ssl-ca="$LOCKSTEP_TLS_DIR/ca.pem")
+	wait_for "$desc on 127.0.0.1:$port" mariadb --no-defaults -uroot --socket="$dir/server.sock" -e 'SELECT 1'
+	mariadb --no-defaults -uroot --socket="$dir/server.sock" -e \
+		"SET SESSION sql_log_bin = 0; CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
+	wait_for "$desc over TCP" mariadb --no-defaults "${tcp_tls[@]}" -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1'
+}
+
+# The primary: binlog in ROW format with full images and column metadata,
+# GTIDs on; on MySQL, GTID mode.
 start_primary() {
+	if [ "$FLAVOR" = mysql ]; then
+		start_mysql primary "$PRIMARY_PORT" 1 --log-bin=binlog --gtid-mode=ON --enforce-gtid-consistency=ON \
+			--binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL
+		return
+	fi
 	start_mariadb primary "$PRIMARY_PORT" 1 --log-bin="$DEV/primary/data/binlog" --binlog-format=ROW \
 		--binlog-row-image=FULL --binlog-row-metadata=FULL --gtid-strict-mode=1 --log-slave-updates=1
 }
 
 # The standby takes writes from lockstep only: read_only keeps out every
-# account without READ_ONLY ADMIN, as on a native replica.
+# account without READ_ONLY ADMIN (MySQL: CONNECTION_ADMIN), as on a native
+# replica.
 start_standby() {
+	if [ "$FLAVOR" = mysql ]; then
+		start_mysql standby "$STANDBY_PORT" 2 --skip-log-bin --read-only=ON
+		return
+	fi
 	start_mariadb standby "$STANDBY_PORT" 2 --skip-log-bin --read-only=ON
 }
 

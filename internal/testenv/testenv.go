@@ -106,7 +106,7 @@ func NewOwnPrimary(t testing.TB) *Env {
 	port := strconv.Itoa(freePorts(t, 1)[0])
 	env := append(os.Environ(), "LOCKSTEP_DEV_DIR="+t.TempDir(), "LOCKSTEP_PRIMARY_PORT="+port)
 	lib(t, env, "start_primary")
-	t.Cleanup(func() { lib(t, env, `stop "$DEV/primary/mariadbd.pid"`) })
+	t.Cleanup(func() { lib(t, env, `stop "$DEV/primary/server.pid"`) })
 	e := build(t, "127.0.0.1:"+port, sAddr, rAddr, nil, func(*config.Config) {})
 	e.ownPrimary = env
 	return e
@@ -116,7 +116,7 @@ func NewOwnPrimary(t testing.TB) *Env {
 // crash of the primary site would.
 func (e *Env) KillPrimary(t testing.TB) {
 	t.Helper()
-	lib(t, e.ownPrimaryEnv(t), `stop "$DEV/primary/mariadbd.pid" KILL`)
+	lib(t, e.ownPrimaryEnv(t), `stop "$DEV/primary/server.pid" KILL`)
 }
 
 // StartPrimary starts the test's own primary again on its data folder.

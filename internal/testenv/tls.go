@@ -106,11 +106,11 @@ func NewTLS(t testing.TB) (*Env, Secure) {
 		"LOCKSTEP_PRIMARY_PORT="+strconv.Itoa(ports[0]), "LOCKSTEP_STANDBY_PORT="+strconv.Itoa(ports[1]), "LOCKSTEP_REDIS_PORT="+strconv.Itoa(ports[2]))
 	users := fmt.Sprintf(`CREATE USER 'lockstep'@'127.0.0.1' IDENTIFIED BY '%s' REQUIRE X509; GRANT ALL ON *.* TO 'lockstep'@'127.0.0.1'`, DBPassword)
 	lib(t, env, fmt.Sprintf(`start_primary && start_standby && start_redis &&
-		for s in primary standby; do mariadb --no-defaults -uroot --socket="$DEV/$s/mariadbd.sock" -e "%s"; done &&
+		for s in primary standby; do mariadb --no-defaults -uroot --socket="$DEV/$s/server.sock" -e "%s"; done &&
 		redis-cli -p %d --tls --cacert "$LOCKSTEP_TLS_DIR/ca.pem" ACL SETUSER lockstep on '>%s' '~*' '&*' +@all >/dev/null &&
 		redis-cli -p %d --tls --cacert "$LOCKSTEP_TLS_DIR/ca.pem" ACL SETUSER default off >/dev/null`, users, ports[2], RedisPassword, ports[2]))
 	t.Cleanup(func() {
-		lib(t, env, `stop "$DEV/primary/mariadbd.pid"; stop "$DEV/standby/mariadbd.pid"; stop "$DEV/redis/redis.pid"`)
+		lib(t, env, `stop "$DEV/primary/server.pid"; stop "$DEV/standby/server.pid"; stop "$DEV/redis/redis.pid"`)
 	})
 
 	serverCert, err := tls.LoadX509KeyPair(s.Certs.Path("server.pem"), s.Certs.Path("server-key.pem"))

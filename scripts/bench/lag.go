@@ -368,7 +368,7 @@ func (s *stack) cpu() (map[string]float64, error) {
 			pids[name] = c.Process.Pid
 		}
 	}
-	for name, file := range map[string]string{"standby": "standby/mariadbd.pid", "replica": "replica-serial/mariadbd.pid", "broker": "kafka/kafka.pid"} {
+	for name, file := range map[string]string{"standby": "standby/server.pid", "replica": "replica-serial/server.pid", "broker": "kafka/kafka.pid"} {
 		b, err := os.ReadFile(filepath.Join(s.o.dev, file))
 		if err != nil {
 			return nil, err

@@ -22,8 +22,8 @@ var pidFiles = map[string]string{
 	"storage-applier": "storage-applier/storage-applier.pid",
 	"cache-applier":   "cache-applier/cache-applier.pid",
 	"kafka":           "kafka/kafka.pid",
-	"primary":         "primary/mariadbd.pid",
-	"standby":         "standby/mariadbd.pid",
+	"primary":         "primary/server.pid",
+	"standby":         "standby/server.pid",
 	"redis":           "redis/redis.pid",
 }
 

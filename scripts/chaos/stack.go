@@ -140,7 +140,7 @@ func (s *stack) startSpare() error {
 	return s.spare.Start()
 }
 
-// pid reads a pid file of the stack: "primary/mariadbd.pid" and the like.
+// pid reads a pid file of the stack: "primary/server.pid" and the like.
 func (s *stack) pid(rel string) (int, error) {
 	b, err := os.ReadFile(filepath.Join(s.o.dev, rel))
 	if err != nil {
