@@ -17,7 +17,7 @@ import (
 // and other accounts together is refused: the standby cannot take half.
 func (t *tailer) account(ctx context.Context, h *replication.EventHeader, schema, q string, d sqltext.DDL) error {
 	if len(t.cfg.Primary.Accounts) == 0 || len(d.Accounts) == 0 {
-		t.log.Debug("statement on accounts or the server, not carried", "gtid", t.gtid.String(), "query", sqltext.Abbreviate(sqltext.HashPasswords(q), 200))
+		t.log.Debug("statement on accounts or the server, not carried", "gtid", t.gtid, "query", sqltext.Abbreviate(sqltext.HashPasswords(q), 200))
 		return nil
 	}
 	in, out := partition(d.Accounts, t.cfg.CarriedAccount)
@@ -30,7 +30,7 @@ func (t *tailer) account(ctx context.Context, h *replication.EventHeader, schema
 			"name the carried accounts in statements of their own")
 	}
 	q = sqltext.HashPasswords(q)
-	t.log.Info("account statement", "gtid", t.gtid.String(), "accounts", in, "statement", sqltext.Abbreviate(q, 200))
+	t.log.Info("account statement", "gtid", t.gtid, "accounts", in, "statement", sqltext.Abbreviate(q, 200))
 	return t.emit(ctx, &schemas.Record{Op: schemas.OpDDL, Schema: schema, Statement: q}, h)
 }
 

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"time"
 
-	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -41,17 +40,18 @@ func main() {
 // run is one life of the producer: find the position, then tail and publish
 // until ctx ends or something fails.
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bool) error {
-	db, opts, pos, err := open(ctx, cfg, log)
+	p, err := open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer p.db.Close()
+	db, opts, pos := p.db, p.opts, p.pos
 	isNew := pos == nil
 	if isNew {
 		pos = &schemas.Source{}
 		if !fromStart {
-			if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_pos").Scan(&pos.GTIDSet); err != nil {
-				return fmt.Errorf("read the primary's current GTID position: %w", err)
+			if pos.GTIDSet, err = p.flavor.BinlogGTIDs(ctx, db); err != nil {
+				return fmt.Errorf("the primary's current position: %w", err)
 			}
 		}
 	}
@@ -83,7 +83,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	if err != nil {
 		return err
 	}
-	t, err := newTailer(*cfg, log, cs, newLiveSchema(db), *pos, records)
+	t, err := newTailer(*cfg, log, p.flavor, cs, newLiveSchema(db), *pos, records)
 	if err != nil {
 		return err
 	}
@@ -94,29 +94,32 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	return g.Wait()
 }
 
-// open is what every writer of the primary log starts with: the primary,
-// checked; the Kafka client options; and the positions the stream resumes
-// at (the source of the log's last record), nil when the primary log is
-// empty.
-func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sql.DB, []kgo.Opt, *schemas.Source, error) {
+// opened is what every writer of the primary log starts with (open).
+type opened struct {
+	db     *sql.DB // the primary, checked
+	flavor mysql.Flavor
+	opts   []kgo.Opt       // the Kafka client's
+	pos    *schemas.Source // where the stream resumes (the source of the log's last record); nil when the primary log is empty
+}
+
+func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*opened, error) {
 	db, err := mysql.Open(ctx, "primary", cfg.Primary)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	var opts []kgo.Opt
-	var pos *schemas.Source
-	err = preflight(ctx, db, cfg.Primary.Address, log)
+	p := &opened{db: db}
+	p.flavor, err = preflight(ctx, db, cfg.Primary.Address, log)
 	if err == nil {
-		opts, err = kafka.Connect(ctx, cfg.Kafka)
+		p.opts, err = kafka.Connect(ctx, cfg.Kafka)
 	}
 	if err == nil {
-		pos, err = resumePosition(ctx, cfg, opts)
+		p.pos, err = resumePosition(ctx, cfg, p.opts)
 	}
 	if err != nil {
 		db.Close()
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return db, opts, pos, nil
+	return p, nil
 }
 
 // newWriter is the primary log's transactional writer. Its transactional
@@ -211,10 +214,8 @@ func positionRecord(pos string) *schemas.Record {
 // (a stream's start, a snapshot) rather than a transaction: one GTID of the
 // set, or 0-0-0 for an empty one. The set itself is the position.
 func markerGTID(pos string) string {
-	if set, err := gomysql.ParseMariadbGTIDSet(pos); err == nil {
-		for _, g := range set.(*gomysql.MariadbGTIDSet).Sets {
-			return g.String()
-		}
+	if set, err := mysql.ParseGTIDSet(pos); err == nil && !set.IsEmpty() {
+		return set.First()
 	}
 	return "0-0-0"
 }

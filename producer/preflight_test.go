@@ -12,7 +12,7 @@ import (
 )
 
 func TestPreflightSaysWhichSettingToChange(t *testing.T) {
-	err := checkSettings("db:3306", map[string]string{"log_bin": "1", "binlog_format": "MIXED", "binlog_row_image": "MINIMAL", "binlog_row_metadata": "FULL"})
+	err := checkSettings("db:3306", requiredSettings, map[string]string{"log_bin": "1", "binlog_format": "MIXED", "binlog_row_image": "MINIMAL", "binlog_row_metadata": "FULL"})
 	if err == nil || !service.IsPermanent(err) {
 		t.Fatalf("want a permanent error, got %v", err)
 	}
@@ -29,8 +29,12 @@ func TestPreflightSaysWhichSettingToChange(t *testing.T) {
 func TestPreflightPassesOnTheTestPrimary(t *testing.T) {
 	e := testenv.New(t)
 	var out bytes.Buffer
-	if err := preflight(context.Background(), e.Primary, e.Cfg.Primary.Address, slog.New(slog.NewTextHandler(&out, nil))); err != nil {
+	flavor, err := preflight(context.Background(), e.Primary, e.Cfg.Primary.Address, slog.New(slog.NewTextHandler(&out, nil)))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if flavor != e.Flavor {
+		t.Errorf("primary's flavour %q, want %q", flavor, e.Flavor)
 	}
 	if out.Len() > 0 {
 		t.Errorf("warnings on a primary with binlog_row_metadata=FULL: %s", out.String())

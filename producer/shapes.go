@@ -53,12 +53,14 @@ const (
 var (
 	savepointStmt  = regexp.MustCompile("(?is)^SAVEPOINT\\s+(.+?)\\s*$")
 	rollbackToStmt = regexp.MustCompile("(?is)^ROLLBACK\\s+(?:WORK\\s+)?TO\\s+(?:SAVEPOINT\\s+)?(.+?)\\s*$")
-	xaStmt         = regexp.MustCompile("(?is)^XA\\s+(START|BEGIN|END|COMMIT|ROLLBACK)\\s")
+	xaStmt         = regexp.MustCompile("(?is)^XA\\s+(START|BEGIN|END|COMMIT|ROLLBACK)\\s+(X'[0-9a-f]*',X'[0-9a-f]*',[0-9]+)?")
+	xaOnePhase     = regexp.MustCompile("(?is)\\sONE\\s+PHASE\\s*$")
 )
 
 // classifyStatement sorts a statement read inside an event group; arg is
-// the savepoint name. (An XA statement's id is read from the group's GTID
-// event instead.)
+// the savepoint name, or the XA id as the server writes it in the binlog
+// (X'gtrid',X'bqual',format; MariaDB's GTID event carries it too, which
+// xaID renders the same way).
 func classifyStatement(q string) (kind stmtKind, arg string) {
 	q = strings.TrimSpace(q)
 	switch {
@@ -76,15 +78,17 @@ func classifyStatement(q string) (kind stmtKind, arg string) {
 		return stmtRollbackTo, unquote(m[1])
 	}
 	if m := xaStmt.FindStringSubmatch(q); m != nil {
+		xid := strings.ToLower(m[2])
+		xid = strings.ReplaceAll(xid, "x'", "X'")
 		switch strings.ToUpper(m[1]) {
 		case "START", "BEGIN":
-			return stmtXAStart, ""
+			return stmtXAStart, xid
 		case "END":
-			return stmtXAEnd, ""
+			return stmtXAEnd, xid
 		case "COMMIT":
-			return stmtXACommit, ""
+			return stmtXACommit, xid
 		default:
-			return stmtXARollback, ""
+			return stmtXARollback, xid
 		}
 	}
 	return stmtOther, ""

@@ -27,9 +27,11 @@ func TestClassifyStatement(t *testing.T) {
 		{"SAVEPOINT `a``b`", stmtSavepoint, "a`b"},
 		{"ROLLBACK TO `s1`", stmtRollbackTo, "s1"},
 		{"ROLLBACK WORK TO SAVEPOINT s2", stmtRollbackTo, "s2"},
-		{"XA END X'7831',X'',1", stmtXAEnd, ""},
-		{"XA COMMIT X'7831',X'',1", stmtXACommit, ""},
-		{"XA ROLLBACK X'7831',X'',1", stmtXARollback, ""},
+		{"XA START X'7831',X'',1", stmtXAStart, "X'7831',X'',1"},
+		{"XA END X'7831',X'',1", stmtXAEnd, "X'7831',X'',1"},
+		{"XA COMMIT X'7831',X'',1", stmtXACommit, "X'7831',X'',1"},
+		{"XA COMMIT X'7A41',X'62',7 ONE PHASE", stmtXACommit, "X'7a41',X'62',7"}, // MySQL's hex as MariaDB's GTID event gives it
+		{"XA ROLLBACK X'7831',X'',1", stmtXARollback, "X'7831',X'',1"},
 		{"INSERT INTO t VALUES (1)", stmtOther, ""},
 		{"CREATE TABLE `c` (id int)", stmtOther, ""},
 		{"ROLLBACKS", stmtOther, ""},
@@ -137,7 +139,7 @@ func TestXABook(t *testing.T) {
 func TestUnknownEventsAreRefused(t *testing.T) {
 	for _, typ := range []replication.EventType{replication.INCIDENT_EVENT, replication.LOAD_EVENT, replication.SLAVE_EVENT} {
 		tl := &tailer{file: "binlog.000007"}
-		if err := tl.begin(&replication.MariadbGTIDEvent{GTID: gomysql.MariadbGTID{DomainID: 0, ServerID: 1, SequenceNumber: 9}}, nil); err != nil {
+		if err := tl.beginMariaDB(&replication.MariadbGTIDEvent{GTID: gomysql.MariadbGTID{DomainID: 0, ServerID: 1, SequenceNumber: 9}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		err := tl.handle(context.Background(), &replication.BinlogEvent{Header: &replication.EventHeader{EventType: typ, LogPos: 400}, Event: &replication.GenericEvent{}})

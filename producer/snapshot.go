@@ -40,11 +40,12 @@ func snapshotCommand() *cobra.Command {
 }
 
 func snapshot(ctx context.Context, cfg *config.Config, log *slog.Logger, chunkRows int, out, progressOut io.Writer) error {
-	db, opts, pos, err := open(ctx, cfg, log)
+	p, err := open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer p.db.Close()
+	db, opts, pos := p.db, p.opts, p.pos
 	if pos != nil {
 		return fmt.Errorf("the primary log %s already holds a stream (it resumes at GTID %q): a snapshot starts a new stream on an empty topic. To bootstrap the standby again, stop the three services, delete both topics, drop the replicated databases on the standby and delete its row in lockstep.checkpoint, then run producer snapshot again",
 			cfg.Kafka.PrimaryTopic, pos.GTIDSet)

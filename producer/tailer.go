@@ -36,7 +36,8 @@ type tailer struct {
 	// live gives column metadata when the binlog does not carry it.
 	live       *liveSchema
 	warnedLive bool
-	pos        *gomysql.MariadbGTIDSet
+	flavor     mysql.Flavor
+	pos        mysql.GTIDSet
 	// published is what the primary log already holds when the stream
 	// starts before it (XA transactions were pending): those transactions
 	// are read again for their prepared XA rows only.
@@ -49,8 +50,10 @@ type tailer struct {
 	xa     xaBook
 
 	// the open event group
-	gtid    *gomysql.MariadbGTID
-	flags   byte
+	gtid  string // "" between groups
+	flags byte   // MariaDB's GTID event flags; on MySQL, what its first statement says (mysqlGroup)
+	// first: MySQL names a group's kind only by its first statement.
+	first   bool
 	replay  bool   // published already
 	xid     string // an XA group's id; a PREPARE group's rows wait for its outcome
 	index   int
@@ -76,16 +79,19 @@ type savepoint struct {
 	held, index int
 }
 
-func newTailer(cfg config.Config, log *slog.Logger, cs charsets, live *liveSchema, from schemas.Source, out chan<- *schemas.Record) (*tailer, error) {
+func newTailer(cfg config.Config, log *slog.Logger, flavor mysql.Flavor, cs charsets, live *liveSchema, from schemas.Source, out chan<- *schemas.Record) (*tailer, error) {
 	start := from.GTIDSet
 	if from.Resume != "" {
 		start = from.Resume
 	}
-	set, err := gomysql.ParseMariadbGTIDSet(start)
-	if err != nil {
-		return nil, service.Permanentf("resume position %q is not a MariaDB GTID set: %w", start, err)
+	set, err := mysql.ParseGTIDSet(start)
+	if err == nil && !set.IsEmpty() && set.Flavor() != flavor {
+		err = fmt.Errorf("it is a %s GTID set and the primary is %s: the primary log was written from another primary", set.Flavor(), flavor)
 	}
-	t := &tailer{cfg: cfg, log: log, out: out, charsets: cs, live: live, pos: set.(*gomysql.MariadbGTIDSet), tables: make(map[uint64]*mappedTable)}
+	if err != nil {
+		return nil, service.Permanentf("resume position %q: %w", start, err)
+	}
+	t := &tailer{cfg: cfg, log: log, out: out, flavor: flavor, charsets: cs, live: live, pos: set, tables: make(map[uint64]*mappedTable)}
 	if from.Resume != "" {
 		pub, err := mysql.ParseGTIDSet(from.GTIDSet)
 		if err != nil {
@@ -112,7 +118,7 @@ func (t *tailer) run(ctx context.Context) error {
 	}
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
 		ServerID:                t.cfg.Producer.ServerID,
-		Flavor:                  gomysql.MariaDBFlavor,
+		Flavor:                  t.flavor.Syncer(),
 		Host:                    host,
 		Port:                    uint16(port),
 		User:                    t.cfg.Primary.User,
@@ -127,7 +133,7 @@ func (t *tailer) run(ctx context.Context) error {
 		Logger:           t.log.With("component", "binlog"),
 	})
 	defer syncer.Close()
-	stream, err := syncer.StartSyncGTID(t.pos)
+	stream, err := syncer.StartSyncGTID(t.pos.Stream(t.flavor))
 	var denied *gomysql.MyError
 	if errors.As(err, &denied) && (denied.Code == gomysql.ER_ACCESS_DENIED_ERROR || denied.Code == gomysql.ER_SPECIFIC_ACCESS_DENIED_ERROR) {
 		// The password worked for the preflight: the privilege is missing.
@@ -137,7 +143,7 @@ func (t *tailer) run(ctx context.Context) error {
 	if err != nil {
 		return mysql.Classify(fmt.Errorf("start binlog stream from GTID %s: %w", t.pos, err))
 	}
-	t.log.Info("tailing binlog", "primary", t.cfg.Primary.Address, "from_gtid", t.pos.String())
+	t.log.Info("tailing binlog", "primary", t.cfg.Primary.Address, "flavor", t.flavor, "from_gtid", t.pos.String())
 	for {
 		ev, err := stream.GetEvent(ctx)
 		if err != nil {
@@ -173,7 +179,23 @@ func (t *tailer) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 	case *replication.RotateEvent:
 		t.file = string(e.NextLogName)
 	case *replication.MariadbGTIDEvent:
-		return t.begin(e, eventBody(ev, t.checksum))
+		return t.beginMariaDB(e, eventBody(ev, t.checksum))
+	case *replication.GTIDEvent:
+		if h.EventType == replication.ANONYMOUS_GTID_EVENT {
+			return t.refuse(h, "", "a transaction without a GTID (gtid_mode is not ON)",
+				"lockstep resumes and deduplicates by GTID: set gtid_mode=ON and enforce_gtid_consistency=ON on the primary")
+		}
+		return t.beginMySQL(h, e)
+	case *replication.GtidTaggedLogEvent:
+		return t.beginMySQL(h, &e.GTIDEvent)
+	case *replication.TransactionPayloadEvent:
+		// binlog_transaction_compression: the group's events, compressed
+		// in one; carried as if they were written one by one.
+		for _, inner := range e.Events {
+			if err := t.handle(ctx, inner); err != nil {
+				return err
+			}
+		}
 	case *replication.TableMapEvent:
 		// It describes the rows events after it; each transaction maps
 		// its tables again, mostly as before.
@@ -187,7 +209,8 @@ func (t *tailer) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		}
 		t.tables[e.TableID] = &mappedTable{body: string(body), event: e}
 	case *replication.MariadbAnnotateRowsEvent, *replication.MariadbGTIDListEvent,
-		*replication.MariadbBinlogCheckPointEvent, *replication.HeartbeatEvent:
+		*replication.MariadbBinlogCheckPointEvent, *replication.HeartbeatEvent,
+		*replication.PreviousGTIDsEvent, *replication.RowsQueryEvent:
 		// Markers and comments.
 	case *replication.IntVarEvent, *replication.BeginLoadQueryEvent:
 		// Context of the statement that follows (INSERT_ID, LOAD DATA's
@@ -215,7 +238,7 @@ func (t *tailer) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		}
 		return t.refuse(h, "", fmt.Sprintf("binlog event %s (type %d)", h.EventType, byte(h.EventType)), "lockstep does not know this event; report it with the server's version")
 	default:
-		return t.refuse(h, "", fmt.Sprintf("binlog event %s (type %d, %T)", h.EventType, byte(h.EventType), e), "lockstep does not know this event on a MariaDB primary; report it with the server's version")
+		return t.refuse(h, "", fmt.Sprintf("binlog event %s (type %d, %T)", h.EventType, byte(h.EventType), e), "lockstep does not know this event on a "+string(t.flavor)+" primary; report it with the server's version")
 	}
 	return nil
 }
@@ -225,9 +248,9 @@ func (t *tailer) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 // keeps the transaction, so the stream cannot go past it; the standby is
 // repaired by a new bootstrap.
 func (t *tailer) refuse(h *replication.EventHeader, table, found, change string) error {
-	gtid := "(none)"
-	if t.gtid != nil {
-		gtid = t.gtid.String()
+	gtid := t.gtid
+	if gtid == "" {
+		gtid = "(none)"
 	}
 	if table != "" {
 		found += " for " + table
@@ -237,38 +260,82 @@ func (t *tailer) refuse(h *replication.EventHeader, table, found, change string)
 		found, gtid, t.file, h.LogPos, change)
 }
 
-// begin opens an event group; an XA group's GTID event names its XA id.
-func (t *tailer) begin(e *replication.MariadbGTIDEvent, body []byte) error {
-	if t.gtid != nil {
-		return service.Permanentf("binlog GTID %s began before event group %s ended (binlog %s): a shape of event group lockstep does not know; report it with the server's version",
-			e.GTID.String(), t.gtid.String(), t.file)
+// beginMariaDB opens an event group; an XA group's GTID event names its XA
+// id.
+func (t *tailer) beginMariaDB(e *replication.MariadbGTIDEvent, body []byte) error {
+	xid := ""
+	if e.Flags&(flPreparedXA|flCompletedXA) != 0 {
+		var err error
+		if xid, err = xaID(body, e.Flags); err != nil {
+			return service.Permanentf("XA event group %s (binlog %s): %w", e.GTID.String(), t.file, err)
+		}
 	}
-	g := e.GTID
-	t.gtid, t.flags, t.index, t.sent, t.pending, t.xid = &g, e.Flags, 0, 0, nil, ""
+	return t.begin(e.GTID.String(), e.Flags, xid)
+}
+
+// beginMySQL opens a MySQL event group; its first statement tells what
+// kind it is (mysqlGroup).
+func (t *tailer) beginMySQL(h *replication.EventHeader, e *replication.GTIDEvent) error {
+	set, err := e.GTIDNext()
+	if err != nil {
+		return t.refuse(h, "", fmt.Sprintf("a GTID event that cannot be read (%v)", err), "report it with the server's version")
+	}
+	if err := t.begin(set.String(), 0, ""); err != nil {
+		return err
+	}
+	t.first = true
+	return nil
+}
+
+func (t *tailer) begin(gtid string, flags byte, xid string) error {
+	if t.gtid != "" {
+		return service.Permanentf("binlog GTID %s began before event group %s ended (binlog %s): a shape of event group lockstep does not know; report it with the server's version",
+			gtid, t.gtid, t.file)
+	}
+	t.gtid, t.flags, t.index, t.sent, t.pending, t.xid, t.first = gtid, flags, 0, 0, nil, xid, false
 	if t.published != nil {
 		var err error
-		if t.replay, err = t.published.Covers(g.String()); err != nil {
+		if t.replay, err = t.published.Covers(gtid); err != nil {
 			return service.Permanent(err)
 		}
 	}
-	if e.Flags&(flPreparedXA|flCompletedXA) != 0 {
-		xid, err := xaID(body, e.Flags)
-		if err != nil {
-			return service.Permanentf("XA event group %s (binlog %s): %w", g.String(), t.file, err)
-		}
-		t.xid = xid
-	}
 	return nil
+}
+
+// mysqlGroup gives a MySQL event group the kind a MariaDB GTID event's
+// flags give it, from its first statement: BEGIN opens a transaction, XA
+// START an XA PREPARE group, XA COMMIT/ROLLBACK is a group of its own, and
+// anything else is DDL, alone in its group but for CREATE TABLE ... SELECT,
+// logged as "CREATE TABLE ... START TRANSACTION" ahead of its rows.
+func (t *tailer) mysqlGroup(kind stmtKind, xid, q string) string {
+	switch kind {
+	case stmtBegin:
+	case stmtXAStart:
+		t.flags, t.xid = flPreparedXA, xid
+	case stmtXACommit, stmtXARollback:
+		t.flags, t.xid = flCompletedXA, xid
+	default:
+		if ddl, ok := strings.CutSuffix(q, " START TRANSACTION"); ok {
+			t.flags = replication.BINLOG_MARIADB_FL_DDL
+			return strings.TrimSpace(ddl)
+		}
+		t.flags = replication.BINLOG_MARIADB_FL_STANDALONE
+	}
+	return q
 }
 
 // query handles a statement: a standalone group's DDL, or one inside a
 // transaction.
 func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, q string) error {
-	if t.gtid == nil {
+	if t.gtid == "" {
 		return nil // before our first GTID: the tail of a group we resumed after
 	}
 	q = strings.TrimSpace(q)
 	kind, arg := classifyStatement(q)
+	if t.first {
+		t.first = false
+		q = t.mysqlGroup(kind, arg, q)
+	}
 	if t.flags&flCompletedXA != 0 {
 		// XA COMMIT or XA ROLLBACK, a group of its own (flagged standalone)
 		switch kind {
@@ -300,6 +367,10 @@ func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, 
 	case stmtRollback:
 		return t.rollback(ctx, h)
 	case stmtXACommit, stmtXARollback:
+		if kind == stmtXACommit && t.flags&flPreparedXA != 0 && xaOnePhase.MatchString(q) {
+			t.xid = "" // MySQL's XA COMMIT ... ONE PHASE: its rows are this group's
+			return t.commit(ctx)
+		}
 		return t.refuse(h, "", fmt.Sprintf("statement %q in a group not flagged as XA", sqltext.Abbreviate(q, 200)), "report it with the server's version")
 	}
 	if t.flags&replication.BINLOG_MARIADB_FL_DDL != 0 {
@@ -329,7 +400,7 @@ func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q 
 					"report it with the server's version; if the statement leaves the replicated databases alone, run it with the session's default database outside them")
 			}
 		}
-		t.log.Debug("statement outside the replicated databases, ignored", "gtid", t.gtid.String(), "schema", schema, "query", sqltext.Abbreviate(sqltext.HashPasswords(q), 200))
+		t.log.Debug("statement outside the replicated databases, ignored", "gtid", t.gtid, "schema", schema, "query", sqltext.Abbreviate(sqltext.HashPasswords(q), 200))
 		return nil
 	}
 	if d.Server() {
@@ -344,7 +415,7 @@ func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q 
 			d.Verb, d.Kind, strings.Join(in, ", "), strings.Join(out, ", "), sqltext.Abbreviate(q, 200)),
 			"keep such statements inside the replicated databases, or add the others to primary.databases")
 	}
-	t.log.Info("ddl", "gtid", t.gtid.String(), "database", in[0], "statement", q)
+	t.log.Info("ddl", "gtid", t.gtid, "database", in[0], "statement", q)
 	return t.emit(ctx, &schemas.Record{Op: schemas.OpDDL, Database: in[0], Schema: schema, Statement: q}, h)
 }
 
@@ -352,7 +423,7 @@ func (t *tailer) ddl(ctx context.Context, h *replication.EventHeader, schema, q 
 // control nor DDL: statement-based DML, whose effect only executing it
 // again would show. On a replicated database it is refused.
 func (t *tailer) statement(h *replication.EventHeader, schema, q string) error {
-	if t.gtid == nil {
+	if t.gtid == "" {
 		return nil
 	}
 	for _, db := range statementDatabases(schema, q) {
@@ -361,7 +432,7 @@ func (t *tailer) statement(h *replication.EventHeader, schema, q string) error {
 				"lockstep needs row events: set binlog_format=ROW globally and revoke from applications the privilege to change it in their sessions (SUPER, BINLOG ADMIN)")
 		}
 	}
-	t.log.Debug("statement on a database that is not replicated, ignored", "gtid", t.gtid.String(), "schema", schema, "query", sqltext.Abbreviate(q, 200))
+	t.log.Debug("statement on a database that is not replicated, ignored", "gtid", t.gtid, "schema", schema, "query", sqltext.Abbreviate(q, 200))
 	return nil
 }
 
@@ -393,17 +464,17 @@ func (t *tailer) rollback(ctx context.Context, h *replication.EventHeader) error
 
 // prepare ends an XA PREPARE group: its rows wait for the outcome.
 func (t *tailer) prepare(ctx context.Context) error {
-	if t.gtid == nil {
+	if t.gtid == "" {
 		return nil
 	}
 	from := t.pos.String()
 	if t.xid == "" || t.flags&flPreparedXA == 0 {
-		return service.Permanentf("XA PREPARE in GTID %s (binlog %s) in a group not flagged as XA: a shape of event group lockstep does not know; report it with the server's version", t.gtid.String(), t.file)
+		return service.Permanentf("XA PREPARE in GTID %s (binlog %s) in a group not flagged as XA: a shape of event group lockstep does not know; report it with the server's version", t.gtid, t.file)
 	}
-	t.xa.add(&preparedXA{xid: t.xid, gtid: t.gtid.String(), from: from, rows: t.held})
+	t.xa.add(&preparedXA{xid: t.xid, gtid: t.gtid, from: from, rows: t.held})
 	t.held = nil
 	xid, gtid, n := t.xa.pending()
-	t.log.Info("XA transaction prepared: its rows wait for XA COMMIT", "xid", t.xid, "gtid", t.gtid.String(), "pending", n, "oldest_xid", xid, "oldest_gtid", gtid)
+	t.log.Info("XA transaction prepared: its rows wait for XA COMMIT", "xid", t.xid, "gtid", t.gtid, "pending", n, "oldest_xid", xid, "oldest_gtid", gtid)
 	return t.commit(ctx) // nothing to send: advances the position
 }
 
@@ -426,7 +497,7 @@ func (t *tailer) xaCommit(ctx context.Context, h *replication.EventHeader) error
 }
 
 func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replication.RowsEvent) error {
-	if t.gtid == nil {
+	if t.gtid == "" {
 		return nil // rows of a group we resumed after
 	}
 	db := string(e.Table.Schema)
@@ -472,7 +543,7 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 	for i := 0; i+step <= len(e.Rows); i += step {
 		img, err := tbl.row(e.Rows[i])
 		if err != nil {
-			return service.Permanentf("transaction %s: %w", t.gtid.String(), err)
+			return service.Permanentf("transaction %s: %w", t.gtid, err)
 		}
 		r := &schemas.Record{Op: op, Database: tbl.db, Table: tbl.name, Columns: tbl.columns,
 			NoForeignKeyChecks: e.Flags&rowsNoForeignKeyChecks != 0, NoUniqueChecks: e.Flags&rowsRelaxedUniqueChecks != 0,
@@ -485,7 +556,7 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 		case schemas.OpUpdate:
 			r.Before = img
 			if r.After, err = tbl.row(e.Rows[i+1]); err != nil {
-				return service.Permanentf("transaction %s: %w", t.gtid.String(), err)
+				return service.Permanentf("transaction %s: %w", t.gtid, err)
 			}
 		}
 		r.Key = tbl.key(r.Image())
@@ -545,7 +616,7 @@ func (t *tailer) columns(ctx context.Context, tm *replication.TableMapEvent) ([]
 	}
 	if len(meta) != int(tm.ColumnCount) {
 		return nil, service.Permanentf("binlog rows of %s.%s in transaction %s have %d columns, the table has %d now: its schema changed after they were written, and without binlog_row_metadata=FULL the producer cannot tell which column is which. Nothing of the transaction was published; set binlog_row_metadata=FULL on the primary and re-bootstrap the standby",
-			db, name, t.gtid.String(), tm.ColumnCount, len(meta))
+			db, name, t.gtid, tm.ColumnCount, len(meta))
 	}
 	return meta, nil
 }
@@ -556,7 +627,7 @@ func (t *tailer) columns(ctx context.Context, tm *replication.TableMapEvent) ([]
 // or the commit tells whether it is the last.
 func (t *tailer) emit(ctx context.Context, r *schemas.Record, h *replication.EventHeader) error {
 	r.SchemaVersion = schemas.SchemaVersion
-	r.Txn = schemas.Txn{GTID: t.gtid.String(), Index: t.index}
+	r.Txn = schemas.Txn{GTID: t.gtid, Index: t.index}
 	r.Source = schemas.Source{ServerID: h.ServerID, File: t.file, Pos: h.LogPos, CommitTimeMS: int64(h.Timestamp) * 1000}
 	t.index++
 	if t.replay && t.xid == "" {
@@ -579,19 +650,21 @@ func (t *tailer) emit(ctx context.Context, r *schemas.Record, h *replication.Eve
 // it holds goes out, its last record flagged and carrying the positions a
 // restart needs.
 func (t *tailer) commit(ctx context.Context) error {
-	if t.gtid == nil {
+	if t.gtid == "" {
 		return nil
 	}
-	if err := t.pos.AddSet(t.gtid); err != nil {
-		return fmt.Errorf("advance GTID position %s by %s: %w", t.pos, t.gtid.String(), err)
+	pos, err := t.pos.With(t.gtid)
+	if err != nil {
+		return service.Permanentf("advance GTID position %s by %s: %w", t.pos, t.gtid, err)
 	}
+	t.pos = pos
 	var out []*schemas.Record
 	if t.pending != nil {
 		out = append(out, t.pending)
 	}
 	out = append(out, t.held...)
 	replay := t.replay
-	t.gtid, t.pending, t.held, t.savepoints, t.xid, t.replay = nil, nil, nil, nil, "", false
+	t.gtid, t.pending, t.held, t.savepoints, t.xid, t.replay = "", nil, nil, nil, "", false
 	if len(out) == 0 || replay {
 		return nil // nothing in scope, or published already
 	}

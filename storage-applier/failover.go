@@ -108,13 +108,9 @@ func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out, 
 
 	fmt.Fprintln(out, "5/5 what may be lost:")
 	if perr != nil {
-		fmt.Fprintf(out, "  the primary is unreachable: the standby holds everything the primary log holds, through GTID position %q. Transactions the primary committed after it, before the producer published them, are not on the standby: when the old primary is back, compare its @@gtid_binlog_pos with that position\n", fence.gtids)
+		fmt.Fprintf(out, "  the primary is unreachable: the standby holds everything the primary log holds, through GTID position %q. Transactions the primary committed after it, before the producer published them, are not on the standby: when the old primary is back, compare its GTID position (gtid_binlog_pos on MariaDB, gtid_executed on MySQL) with that position\n", fence.gtids)
 	} else {
-		var head string
-		if err := primary.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_pos").Scan(&head); err != nil {
-			return fmt.Errorf("5/5 read the primary's binlog position: %w", err)
-		}
-		lost, err := status.GTIDsBehind(head, applied)
+		head, lost, err := mysql.Unapplied(ctx, primary, applied)
 		if err != nil {
 			return fmt.Errorf("5/5: %w", err)
 		}

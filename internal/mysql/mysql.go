@@ -63,6 +63,11 @@ func Open(ctx context.Context, key string, c config.Database) (*sql.DB, error) {
 	return db, nil
 }
 
+// RowQuerier is a connection, a pool or a transaction, for one-row reads.
+type RowQuerier interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}
+
 // Quote quotes an identifier.
 func Quote(name string) string {
 	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
@@ -96,9 +101,7 @@ func Replicated(db string, only []string) bool {
 // ReadOnly reports whether a server refuses writes from accounts without
 // READ_ONLY ADMIN (read_only=ON), as a standby should: only lockstep writes
 // there, and any other write diverges it.
-func ReadOnly(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}) (bool, error) {
+func ReadOnly(ctx context.Context, q RowQuerier) (bool, error) {
 	var ro bool
 	if err := q.QueryRowContext(ctx, "SELECT @@GLOBAL.read_only").Scan(&ro); err != nil {
 		return false, fmt.Errorf("read the server's read_only: %w", err)
@@ -119,9 +122,7 @@ func ApplierLock(applier string) string {
 // Checkpoint reads the storage-applier's checkpoint on the standby: the
 // primary-log offset and the GTID set applied, or -1 and "" when nothing
 // was applied yet (no row, or no checkpoint table).
-func Checkpoint(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, applier string) (int64, string, error) {
+func Checkpoint(ctx context.Context, q RowQuerier, applier string) (int64, string, error) {
 	applied, gtid := int64(-1), ""
 	err := q.QueryRowContext(ctx, "SELECT applied_offset, gtid FROM lockstep.checkpoint WHERE name = ?", applier).Scan(&applied, &gtid)
 	if errors.Is(err, sql.ErrNoRows) || ErrorNumber(err) == 1146 {
@@ -135,9 +136,7 @@ func Checkpoint(ctx context.Context, q interface {
 
 // EstimateRows sums the server's row estimates (information_schema) of
 // tables given as "db.table": a total for progress, not a count.
-func EstimateRows(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, tables []string) (int64, error) {
+func EstimateRows(ctx context.Context, q RowQuerier, tables []string) (int64, error) {
 	var total int64
 	for _, name := range tables {
 		db, table, _ := strings.Cut(name, ".")

@@ -13,7 +13,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -118,11 +117,15 @@ func (r *reader) producer(ctx context.Context) (Stage, error) {
 		return s, err
 	}
 	defer db.Close()
-	var head string
-	if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_pos").Scan(&head); err != nil {
-		return s, fmt.Errorf("read the primary's binlog position: %w", err)
-	}
 	last, err := r.last(ctx, r.cfg.Kafka.PrimaryTopic, 0)
+	if err != nil {
+		return s, err
+	}
+	published := ""
+	if last != nil {
+		published = last.Source.GTIDSet
+	}
+	head, behind, err := mysql.Unapplied(ctx, db, published)
 	if err != nil || last == nil {
 		s.Position = "nothing published yet; primary at " + head
 		return s, err
@@ -131,10 +134,10 @@ func (r *reader) producer(ctx context.Context) (Stage, error) {
 	if last.Source.Resume != "" {
 		s.State += "; XA transactions prepared and not yet committed or rolled back: their rows wait in the producer, which re-reads the binlog from GTID position " + last.Source.Resume + " after a restart (XA RECOVER on the primary lists them)"
 	}
-	if s.Behind, err = GTIDsBehind(head, last.Txn.GTID); err == nil && s.Behind == 0 {
+	if s.Behind = behind; behind == 0 {
 		s.Lag = 0
 	}
-	return s, err
+	return s, nil
 }
 
 func (r *reader) storage(ctx context.Context) (Stage, error) {
@@ -298,28 +301,4 @@ func HealthCommand(name string) *cobra.Command {
 	})
 	cmd.Flags().StringVar(&addr, "address", "", "host:port of the service's metrics listener (default: from metrics.listen)")
 	return cmd
-}
-
-// GTIDsBehind counts the transactions of set head after set at, over
-// every replication domain.
-func GTIDsBehind(head, at string) (int64, error) {
-	h, err := gomysql.ParseMariadbGTIDSet(head)
-	if err != nil {
-		return -1, fmt.Errorf("GTID set %q: %w", head, err)
-	}
-	a, err := gomysql.ParseMariadbGTIDSet(at)
-	if err != nil {
-		return -1, fmt.Errorf("GTID set %q: %w", at, err)
-	}
-	var n int64
-	for d, g := range h.(*gomysql.MariadbGTIDSet).Sets {
-		var done uint64
-		if cur, ok := a.(*gomysql.MariadbGTIDSet).Sets[d]; ok {
-			done = cur.SequenceNumber
-		}
-		if g.SequenceNumber > done {
-			n += int64(g.SequenceNumber - done)
-		}
-	}
-	return n, nil
 }

@@ -30,6 +30,8 @@ type Env struct {
 	Standby *sql.DB
 	Redis   *redis.Client
 	Kafka   *kfake.Cluster
+	// Flavor is the primary's: the suite runs against MariaDB and MySQL.
+	Flavor mysql.Flavor
 	// DB is the test's own database, replicated and dropped at the end.
 	DB string
 
@@ -166,10 +168,13 @@ func build(t testing.TB, pAddr, sAddr, rAddr string, kafkaOpts []kfake.Opt, twea
 	e := &Env{Cfg: cfg, Kafka: c, DB: id, kafkaDir: kafkaDir, kafkaOpts: kafkaOpts}
 	t.Cleanup(func() { e.Kafka.Close() })
 	if e.Primary, err = mysql.Open(ctx, "primary", cfg.Primary); err != nil {
-		t.Fatalf("primary MariaDB at %s (LOCKSTEP_TEST_PRIMARY) unreachable: %v", pAddr, err)
+		t.Fatalf("primary at %s (LOCKSTEP_TEST_PRIMARY) unreachable: %v", pAddr, err)
 	}
 	if e.Standby, err = mysql.Open(ctx, "standby", cfg.Standby); err != nil {
-		t.Fatalf("standby MariaDB at %s (LOCKSTEP_TEST_STANDBY) unreachable: %v", sAddr, err)
+		t.Fatalf("standby at %s (LOCKSTEP_TEST_STANDBY) unreachable: %v", sAddr, err)
+	}
+	if e.Flavor, err = mysql.ServerFlavor(ctx, e.Primary); err != nil {
+		t.Fatal(err)
 	}
 	redisTLS, err := cfg.Redis.TLS.Build("redis.tls", rAddr)
 	if err != nil {
