@@ -53,7 +53,7 @@ func TestKill9InEachWindow(t *testing.T) {
 				(*victim).waitLog("tailing binlog")
 			}
 			if bigTxn {
-				testenv.Exec(t, e.Primary, fmt.Sprintf("INSERT INTO %[1]s.items SELECT seq, 'big', seq, NOW(6) FROM %[1]s.seq_1_to_20000", e.DB))
+				testenv.Exec(t, e.Primary, fmt.Sprintf("INSERT INTO %s.items SELECT seq, 'big', seq, NOW(6) FROM %s", e.DB, e.Seq(20000)))
 			} else {
 				writeBatch(t, e, 0, 200)
 			}

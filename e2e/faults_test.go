@@ -123,9 +123,14 @@ func TestPurgedBinlogStopsTheProducer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cols, _ := rows.Columns() // MySQL adds Encrypted
 	for rows.Next() { // the last one listed is the current binlog
-		var size sql.NullInt64
-		if err := rows.Scan(&file, &size); err != nil {
+		rest := make([]any, len(cols))
+		rest[0] = &file
+		for i := 1; i < len(cols); i++ {
+			rest[i] = new(sql.RawBytes)
+		}
+		if err := rows.Scan(rest...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -141,7 +146,7 @@ func TestPurgedBinlogStopsTheProducer(t *testing.T) {
 	})
 
 	producer := start(t, p.cfgPath, "producer")
-	mustContain(t, producer.waitExit(30*time.Second), "cannot send its binlog from GTID 0-", "was probably purged", "re-bootstrap")
+	mustContain(t, producer.waitExit(30*time.Second), "cannot send its binlog from GTID ", "was probably purged", "re-bootstrap")
 	if n := testenv.Count(t, e.Standby, e.DB+".items"); n != 10 {
 		t.Fatalf("standby has %d items, want the 10 published before the purge", n)
 	}

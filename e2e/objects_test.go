@@ -11,6 +11,7 @@ import (
 
 	mysqldriver "github.com/go-sql-driver/mysql"
 
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 )
 
@@ -22,6 +23,7 @@ import (
 // the primary's results, and the trigger fires for it.
 func TestSchemaObjectsReachTheStandby(t *testing.T) {
 	e := newEnv(t)
+	e.Only(t, mysql.MariaDB, "CREATE SEQUENCE and NEXTVAL")
 	db := e.DB
 	app := db + "_app"
 	e.Cfg.Primary.Accounts = []string{app + "@%"}
@@ -174,6 +176,7 @@ func TestSchemaObjectsReachTheStandby(t *testing.T) {
 // other accounts do not. The application's account logs in to the standby.
 func TestNamedAccountsReachTheStandby(t *testing.T) {
 	e := newEnv(t)
+	e.Only(t, mysql.MariaDB, "roles granted with MariaDB's SET DEFAULT ROLE ... FOR")
 	app, role, other := e.DB+"_app", e.DB+"_role", e.DB+"_other"
 	e.Cfg.Primary.Accounts = []string{app + "@%", role}
 	for _, db := range []*sql.DB{e.Primary, e.Standby} {

@@ -18,6 +18,7 @@ import (
 // password shows in what the services printed.
 func TestServicesRunWithLeastPrivilege(t *testing.T) {
 	e := newEnv(t)
+	e.Only(t, mysql.MariaDB, "MariaDB's privilege names (BINLOG MONITOR, READ_ONLY ADMIN)")
 	db, pw := mysql.Quote(e.DB), "pw-"+e.DB
 	user := func(name string) string { return fmt.Sprintf("'%s_%s'@'127.0.0.1'", e.DB, name) }
 	testenv.Exec(t, e.Standby, schemas.CheckpointSQL)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/crashpoint"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -78,7 +79,7 @@ func writeUsers(t *testing.T, e *testenv.Env, from int, mirror string) func() in
 // seedUsers fills the users table with n rows.
 func seedUsers(t *testing.T, e *testenv.Env, n int) {
 	t.Helper()
-	testenv.Exec(t, e.Primary, fmt.Sprintf("INSERT INTO %s.users (id, email, name, balance) SELECT seq, CONCAT('u', seq, '@x'), 'seed', seq FROM %s.seq_1_to_%d", e.DB, e.DB, n))
+	testenv.Exec(t, e.Primary, fmt.Sprintf("INSERT INTO %s.users (id, email, name, balance) SELECT seq, CONCAT('u', seq, '@x'), 'seed', seq FROM %s", e.DB, e.Seq(n)))
 }
 
 // pt-online-schema-change on a cached table under writes: the shadow table
@@ -273,9 +274,16 @@ func cascades(t *testing.T, crash bool) {
 		}
 	}
 	// orders 10 and 11, lines 100-102, notes 1000 and 1002 (user 1);
-	// order 12 (user 2's new id); line 104 (order 13)
-	if len(cascades) != 9 {
-		t.Fatalf("the standby log has %d changes the standby made, want 9: %v", len(cascades), cascades)
+	// order 12 (user 2's new id); line 104 (order 13). MySQL 9 enforces
+	// foreign keys above the storage engine and logs what they change as
+	// rows of the transaction: the standby applies those and cascades
+	// nothing itself.
+	want := 9
+	if e.Flavor == mysql.MySQL {
+		want = 0
+	}
+	if len(cascades) != want {
+		t.Fatalf("the standby log has %d changes the standby made, want %d: %v", len(cascades), want, cascades)
 	}
 	validRecords(t, e)
 	if done, _ := p.applier.exited(); done {
@@ -306,6 +314,7 @@ func TestOnUpdateColumnsKeepThePrimarysValue(t *testing.T) {
 // in, as on a native replica.
 func TestPrimarySessionChecksAreKept(t *testing.T) {
 	e := newEnv(t)
+	e.Only(t, mysql.MariaDB, "check_constraint_checks")
 	p := startPipeline(t, e)
 	createTables(t, e)
 	db := e.DB

@@ -40,7 +40,7 @@ func TestHugeTransactionAndBigBlob(t *testing.T) {
 		"CREATE DATABASE "+e.DB,
 		"CREATE TABLE "+e.DB+".big (id INT PRIMARY KEY, v VARCHAR(100))",
 		"CREATE TABLE "+e.DB+".blobs (id INT PRIMARY KEY, note VARCHAR(10), b LONGBLOB)",
-		fmt.Sprintf("INSERT INTO %s.big SELECT seq, CONCAT('row ', seq, REPEAT('.', 40)) FROM seq.seq_1_to_%d", e.DB, rows),
+		fmt.Sprintf("INSERT INTO %s.big SELECT seq, CONCAT('row ', seq, REPEAT('.', 40)) FROM %s", e.DB, e.Seq(rows)),
 	)
 	started := time.Now()
 	testenv.Eventually(t, 5*time.Minute, func() (bool, string) {

@@ -30,8 +30,8 @@ func TestSnapshotBootstrapsAStandbyDuringWrites(t *testing.T) {
 	createTables(t, e)
 	const rows = 200_000
 	testenv.Exec(t, e.Primary,
-		fmt.Sprintf("INSERT INTO %s.items SELECT seq, CONCAT('item ', seq), seq / 4, '2024-01-01' + INTERVAL seq SECOND FROM %s.seq_1_to_%d", e.DB, e.DB, rows),
-		fmt.Sprintf("INSERT INTO %s.users SELECT seq, CONCAT('u', seq, '@example.com'), 'Ada 🦊', seq, X'00FF' FROM %s.seq_1_to_100", e.DB, e.DB),
+		fmt.Sprintf("INSERT INTO %s.items SELECT seq, CONCAT('item ', seq), seq / 4, '2024-01-01' + INTERVAL seq SECOND FROM %s", e.DB, e.Seq(rows)),
+		fmt.Sprintf("INSERT INTO %s.users SELECT seq, CONCAT('u', seq, '@example.com'), 'Ada 🦊', seq, X'00FF' FROM %s", e.DB, e.Seq(100)),
 		fmt.Sprintf(typesTable, e.DB),
 	)
 	for _, r := range typeRows {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -99,6 +100,9 @@ func newTable(tm *replication.TableMapEvent, meta []columnMeta) (*table, error) 
 			col.Type, col.Binary, dec = fmt.Sprintf("bit(%d)", nbits), true, bits((nbits+7)/8)
 		case tp == gomysql.MYSQL_TYPE_YEAR:
 			col.Type, dec = "year", year
+		case tp == gomysql.MYSQL_TYPE_JSON:
+			// MySQL's binary JSON (MariaDB's JSON is text, a longtext)
+			col.Type, dec = "json", mysqlJSON
 		case tp == gomysql.MYSQL_TYPE_STRING && m.Charset == "binary":
 			// BINARY(n): the binlog drops the trailing zero bytes the column keeps
 			col.Type, dec = "binary", padded(stringLength(raw))
@@ -200,6 +204,48 @@ func pick(cond bool, yes, no string) string {
 
 // scalar renders the values go-mysql decodes as numbers or strings; conv,
 // if set, turns a character column's bytes into UTF-8.
+// mysqlJSON renders a MySQL JSON value as MySQL itself shows it (SELECT,
+// JSON_EXTRACT), so that the cache holds what a reader of the standby
+// gets: go-mysql's MySQL-text rendering (types and key order kept) with
+// MySQL's ", " and ": " between members. A partial update logs a diff,
+// not the value: refused.
+func mysqlJSON(v any) (*string, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case []byte:
+		s := spaceJSON(x)
+		return &s, nil
+	case *replication.JsonDiff:
+		return nil, errPartialJSON
+	}
+	return nil, fmt.Errorf("unexpected binlog value %T for a JSON column", v)
+}
+
+var errPartialJSON = errors.New("the update logs only a change to its JSON value (binlog_row_value_options=PARTIAL_JSON in the writing session), not the value: " +
+	"set binlog_row_value_options='' globally and revoke from applications the privilege to change it in their sessions")
+
+// spaceJSON puts a space after each ',' and ':' between JSON members,
+// none inside strings: compact JSON text as MySQL prints it.
+func spaceJSON(b []byte) string {
+	out := make([]byte, 0, len(b)+len(b)/8)
+	inString, escaped := false, false
+	for _, c := range b {
+		out = append(out, c)
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ',' || c == ':'):
+			out = append(out, ' ')
+		}
+	}
+	return string(out)
+}
+
 func scalar(bin bool, conv func([]byte) ([]byte, error)) func(any) (*string, error) {
 	text := func(b []byte) (*string, error) {
 		if conv != nil {

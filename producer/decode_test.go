@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/go-mysql-org/go-mysql/replication"
 )
 
 func str(p *string) string {
@@ -139,5 +142,23 @@ func TestStringLengthFromBinlogMetadata(t *testing.T) {
 		if got := stringLength(c.meta); got != c.want {
 			t.Errorf("stringLength(%#x) = %d, want %d", c.meta, got, c.want)
 		}
+	}
+}
+
+func TestMySQLJSONIsShownAsMySQLShowsIt(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"k":1}`:                         `{"k": 1}`,
+		`{"a":[1,2.0,{"b":null}],"c":""}`: `{"a": [1, 2.0, {"b": null}], "c": ""}`,
+		`{"s":"x, y: \"z,:\\"}`:           `{"s": "x, y: \"z,:\\"}`, // nothing inside strings
+		`[]`:                              `[]`,
+		`"a,b"`:                           `"a,b"`,
+	} {
+		got, err := mysqlJSON([]byte(in))
+		if err != nil || *got != want {
+			t.Errorf("mysqlJSON(%s) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	if _, err := mysqlJSON(&replication.JsonDiff{}); !errors.Is(err, errPartialJSON) {
+		t.Errorf("a partial JSON update must be refused, got %v", err)
 	}
 }

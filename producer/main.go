@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"time"
 
-
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"

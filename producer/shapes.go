@@ -54,7 +54,6 @@ var (
 	savepointStmt  = regexp.MustCompile("(?is)^SAVEPOINT\\s+(.+?)\\s*$")
 	rollbackToStmt = regexp.MustCompile("(?is)^ROLLBACK\\s+(?:WORK\\s+)?TO\\s+(?:SAVEPOINT\\s+)?(.+?)\\s*$")
 	xaStmt         = regexp.MustCompile("(?is)^XA\\s+(START|BEGIN|END|COMMIT|ROLLBACK)\\s+(X'[0-9a-f]*',X'[0-9a-f]*',[0-9]+)?")
-	xaOnePhase     = regexp.MustCompile("(?is)\\sONE\\s+PHASE\\s*$")
 )
 
 // classifyStatement sorts a statement read inside an event group; arg is

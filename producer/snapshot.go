@@ -56,7 +56,7 @@ func snapshot(ctx context.Context, cfg *config.Config, log *slog.Logger, chunkRo
 		return fmt.Errorf("connect to the primary: %w", err)
 	}
 	defer conn.Close()
-	snap, err := beginSnapshot(ctx, conn)
+	snap, err := beginSnapshot(ctx, conn, p.flavor)
 	if err != nil {
 		return err
 	}
@@ -106,45 +106,113 @@ type snapshotPoint struct {
 }
 
 // beginSnapshot opens a consistent-snapshot transaction on conn and reads
-// the binlog position it corresponds to exactly (MariaDB's
-// binlog_snapshot_file/position status, turned into a GTID position).
-func beginSnapshot(ctx context.Context, conn *sql.Conn) (*snapshotPoint, error) {
-	for _, q := range []string{
+// the binlog position it corresponds to exactly. MariaDB tells it
+// (binlog_snapshot_file/position, turned into a GTID position); MySQL does
+// not, so there commits stop for the moment it takes to open the snapshot
+// and read the position (FLUSH TABLES WITH READ LOCK, as mysqldump
+// --single-transaction --source-data does): with none between, the GTIDs
+// executed then are exactly those in the snapshot.
+func beginSnapshot(ctx context.Context, conn *sql.Conn, flavor mysql.Flavor) (p *snapshotPoint, err error) {
+	open := []string{
 		// The scan may wait on Kafka; the server must not give up on us.
 		"SET SESSION net_write_timeout = 3600",
 		"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-		"START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
-	} {
+	}
+	if flavor == mysql.MySQL {
+		open = append(open, "FLUSH TABLES WITH READ LOCK")
+		defer func() {
+			if _, uerr := conn.ExecContext(ctx, "UNLOCK TABLES"); uerr != nil && err == nil {
+				err = fmt.Errorf("release the primary's global read lock after opening the snapshot: %w", uerr)
+			}
+		}()
+	}
+	for _, q := range append(open, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY") {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
+			if q == "FLUSH TABLES WITH READ LOCK" && mysql.ErrorNumber(err) == 1227 {
+				err = fmt.Errorf("%w: the primary user needs RELOAD on MySQL (GRANT RELOAD ON *.* TO it) to stop commits for the instant it takes to read the snapshot's GTID position", err)
+			}
 			return nil, fmt.Errorf("open a consistent snapshot on the primary (%s): %w", q, err)
 		}
 	}
-	p := &snapshotPoint{at: time.Now()}
-	status := map[string]string{}
-	rows, err := conn.QueryContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'")
+	p = &snapshotPoint{at: time.Now()}
+	if err := conn.QueryRowContext(ctx, "SELECT @@server_id").Scan(&p.serverID); err != nil {
+		return nil, fmt.Errorf("read the primary's server_id: %w", err)
+	}
+	if flavor == mysql.MySQL {
+		if p.file, p.pos, err = binlogStatus(ctx, conn); err != nil {
+			return nil, err
+		}
+		if p.gtids, err = flavor.BinlogGTIDs(ctx, conn); err != nil {
+			return nil, fmt.Errorf("the snapshot's GTID position: %w", err)
+		}
+		return p, nil
+	}
+	status, err := showStatus(ctx, conn, "SHOW STATUS LIKE 'binlog_snapshot_%'")
 	if err != nil {
 		return nil, fmt.Errorf("read the snapshot's binlog position: %w", err)
 	}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		status[strings.ToLower(k)] = v
-	}
-	rows.Close()
 	p.file = status["binlog_snapshot_file"]
 	if p.file == "" {
-		return nil, service.Permanentf("the primary reports no binlog_snapshot_file: the snapshot needs MariaDB with the binlog on")
+		return nil, service.Permanentf("the primary reports no binlog_snapshot_file: the snapshot needs the binlog on")
 	}
 	if _, err := fmt.Sscan(status["binlog_snapshot_position"], &p.pos); err != nil {
 		return nil, fmt.Errorf("binlog_snapshot_position %q: %w", status["binlog_snapshot_position"], err)
 	}
-	if err := conn.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?), @@server_id", p.file, p.pos).Scan(&p.gtids, &p.serverID); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", p.file, p.pos).Scan(&p.gtids); err != nil {
 		return nil, fmt.Errorf("turn the snapshot's binlog position %s:%d into a GTID position: %w", p.file, p.pos, err)
 	}
 	return p, nil
+}
+
+// showStatus reads a SHOW statement's name/value rows, names in lower case.
+func showStatus(ctx context.Context, conn *sql.Conn, q string) (map[string]string, error) {
+	rows, err := conn.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	status := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		status[strings.ToLower(k)] = v
+	}
+	return status, rows.Err()
+}
+
+// binlogStatus reads MySQL's current binlog file and position: SHOW BINARY
+// LOG STATUS (8.2 and later; SHOW MASTER STATUS before).
+func binlogStatus(ctx context.Context, conn *sql.Conn) (string, uint32, error) {
+	rows, err := conn.QueryContext(ctx, "SHOW BINARY LOG STATUS")
+	if mysql.ErrorNumber(err) == 1064 {
+		rows, err = conn.QueryContext(ctx, "SHOW MASTER STATUS")
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("read the primary's binlog position: %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return "", 0, err
+	}
+	if !rows.Next() {
+		return "", 0, service.Permanentf("the primary reports no binlog position (SHOW BINARY LOG STATUS is empty): the snapshot needs the binlog on")
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return "", 0, err
+	}
+	var pos uint32
+	if _, err := fmt.Sscan(vals[1].String, &pos); err != nil {
+		return "", 0, fmt.Errorf("binlog position %q: %w", vals[1].String, err)
+	}
+	return vals[0].String, pos, rows.Err()
 }
 
 // snapshotter turns the snapshot into records: for each database and table

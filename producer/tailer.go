@@ -125,6 +125,7 @@ func (t *tailer) run(ctx context.Context) error {
 		Password:                t.cfg.Primary.Password,
 		TLSConfig:               tlsCfg,
 		TimestampStringLocation: time.UTC,
+		RenderJSONAsMySQLText:   true, // MySQL's JSON: see mysqlJSON
 		HeartbeatPeriod:         5 * time.Second,
 		ReadTimeout:             30 * time.Second,
 		// A broken connection is the supervisor's to handle: it resumes from
@@ -230,7 +231,7 @@ func (t *tailer) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 	case *replication.GenericEvent:
 		switch h.EventType {
 		case replication.XA_PREPARE_LOG_EVENT:
-			return t.prepare(ctx)
+			return t.prepare(ctx, eventBody(ev, t.checksum))
 		case replication.RAND_EVENT, replication.USER_VAR_EVENT:
 			return nil // context of the statement that follows, like INTVAR
 		case replication.STOP_EVENT, replication.IGNORABLE_EVENT:
@@ -367,10 +368,6 @@ func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, 
 	case stmtRollback:
 		return t.rollback(ctx, h)
 	case stmtXACommit, stmtXARollback:
-		if kind == stmtXACommit && t.flags&flPreparedXA != 0 && xaOnePhase.MatchString(q) {
-			t.xid = "" // MySQL's XA COMMIT ... ONE PHASE: its rows are this group's
-			return t.commit(ctx)
-		}
 		return t.refuse(h, "", fmt.Sprintf("statement %q in a group not flagged as XA", sqltext.Abbreviate(q, 200)), "report it with the server's version")
 	}
 	if t.flags&replication.BINLOG_MARIADB_FL_DDL != 0 {
@@ -462,10 +459,16 @@ func (t *tailer) rollback(ctx context.Context, h *replication.EventHeader) error
 	return t.commit(ctx) // nothing left to send
 }
 
-// prepare ends an XA PREPARE group: its rows wait for the outcome.
-func (t *tailer) prepare(ctx context.Context) error {
+// prepare ends an XA PREPARE group: its rows wait for the outcome. MySQL
+// ends an XA COMMIT ... ONE PHASE the same way, the event's first byte
+// (one_phase) set: then the rows are committed.
+func (t *tailer) prepare(ctx context.Context, body []byte) error {
 	if t.gtid == "" {
 		return nil
+	}
+	if len(body) > 0 && body[0] != 0 {
+		t.xid = "" // its rows are this group's, sent at commit
+		return t.commit(ctx)
 	}
 	from := t.pos.String()
 	if t.xid == "" || t.flags&flPreparedXA == 0 {

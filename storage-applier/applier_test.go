@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"log/slog"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -35,9 +36,11 @@ func TestRowStatements(t *testing.T) {
 			"UPDATE `d`.`t` SET `txt` = ? WHERE `id` <=> ?", []any{"neu", "1"}},
 		{schemas.Record{Op: schemas.OpDelete, Database: "d", Table: "t", Columns: cols, Before: before},
 			"DELETE FROM `d`.`t` WHERE `id` <=> ?", []any{"1"}},
-		// no primary key: the whole before image, one row; a FLOAT compared as one
+		// no primary key: the whole before image, one row; a FLOAT as the double of its single-precision value
 		{schemas.Record{Op: schemas.OpDelete, Database: "d", Table: "t", Columns: []schemas.Column{{Name: "a", Type: "float"}, {Name: "bin", Type: "blob", Binary: true}}, Before: before},
-			"DELETE FROM `d`.`t` WHERE `a` <=> CAST(? AS FLOAT) AND `bin` <=> ? LIMIT 1", []any{nil, []byte{0, 0xff}}},
+			"DELETE FROM `d`.`t` WHERE `a` <=> ? AND `bin` <=> ? LIMIT 1", []any{nil, []byte{0, 0xff}}},
+		{schemas.Record{Op: schemas.OpDelete, Database: "d", Table: "t", Columns: []schemas.Column{{Name: "f", Type: "float"}}, Before: schemas.Row{"f": sp("3.4028235e+38")}},
+			"DELETE FROM `d`.`t` WHERE `f` <=> ? LIMIT 1", []any{float64(math.MaxFloat32)}},
 		// the generated column txt is the standby's to compute
 		{schemas.Record{Op: schemas.OpInsert, Database: "d", Table: "g", Columns: cols, After: after},
 			"INSERT INTO `d`.`g` (`id`, `bin`) VALUES (?, ?)", []any{"2", nil}},

@@ -273,3 +273,13 @@ func wrap(at func() string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", at(), err)
 }
+
+// matchColumn is the condition that a column holds a value read back from
+// the standby (NULL-safe). A FLOAT value is compared as a FLOAT: its text
+// read as a DOUBLE would not equal the stored single-precision value.
+func matchColumn(c schemas.Column) string {
+	if c.Type == "float" {
+		return mysql.Quote(c.Name) + " <=> CAST(? AS FLOAT)"
+	}
+	return mysql.Quote(c.Name) + " <=> ?"
+}

@@ -195,7 +195,7 @@ func writable(ctx context.Context, standby *sql.DB, out io.Writer) error {
 		return nil
 	}
 	if _, err := standby.ExecContext(ctx, "SET GLOBAL read_only = OFF"); err != nil {
-		return fmt.Errorf("turn off the standby's read_only so that it takes writes (the user needs READ_ONLY ADMIN or SUPER): %w", err)
+		return fmt.Errorf("turn off the standby's read_only so that it takes writes (the user needs READ_ONLY ADMIN or SUPER; MySQL: SYSTEM_VARIABLES_ADMIN): %w", err)
 	}
 	fmt.Fprintln(out, "  the standby's read_only was ON: turned OFF, it takes writes")
 	return nil

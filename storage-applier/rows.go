@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/lockstep-dr/lockstep/internal/mysql"
@@ -72,7 +73,10 @@ func rowStatement(r *schemas.Record, t *standbyTable) (string, []any, error) {
 }
 
 // value is a column's value in a row image as a statement argument: nil
-// for NULL, raw bytes for binary columns, text for the others.
+// for NULL, raw bytes for binary columns, text for the others but FLOAT.
+// A FLOAT goes as the exact double of its single-precision value: its
+// shortest text read as a DOUBLE would not equal the stored value, and
+// MySQL refuses the text of the largest FLOATs as out of range.
 func value(r *schemas.Record, row schemas.Row, c schemas.Column) (any, error) {
 	v, ok, err := r.Bytes(row, c)
 	switch {
@@ -80,6 +84,12 @@ func value(r *schemas.Record, row schemas.Row, c schemas.Column) (any, error) {
 		return nil, err
 	case c.Binary:
 		return v, nil
+	case c.Type == "float":
+		f, err := strconv.ParseFloat(string(v), 32)
+		if err != nil {
+			return nil, fmt.Errorf("FLOAT column %s: %w", c.Name, err)
+		}
+		return f, nil
 	}
 	return string(v), nil
 }
@@ -104,16 +114,6 @@ func sameValue(before, after schemas.Row, col string) bool {
 	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
 
-// matchColumn is the condition that a column holds a value (NULL-safe).
-// A FLOAT value is compared as a FLOAT: its text read as a DOUBLE would not
-// equal the stored single-precision value.
-func matchColumn(c schemas.Column) string {
-	if c.Type == "float" {
-		return mysql.Quote(c.Name) + " <=> CAST(? AS FLOAT)"
-	}
-	return mysql.Quote(c.Name) + " <=> ?"
-}
-
 // where matches the row by its primary key, or, for a table without one, by
 // its whole stored before image (NULL-safe) and one row only, as MySQL
 // replication does.
@@ -128,7 +128,7 @@ func where(b *strings.Builder, r *schemas.Record, stored []schemas.Column, add f
 		if i > 0 {
 			b.WriteString(" AND ")
 		}
-		b.WriteString(matchColumn(c))
+		b.WriteString(mysql.Quote(c.Name) + " <=> ?")
 		if err := add(r.Before, c); err != nil {
 			return err
 		}

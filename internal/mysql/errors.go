@@ -54,7 +54,7 @@ var hints = map[uint16]string{
 	1045: "check the user and password in the config",
 	1142: "grant the user the privileges README, Security lists",
 	1227: "grant the user the privileges README, Security lists",
-	1290: "the server runs with an option that refuses this (read_only?): grant the user READ_ONLY ADMIN, or turn the option off",
+	1290: "the server runs with an option that refuses this (read_only?): grant the user READ_ONLY ADMIN (MySQL: CONNECTION_ADMIN), or turn the option off",
 }
 
 // Classify sorts an error from MySQL/MariaDB into retry (returned as is)

@@ -110,7 +110,7 @@ func ReadOnly(ctx context.Context, q RowQuerier) (bool, error) {
 }
 
 // WritableStandby is what to say of a standby that takes anyone's writes.
-const WritableStandby = "the standby takes writes from any account that may write (read_only is OFF): a write there by anything but lockstep diverges it from the primary; run it with read_only=ON and grant lockstep's applier READ_ONLY ADMIN"
+const WritableStandby = "the standby takes writes from any account that may write (read_only is OFF): a write there by anything but lockstep diverges it from the primary; run it with read_only=ON and grant lockstep's applier READ_ONLY ADMIN (MySQL: CONNECTION_ADMIN)"
 
 // ApplierLock is the name of the standby lock an active storage-applier
 // holds (applier.name).

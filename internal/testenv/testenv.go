@@ -250,3 +250,34 @@ func Count(t testing.TB, db *sql.DB, table string) int {
 	}
 	return n
 }
+
+// Seq is a table of the numbers 1..n in a column seq, to fill tables with
+// INSERT ... SELECT: MariaDB's sequence engine, or on MySQL a cross join
+// of digits.
+func (e *Env) Seq(n int) string {
+	if e.Flavor != mysql.MySQL {
+		return fmt.Sprintf("%s.seq_1_to_%d", mysql.Quote(e.DB), n)
+	}
+	const digits = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
+	sum, from := "1", ""
+	for i, p := 0, 1; p < n; i, p = i+1, p*10 {
+		sum += fmt.Sprintf(" + %d * d%d.d", p, i)
+		if from != "" {
+			from += " CROSS JOIN "
+		}
+		from += fmt.Sprintf("%s d%d", digits, i)
+	}
+	if from == "" {
+		return "(SELECT 1 AS seq) AS seq"
+	}
+	return fmt.Sprintf("(SELECT %s AS seq FROM %s HAVING seq <= %d) AS seq", sum, from, n)
+}
+
+// Only stops a test that exercises what only one flavour of server has
+// (MariaDB's sequences, MySQL's ...), saying so.
+func (e *Env) Only(t testing.TB, f mysql.Flavor, what string) {
+	t.Helper()
+	if e.Flavor != f {
+		t.Skipf("%s: %s only, the primary is %s", what, f, e.Flavor)
+	}
+}

@@ -43,7 +43,7 @@ func TestDatabasesNamesTheRowsThatDiffer(t *testing.T) {
 func TestChunksNameTheDifferenceAndSettle(t *testing.T) {
 	e := testenv.New(t)
 	def := "CREATE TABLE " + e.DB + ".c (a INT, b VARCHAR(10) COLLATE utf8mb4_general_ci, f FLOAT, PRIMARY KEY (a, b))"
-	fill := "INSERT INTO " + e.DB + ".c SELECT seq DIV 2, IF(seq % 2, 'X', 'y'), seq / 3 FROM " + e.DB + ".seq_1_to_2500"
+	fill := "INSERT INTO " + e.DB + ".c SELECT seq DIV 2, IF(seq % 2, 'X', 'y'), seq / 3 FROM " + e.Seq(2500)
 	for _, db := range []*sql.DB{e.Primary, e.Standby} {
 		testenv.Exec(t, db, "CREATE DATABASE "+e.DB, def, fill)
 	}
