@@ -124,7 +124,7 @@ func TestPurgedBinlogStopsTheProducer(t *testing.T) {
 		t.Fatal(err)
 	}
 	cols, _ := rows.Columns() // MySQL adds Encrypted
-	for rows.Next() { // the last one listed is the current binlog
+	for rows.Next() {         // the last one listed is the current binlog
 		rest := make([]any, len(cols))
 		rest[0] = &file
 		for i := 1; i < len(cols); i++ {
