@@ -213,6 +213,9 @@ func mysqlJSON(v any) (*string, error) {
 	switch x := v.(type) {
 	case nil:
 		return nil, nil
+	case string:
+		s := spaceJSON([]byte(x))
+		return &s, nil
 	case []byte:
 		s := spaceJSON(x)
 		return &s, nil
@@ -222,8 +225,7 @@ func mysqlJSON(v any) (*string, error) {
 	return nil, fmt.Errorf("unexpected binlog value %T for a JSON column", v)
 }
 
-var errPartialJSON = errors.New("the update logs only a change to its JSON value (binlog_row_value_options=PARTIAL_JSON in the writing session), not the value: " +
-	"set binlog_row_value_options='' globally and revoke from applications the privilege to change it in their sessions")
+var errPartialJSON = errors.New("a partial JSON update")
 
 // spaceJSON puts a space after each ',' and ':' between JSON members,
 // none inside strings: compact JSON text as MySQL prints it.

@@ -306,9 +306,8 @@ func (t *tailer) begin(gtid string, flags byte, xid string) error {
 // mysqlGroup gives a MySQL event group the kind a MariaDB GTID event's
 // flags give it, from its first statement: BEGIN opens a transaction, XA
 // START an XA PREPARE group, XA COMMIT/ROLLBACK is a group of its own, and
-// anything else is DDL, alone in its group but for CREATE TABLE ... SELECT,
-// logged as "CREATE TABLE ... START TRANSACTION" ahead of its rows.
-func (t *tailer) mysqlGroup(kind stmtKind, xid, q string) string {
+// anything else is DDL, alone in its group.
+func (t *tailer) mysqlGroup(kind stmtKind, xid string) {
 	switch kind {
 	case stmtBegin:
 	case stmtXAStart:
@@ -316,13 +315,8 @@ func (t *tailer) mysqlGroup(kind stmtKind, xid, q string) string {
 	case stmtXACommit, stmtXARollback:
 		t.flags, t.xid = flCompletedXA, xid
 	default:
-		if ddl, ok := strings.CutSuffix(q, " START TRANSACTION"); ok {
-			t.flags = replication.BINLOG_MARIADB_FL_DDL
-			return strings.TrimSpace(ddl)
-		}
 		t.flags = replication.BINLOG_MARIADB_FL_STANDALONE
 	}
-	return q
 }
 
 // query handles a statement: a standalone group's DDL, or one inside a
@@ -335,7 +329,7 @@ func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, 
 	kind, arg := classifyStatement(q)
 	if t.first {
 		t.first = false
-		q = t.mysqlGroup(kind, arg, q)
+		t.mysqlGroup(kind, arg)
 	}
 	if t.flags&flCompletedXA != 0 {
 		// XA COMMIT or XA ROLLBACK, a group of its own (flagged standalone)
@@ -370,12 +364,14 @@ func (t *tailer) query(ctx context.Context, h *replication.EventHeader, schema, 
 	case stmtXACommit, stmtXARollback:
 		return t.refuse(h, "", fmt.Sprintf("statement %q in a group not flagged as XA", sqltext.Abbreviate(q, 200)), "report it with the server's version")
 	}
-	if t.flags&replication.BINLOG_MARIADB_FL_DDL != 0 {
-		// CREATE TABLE ... SELECT: the CREATE, then its rows, one group.
+	// CREATE TABLE ... SELECT: the CREATE, then its rows, one group; MySQL
+	// marks the CREATE with START TRANSACTION (which only a replica takes).
+	ddl, ctas := strings.CutSuffix(q, " START TRANSACTION")
+	if t.flags&replication.BINLOG_MARIADB_FL_DDL != 0 || (ctas && t.flavor == mysql.MySQL) {
 		if t.index != 0 {
 			return t.refuse(h, "", "a DDL statement after row changes in one event group ("+q+")", "report it with the server's version")
 		}
-		return t.ddl(ctx, h, schema, q)
+		return t.ddl(ctx, h, schema, ddl)
 	}
 	return t.statement(h, schema, q)
 }
@@ -546,7 +542,7 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 	for i := 0; i+step <= len(e.Rows); i += step {
 		img, err := tbl.row(e.Rows[i])
 		if err != nil {
-			return service.Permanentf("transaction %s: %w", t.gtid, err)
+			return t.rowError(h, tbl, err)
 		}
 		r := &schemas.Record{Op: op, Database: tbl.db, Table: tbl.name, Columns: tbl.columns,
 			NoForeignKeyChecks: e.Flags&rowsNoForeignKeyChecks != 0, NoUniqueChecks: e.Flags&rowsRelaxedUniqueChecks != 0,
@@ -559,7 +555,7 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 		case schemas.OpUpdate:
 			r.Before = img
 			if r.After, err = tbl.row(e.Rows[i+1]); err != nil {
-				return service.Permanentf("transaction %s: %w", t.gtid, err)
+				return t.rowError(h, tbl, err)
 			}
 		}
 		r.Key = tbl.key(r.Image())
@@ -571,6 +567,16 @@ func (t *tailer) rows(ctx context.Context, h *replication.EventHeader, e *replic
 		}
 	}
 	return nil
+}
+
+// rowError stops the producer at a row it cannot read; a partial JSON
+// update is a shape it refuses.
+func (t *tailer) rowError(h *replication.EventHeader, tbl *table, err error) error {
+	if errors.Is(err, errPartialJSON) {
+		return t.refuse(h, tbl.db+"."+tbl.name, err.Error()+" (binlog_row_value_options=PARTIAL_JSON in the writing session: the update logs a change to the value, not the value)",
+			"set binlog_row_value_options='' globally and revoke from applications the privilege to change it in their sessions")
+	}
+	return service.Permanentf("transaction %s: %w", t.gtid, err)
 }
 
 // fullImages refuses a rows event whose images leave out columns

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test, on real servers: starts private MariaDB primary and standby and
 # Redis (on their own ports and data folder, apart from the demo's), then
-# runs go test -race over the whole module. Kafka is franz-go's kfake,
+# runs go test -race over the whole module; then the integration tests
+# again against a private MySQL 9.7 primary and standby. Kafka is franz-go's kfake,
 # started in-process by each test that needs it. Fails if no integration
 # test ran.
 set -euo pipefail
@@ -46,6 +47,34 @@ fi
 if [ "$status" -ne 0 ]; then
 	echo "tests: $passed passed, $((failed > 0 ? failed : 1)) failed"
 	exit "$status"
+fi
+
+# The integration tests again against MySQL 9.7 (LOCKSTEP_TEST_MYSQL=0 leaves
+# them out): its own primary and standby, from the private root lib.sh
+# builds once, and the packages that talk to them, without -race (the
+# MariaDB run above has it). A test of what only MariaDB has says so and
+# skips; those are listed.
+if [ "${LOCKSTEP_TEST_MYSQL:-1}" != 0 ]; then
+	mysql_dev="$DEV/mysql"
+	log "MySQL: primary and standby on 127.0.0.1:${LOCKSTEP_TEST_MYSQL_PRIMARY_PORT:-13317} and :${LOCKSTEP_TEST_MYSQL_STANDBY_PORT:-13318}"
+	(FLAVOR=mysql; DEV="$mysql_dev"; PRIMARY_PORT="${LOCKSTEP_TEST_MYSQL_PRIMARY_PORT:-13317}"
+		STANDBY_PORT="${LOCKSTEP_TEST_MYSQL_STANDBY_PORT:-13318}"; mkdir -p "$DEV" && start_primary && start_standby) || die "the MySQL servers did not start"
+	set +e
+	LOCKSTEP_FLAVOR=mysql LOCKSTEP_TEST_PRIMARY="127.0.0.1:${LOCKSTEP_TEST_MYSQL_PRIMARY_PORT:-13317}" \
+		LOCKSTEP_TEST_STANDBY="127.0.0.1:${LOCKSTEP_TEST_MYSQL_STANDBY_PORT:-13318}" \
+		go test -count=1 -timeout 20m -v "$@" ./e2e ./producer ./storage-applier ./internal/... ./cache/... ./cache-applier/... 2>&1 |
+		tee "$DEV/go-test-mysql.log" | grep -E '^(ok|FAIL|---|panic:|\s+\S+_test\.go:[0-9]+:)' | grep -v -- '--- SKIP'
+	status=${PIPESTATUS[0]}
+	set -e
+	passed=$((passed + $(grep -cE '^\s*--- PASS' "$DEV/go-test-mysql.log" || true)))
+	failed=$(grep -cE '^\s*--- FAIL' "$DEV/go-test-mysql.log" || true)
+	log "on MySQL: $(grep -cE '^\s*--- PASS' "$DEV/go-test-mysql.log" || true) passed, $failed failed"
+	grep -E '_test\.go:[0-9]+: .* only, the primary is mysql' "$DEV/go-test-mysql.log" | sed 's/^ */  skipped: /' >&2 || true
+	if [ "$status" -ne 0 ]; then
+		log "go test on MySQL failed; the whole output is in $DEV/go-test-mysql.log"
+		echo "tests: $passed passed, $((failed > 0 ? failed : 1)) failed"
+		exit "$status"
+	fi
 fi
 
 # The fuzz targets, briefly: records on the topics are untrusted input.

@@ -89,6 +89,9 @@ func value(r *schemas.Record, row schemas.Row, c schemas.Column) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("FLOAT column %s: %w", c.Name, err)
 		}
+		if f == 0 {
+			return string(v), nil // a number literal -0 is the integer 0: the text keeps the sign
+		}
 		return f, nil
 	}
 	return string(v), nil
