@@ -138,8 +138,12 @@ func (t *tailer) run(ctx context.Context) error {
 	var denied *gomysql.MyError
 	if errors.As(err, &denied) && (denied.Code == gomysql.ER_ACCESS_DENIED_ERROR || denied.Code == gomysql.ER_SPECIFIC_ACCESS_DENIED_ERROR) {
 		// The password worked for the preflight: the privilege is missing.
-		return service.Permanentf("start binlog stream from GTID %s: %w: the primary user %s may not read the binlog; GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO it (REPLICATION CLIENT on MySQL), then restart the producer",
-			t.pos, err, t.cfg.Primary.User)
+		privileges := "REPLICATION SLAVE, BINLOG MONITOR"
+		if t.flavor == mysql.MySQL {
+			privileges = "REPLICATION SLAVE, REPLICATION CLIENT"
+		}
+		return service.Permanentf("start binlog stream from GTID %s: %w: the primary user %s may not read the binlog; GRANT %s ON *.* TO it, then restart the producer",
+			t.pos, err, t.cfg.Primary.User, privileges)
 	}
 	if err != nil {
 		return mysql.Classify(fmt.Errorf("start binlog stream from GTID %s: %w", t.pos, err))

@@ -125,6 +125,40 @@ func TestComposeFileMatchesTheCode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker-compose config: %v\n%s", err, out)
 	}
+	out, err = exec.Command(bin, "-f", "../../docker-compose.yml", "-f", "../../docker-compose.mysql.yml", "config", "-q").CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker-compose config with the MySQL override: %v\n%s", err, out)
+	}
+}
+
+// The MySQL override replaces the two databases of docker-compose.yml and
+// nothing else: each service it names is one of the base file's, keeps the
+// base's ports (those the config points at), and is checked for health.
+func TestComposeMySQLOverride(t *testing.T) {
+	var base, over composeFile
+	for path, f := range map[string]*composeFile{"../../docker-compose.yml": &base, "../../docker-compose.mysql.yml": &over} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(b, f); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	if len(over.Services) != 2 {
+		t.Errorf("the override names %d services, want the primary and the standby", len(over.Services))
+	}
+	for name, svc := range over.Services {
+		if _, ok := base.Services[name]; !ok {
+			t.Errorf("the override names %s, which docker-compose.yml does not have", name)
+		}
+		if len(svc.Ports) > 0 {
+			t.Errorf("the override changes %s's ports %v: the config expects the base file's", name, svc.Ports)
+		}
+		if !strings.HasPrefix(svc.Image, "mysql:") || len(svc.Healthcheck.Test) == 0 {
+			t.Errorf("override service %s: image %q, health check %v; want MySQL with a health check", name, svc.Image, svc.Healthcheck.Test)
+		}
+	}
 }
 
 // publishes reports whether "host:container" entries include the container port.
