@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 )
 
@@ -121,5 +122,50 @@ func TestEveryColumnTypeArrivesExactly(t *testing.T) {
 	var n int
 	if err := e.Standby.QueryRow("SELECT COUNT(*) FROM " + table + " WHERE gv IS NOT NULL AND gs IS NOT NULL").Scan(&n); err != nil || n != 3 {
 		t.Errorf("generated columns on the standby: %d rows with both set (err %v), want 3 (ids 1, 2, 5)", n, err)
+	}
+}
+
+// TestMySQLTypesArriveExactly is the types test for what MySQL has of its
+// own: binary JSON (every scalar type, key order, nesting, opaque dates and
+// decimals), utf8mb4_0900 collations (a unique key that folds accents),
+// invisible columns and a generated invisible primary key, a functional
+// index, the TIMESTAMP range's ends, VECTOR.
+func TestMySQLTypesArriveExactly(t *testing.T) {
+	e := newEnv(t)
+	e.Only(t, mysql.MySQL, "MySQL's own types")
+	e.Cfg.Cache.Rules = append(e.Cfg.Cache.Rules,
+		config.Rule{Table: e.DB + ".my", Keys: []string{"my:{id}"}, Action: "refresh", Format: "hash"})
+	p := startPipeline(t, e)
+	p.cacheApplier.waitLog("cache rebuilt from the standby")
+	db := e.DB
+	testenv.Exec(t, e.Primary, "CREATE DATABASE "+db,
+		"CREATE TABLE "+db+".my (id INT PRIMARY KEY, js JSON, ai VARCHAR(50) COLLATE utf8mb4_0900_ai_ci UNIQUE, cs VARCHAR(50) COLLATE utf8mb4_0900_as_cs,"+
+			" hid INT INVISIBLE, ts TIMESTAMP(6) NULL, INDEX ((LOWER(cs))))")
+	testenv.Exec(t, e.Primary, "INSERT INTO "+db+".my (id, js, ai, cs, hid, ts) VALUES "+
+		`(1, '{"z": 1, "a": [true, false, null], "d": 1.0, "big": 18446744073709551615, "neg": -9223372036854775808, "e": 1e300, "s": "ü😀\\n\\"q\\""}', 'Café', 'Café', 7, '1970-01-01 00:00:01'),`+
+		`(2, '[]', 'cafe2', 'x', NULL, '2038-01-19 03:14:07.999999'),`+
+		`(3, '"just a string"', 'ÅÄÖ', 'åäö', -1, NULL),`+
+		`(4, 'null', NULL, NULL, 0, '2000-01-01 00:00:00'),`+
+		`(5, NULL, 'e', 'E', 1, NULL)`)
+	testenv.Exec(t, e.Primary,
+		"UPDATE "+db+".my SET js = JSON_OBJECT('date', CAST('2024-02-29' AS DATE), 'dt', CAST('2024-02-29 12:00:00.5' AS DATETIME(1)), 'n', 2) WHERE id = 4",
+		"UPDATE "+db+".my SET js = JSON_SET(js, '$.z', 2), hid = 8 WHERE id = 1",
+		"UPDATE "+db+".my SET ai = 'ÉÈ' WHERE id = 5",
+		// a table whose primary key MySQL generates, invisible
+		"SET SESSION sql_generate_invisible_primary_key = ON",
+		"CREATE TABLE "+db+".gipk (v VARCHAR(10))",
+		"SET SESSION sql_generate_invisible_primary_key = OFF",
+		"INSERT INTO "+db+".gipk VALUES ('a'), ('b'), ('a')",
+		"DELETE FROM "+db+".gipk WHERE v = 'b'",
+		"CREATE TABLE "+db+".vec (id INT PRIMARY KEY, v VECTOR(3))",
+		"INSERT INTO "+db+".vec VALUES (1, STRING_TO_VECTOR('[1, 2.5, -3e10]')), (2, NULL)")
+	consistent(t, e, 60*time.Second)
+	validRecords(t, e)
+	var hid, rowID int
+	if err := e.Standby.QueryRow("SELECT hid FROM " + db + ".my WHERE id = 1").Scan(&hid); err != nil || hid != 8 {
+		t.Errorf("the invisible column on the standby: %d, %v; want 8", hid, err)
+	}
+	if err := e.Standby.QueryRow("SELECT MAX(my_row_id) FROM " + db + ".gipk").Scan(&rowID); err != nil || rowID != 3 {
+		t.Errorf("the generated invisible primary key on the standby: %d, %v; want 3", rowID, err)
 	}
 }

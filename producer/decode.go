@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -49,9 +50,13 @@ func binlogMeta(tm *replication.TableMapEvent, cs charsets) (meta []columnMeta, 
 		return nil, false
 	}
 	collations, enums, sets, unsigned := tm.CollationMap(), tm.EnumStrValueMap(), tm.SetStrValueMap(), tm.UnsignedMap()
+	var visible map[int]bool
+	if len(tm.VisibilityBitmap) > 0 { // MySQL 8.0.23+
+		visible = tm.VisibilityMap()
+	}
 	meta = make([]columnMeta, tm.ColumnCount)
 	for i := range meta {
-		meta[i] = columnMeta{Name: names[i], Unsigned: unsigned[i], Members: enums[i]}
+		meta[i] = columnMeta{Name: names[i], Unsigned: unsigned[i], Members: enums[i], Invisible: visible != nil && !visible[i]}
 		if tm.IsSetColumn(i) {
 			meta[i].Members = sets[i]
 		}
@@ -83,7 +88,7 @@ func newTable(tm *replication.TableMapEvent, meta []columnMeta) (*table, error) 
 		return nil, fmt.Errorf("binlog rows of %s.%s have %d columns, the metadata %d", t.db, t.name, tm.ColumnCount, len(meta))
 	}
 	for i, m := range meta {
-		col := schemas.Column{Name: m.Name, Key: m.Key}
+		col := schemas.Column{Name: m.Name, Key: m.Key, Invisible: m.Invisible}
 		tp, raw := tm.ColumnType[i], tm.ColumnMeta[i]
 		var conv func([]byte) ([]byte, error)
 		if m.Charset != "" {
@@ -100,6 +105,9 @@ func newTable(tm *replication.TableMapEvent, meta []columnMeta) (*table, error) 
 			col.Type, col.Binary, dec = fmt.Sprintf("bit(%d)", nbits), true, bits((nbits+7)/8)
 		case tp == gomysql.MYSQL_TYPE_YEAR:
 			col.Type, dec = "year", year
+		case tp == gomysql.MYSQL_TYPE_VECTOR:
+			// MySQL 9's: its float32s as stored, carried as bytes
+			col.Type, col.Binary, dec = "vector", true, scalar(true, nil)
 		case tp == gomysql.MYSQL_TYPE_JSON:
 			// MySQL's binary JSON (MariaDB's JSON is text, a longtext)
 			col.Type, dec = "json", mysqlJSON
@@ -207,17 +215,17 @@ func pick(cond bool, yes, no string) string {
 // mysqlJSON renders a MySQL JSON value as MySQL itself shows it (SELECT,
 // JSON_EXTRACT), so that the cache holds what a reader of the standby
 // gets: go-mysql's MySQL-text rendering (types and key order kept) with
-// MySQL's ", " and ": " between members. A partial update logs a diff,
+// MySQL's spacing and doubles (mysqlText). A partial update logs a diff,
 // not the value: refused.
 func mysqlJSON(v any) (*string, error) {
 	switch x := v.(type) {
 	case nil:
 		return nil, nil
 	case string:
-		s := spaceJSON([]byte(x))
+		s := mysqlText([]byte(x))
 		return &s, nil
 	case []byte:
-		s := spaceJSON(x)
+		s := mysqlText(x)
 		return &s, nil
 	case *replication.JsonDiff:
 		return nil, errPartialJSON
@@ -227,13 +235,17 @@ func mysqlJSON(v any) (*string, error) {
 
 var errPartialJSON = errors.New("a partial JSON update")
 
-// spaceJSON puts a space after each ',' and ':' between JSON members,
-// none inside strings: compact JSON text as MySQL prints it.
-func spaceJSON(b []byte) string {
+// mysqlText turns compact JSON text into MySQL's: a space after each ','
+// and ':' between members, and doubles as MySQL prints them (mysqlDouble)
+// where go-mysql's text differs: those it wrote with an exponent, and
+// whole ones of 16 digits or more (which MySQL writes with one). A DECIMAL
+// inside JSON keeps its text, but for a whole one of 16 digits or more
+// written with one decimal place, which reads as a double.
+func mysqlText(b []byte) string {
 	out := make([]byte, 0, len(b)+len(b)/8)
 	inString, escaped := false, false
-	for _, c := range b {
-		out = append(out, c)
+	for i := 0; i < len(b); i++ {
+		c := b[i]
 		switch {
 		case inString && escaped:
 			escaped = false
@@ -242,10 +254,46 @@ func spaceJSON(b []byte) string {
 		case c == '"':
 			inString = !inString
 		case !inString && (c == ',' || c == ':'):
-			out = append(out, ' ')
+			out = append(out, c, ' ')
+			continue
+		case !inString && (c == '-' || c >= '0' && c <= '9'):
+			j := i
+			for j < len(b) && strings.IndexByte("+-.0123456789eE", b[j]) >= 0 {
+				j++
+			}
+			out = append(out, number(string(b[i:j]))...)
+			i = j - 1
+			continue
 		}
+		out = append(out, c)
 	}
 	return string(out)
+}
+
+// number is a JSON number of go-mysql's text as MySQL prints it.
+func number(tok string) string {
+	f, err := strconv.ParseFloat(tok, 64)
+	if err != nil || !strings.ContainsAny(tok, "eE") && !(strings.HasSuffix(tok, ".0") && math.Abs(f) >= 1e15) {
+		return tok
+	}
+	return mysqlDouble(f)
+}
+
+// mysqlDouble is MySQL's JSON text of a double: its shortest digits, in
+// plain notation (with ".0" when whole) for decimal exponents -15 to 14,
+// otherwise as 1.5e15 or 5e-324.
+func mysqlDouble(f float64) string {
+	e := strconv.FormatFloat(f, 'e', -1, 64) // d.ddde±XX
+	mant, exp, _ := strings.Cut(e, "e")
+	x, _ := strconv.Atoi(exp)
+	if x >= -15 && x <= 14 {
+		s := strconv.FormatFloat(f, 'f', -1, 64)
+		if !strings.Contains(s, ".") {
+			s += ".0"
+		}
+		return s
+	}
+	return mant + "e" + strconv.Itoa(x)
 }
 
 func scalar(bin bool, conv func([]byte) ([]byte, error)) func(any) (*string, error) {

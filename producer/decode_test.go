@@ -149,16 +149,35 @@ func TestMySQLJSONIsShownAsMySQLShowsIt(t *testing.T) {
 	for in, want := range map[string]string{
 		`{"k":1}`:                         `{"k": 1}`,
 		`{"a":[1,2.0,{"b":null}],"c":""}`: `{"a": [1, 2.0, {"b": null}], "c": ""}`,
-		`{"s":"x, y: \"z,:\\"}`:           `{"s": "x, y: \"z,:\\"}`, // nothing inside strings
+		`{"s":"x, y: \"z,:1e5\\"}`:        `{"s": "x, y: \"z,:1e5\\"}`, // nothing inside strings
 		`[]`:                              `[]`,
 		`"a,b"`:                           `"a,b"`,
+		// doubles as go-mysql writes them, and as MySQL 9.7 printed them
+		`[1.5e-05,1.2345675e+06,100000.0,1e-16]`:                `[0.000015, 1234567.5, 100000.0, 1e-16]`,
+		`[1000000000000000.0,-2e+20,5e-324]`:                    `[1e15, -2e20, 5e-324]`,
+		`[18446744073709551615,-9223372036854775808,1.50,-0.0]`: `[18446744073709551615, -9223372036854775808, 1.50, -0.0]`,
 	} {
 		got, err := mysqlJSON([]byte(in))
 		if err != nil || *got != want {
-			t.Errorf("mysqlJSON(%s) = %v, %v; want %s", in, got, err, want)
+			t.Errorf("mysqlJSON(%s) = %v, %v; want %s", in, *got, err, want)
 		}
 	}
 	if _, err := mysqlJSON(&replication.JsonDiff{}); !errors.Is(err, errPartialJSON) {
 		t.Errorf("a partial JSON update must be refused, got %v", err)
+	}
+}
+
+// The doubles MySQL 9.7 printed for SELECT CAST(CAST(x AS DOUBLE) AS JSON).
+func TestMySQLDoubleIsMySQLs(t *testing.T) {
+	for f, want := range map[float64]string{
+		1e300: "1e300", 1e15: "1e15", 1e14: "100000000000000.0", 1.5e15: "1.5e15", 123456789012345: "123456789012345.0",
+		1234567890123456: "1.234567890123456e15", 12345678901234567890: "1.2345678901234567e19", 0.1: "0.1", 1e-5: "0.00001",
+		1e-15: "0.000000000000001", 1.5e-15: "0.0000000000000015", 1e-16: "1e-16", 1.25e-16: "1.25e-16", 1.23e-18: "1.23e-18",
+		2.5: "2.5", 1: "1.0", 100: "100.0", 1.7976931348623157e308: "1.7976931348623157e308", 5e-324: "5e-324",
+		3.141592653589793: "3.141592653589793", -1.5e-7: "-0.00000015", -2e20: "-2e20", math.Copysign(0, -1): "-0.0",
+	} {
+		if got := mysqlDouble(f); got != want {
+			t.Errorf("mysqlDouble(%v) = %s, want %s", f, got, want)
+		}
 	}
 }

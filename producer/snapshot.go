@@ -287,13 +287,13 @@ func (s *snapshotter) table(ctx context.Context, db, table string) error {
 	if err != nil {
 		return err
 	}
-	cols := make([]schemas.Column, len(meta))
+	cols, names := make([]schemas.Column, len(meta)), make([]string, len(meta))
 	for i, m := range meta {
-		cols[i] = m.Record()
+		cols[i], names[i] = m.Record(), m.Name
 	}
 	var pending *schemas.Record
 	index := 0
-	err = cacherule.ScanTable(ctx, s.conn, mysql.QuoteTable(db, table), func(row cacherule.Row) error {
+	err = cacherule.ScanTable(ctx, s.conn, mysql.QuoteTable(db, table), names, func(row cacherule.Row) error {
 		if len(row.Names) != len(cols) {
 			return fmt.Errorf("table %s.%s changed while it was read: %d columns, %d at the start", db, table, len(row.Names), len(cols))
 		}

@@ -190,6 +190,8 @@ func (d *decoder) columns(out *[]Column) bool {
 					return d.bool(&c.Binary)
 				case "key":
 					return d.bool(&c.Key)
+				case "invisible":
+					return d.bool(&c.Invisible)
 				}
 				return false
 			}) {

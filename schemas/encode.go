@@ -42,6 +42,9 @@ func Encode(r *Record) ([]byte, error) {
 			if c.Key {
 				b = append(b, `,"key":true`...)
 			}
+			if c.Invisible {
+				b = append(b, `,"invisible":true`...)
+			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')

@@ -42,6 +42,9 @@ type Column struct {
 	Binary bool `json:"binary,omitempty"`
 	// Key marks the primary-key columns.
 	Key bool `json:"key,omitempty"`
+	// Invisible marks a column SELECT * leaves out (INVISIBLE): the
+	// standby gets it, the cache does not.
+	Invisible bool `json:"invisible,omitempty"`
 }
 
 // Row maps a column name to its value; nil is SQL NULL.

@@ -140,7 +140,7 @@ func (a *applier) cascades(ctx context.Context, r *schemas.Record, at func() str
 			if err != nil {
 				return nil, wrap(at, err)
 			}
-			err = cacherule.ScanRows(ctx, a.tx.conn, mysql.QuoteTable(fk.db, fk.table), strings.Join(where, " AND "), args, func(row cacherule.Row) error {
+			err = cacherule.ScanRows(ctx, a.tx.conn, mysql.QuoteTable(fk.db, fk.table), columnNames(t.record), strings.Join(where, " AND "), args, func(row cacherule.Row) error {
 				row.Values = slices.Clone(row.Values) // ScanRows reuses the slice
 				id := fk.db + "." + fk.table + "\x00" + rowID(t, row)
 				if seen[id] {
@@ -248,7 +248,7 @@ func (a *applier) madeBy(ctx context.Context, r *schemas.Record, off int64, cs [
 			}
 		}
 		var after schemas.Row
-		err := cacherule.ScanRows(ctx, a.tx.conn, mysql.QuoteTable(c.db, c.table), strings.Join(where, " AND "), args, func(row cacherule.Row) error {
+		err := cacherule.ScanRows(ctx, a.tx.conn, mysql.QuoteTable(c.db, c.table), columnNames(c.t.record), strings.Join(where, " AND "), args, func(row cacherule.Row) error {
 			after = row.Image(c.t.record)
 			return nil
 		})

@@ -142,7 +142,7 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 // if not nil, collects the keys written.
 func refill(ctx context.Context, q cacherule.Querier, out *batch, r *cacherule.Rule, name, version string, snapshot bool, keys map[string]bool) error {
 	db, table, _ := strings.Cut(name, ".")
-	return cacherule.ScanTable(ctx, q, mysql.QuoteTable(db, table), func(row cacherule.Row) error {
+	return cacherule.ScanTable(ctx, q, mysql.QuoteTable(db, table), nil, func(row cacherule.Row) error {
 		ks, err := r.Render(row)
 		if err != nil {
 			return err

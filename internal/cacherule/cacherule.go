@@ -34,10 +34,14 @@ func (r Row) get(col string) (v []byte, null, found bool) {
 	return nil, false, false
 }
 
-// FromRecord reads a record's row image as a Row.
+// FromRecord reads a record's row image as a Row: the columns SELECT *
+// shows, as a fill or a rebuild from the standby reads them (ScanTable).
 func FromRecord(rec *schemas.Record, img schemas.Row) (Row, error) {
-	row := Row{Names: make([]string, len(rec.Columns)), Values: make([][]byte, len(rec.Columns)), Binary: make([]bool, len(rec.Columns))}
-	for i, c := range rec.Columns {
+	var row Row
+	for _, c := range rec.Columns {
+		if c.Invisible {
+			continue
+		}
 		v, ok, err := rec.Bytes(img, c)
 		if err != nil {
 			return Row{}, err
@@ -45,7 +49,7 @@ func FromRecord(rec *schemas.Record, img schemas.Row) (Row, error) {
 		if ok && v == nil {
 			v = []byte{}
 		}
-		row.Names[i], row.Values[i], row.Binary[i] = c.Name, v, c.Binary
+		row.Names, row.Values, row.Binary = append(row.Names, c.Name), append(row.Values, v), append(row.Binary, c.Binary)
 	}
 	return row, nil
 }

@@ -19,18 +19,28 @@ type Querier interface {
 }
 
 // ScanTable hands every row of a table (a quoted name) to fn in the text
-// form records carry (see schemas/README.md), binary columns as raw bytes.
+// form records carry (see schemas/README.md), binary columns as raw bytes:
+// the columns named, in their order, or with none those SELECT * shows (an
+// application's view: no invisible column).
 // It reads through a prepared statement: the binary protocol sends FLOAT and
 // DOUBLE as their exact bits, which text SELECT output rounds.
 // The Row passed to fn is reused; the value slices in it are new each row.
-func ScanTable(ctx context.Context, q Querier, table string, fn func(Row) error) error {
-	return ScanRows(ctx, q, table, "", nil, fn)
+func ScanTable(ctx context.Context, q Querier, table string, cols []string, fn func(Row) error) error {
+	return ScanRows(ctx, q, table, cols, "", nil, fn)
 }
 
 // ScanRows is ScanTable over the rows that match a WHERE condition (""
 // for all) with its arguments.
-func ScanRows(ctx context.Context, q Querier, table, where string, args []any, fn func(Row) error) error {
-	query := "SELECT * FROM " + table
+func ScanRows(ctx context.Context, q Querier, table string, cols []string, where string, args []any, fn func(Row) error) error {
+	list := "*"
+	if len(cols) > 0 {
+		quoted := make([]string, len(cols))
+		for i, c := range cols {
+			quoted[i] = mysql.Quote(c)
+		}
+		list = strings.Join(quoted, ", ")
+	}
+	query := "SELECT " + list + " FROM " + table
 	if where != "" {
 		query += " WHERE " + where
 	}
@@ -44,19 +54,19 @@ func ScanRows(ctx context.Context, q Querier, table, where string, args []any, f
 		return fmt.Errorf("read %s: %w", table, err)
 	}
 	defer rows.Close()
-	cols, err := rows.ColumnTypes()
+	types, err := rows.ColumnTypes()
 	if err != nil {
 		return err
 	}
-	row := Row{Names: make([]string, len(cols)), Binary: make([]bool, len(cols)), Values: make([][]byte, len(cols))}
-	year := make([]bool, len(cols))
-	for i, c := range cols {
+	row := Row{Names: make([]string, len(types)), Binary: make([]bool, len(types)), Values: make([][]byte, len(types))}
+	year := make([]bool, len(types))
+	for i, c := range types {
 		row.Names[i] = c.Name()
-		row.Binary[i] = slices.Contains([]string{"BINARY", "VARBINARY", "BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BIT"}, c.DatabaseTypeName())
+		row.Binary[i] = slices.Contains([]string{"BINARY", "VARBINARY", "BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BIT", "VECTOR"}, c.DatabaseTypeName())
 		year[i] = c.DatabaseTypeName() == "YEAR"
 	}
-	raw := make([]sql.RawBytes, len(cols))
-	dest := make([]any, len(cols))
+	raw := make([]sql.RawBytes, len(types))
+	dest := make([]any, len(types))
 	for i := range raw {
 		dest[i] = &raw[i]
 	}

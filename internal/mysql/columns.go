@@ -22,6 +22,8 @@ type Column struct {
 	// OnUpdate marks a column the server sets itself when an UPDATE
 	// changes the row and leaves it out (ON UPDATE CURRENT_TIMESTAMP).
 	OnUpdate bool
+	// Invisible marks a column SELECT * leaves out (INVISIBLE).
+	Invisible bool
 	// Type is the type as records name it (schemas/doc.go).
 	Type string
 }
@@ -30,7 +32,7 @@ type Column struct {
 // rows, the changes the standby makes itself): binary strings and BIT
 // values are raw bytes, base64; text is read as UTF-8.
 func (c Column) Record() schemas.Column {
-	return schemas.Column{Name: c.Name, Key: c.Key, Type: c.Type, Binary: c.Charset == "binary" || strings.HasPrefix(c.Type, "bit(")}
+	return schemas.Column{Name: c.Name, Key: c.Key, Type: c.Type, Binary: c.Charset == "binary" || strings.HasPrefix(c.Type, "bit(") || c.Type == "vector", Invisible: c.Invisible}
 }
 
 // Columns reads a table's columns, in table order; none when the table
@@ -41,7 +43,7 @@ func Columns(ctx context.Context, q interface {
 }, db, table string) ([]Column, error) {
 	rows, err := q.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_KEY = 'PRI', COALESCE(CHARACTER_SET_NAME, ''), COLUMN_TYPE, DATA_TYPE,
 			COALESCE(NUMERIC_PRECISION, 0), COALESCE(NUMERIC_SCALE, 0), COALESCE(DATETIME_PRECISION, 0), COALESCE(GENERATION_EXPRESSION, '') <> '',
-			LOWER(EXTRA) LIKE '%on update%'
+			LOWER(EXTRA) LIKE '%on update%', LOWER(EXTRA) LIKE '%invisible%'
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, db, table)
 	if err != nil {
 		return nil, fmt.Errorf("read the columns of %s.%s: %w", db, table, err)
@@ -52,7 +54,7 @@ func Columns(ctx context.Context, q interface {
 		var c Column
 		var colType, dataType string
 		var precision, scale, fsp int
-		if err := rows.Scan(&c.Name, &c.Key, &c.Charset, &colType, &dataType, &precision, &scale, &fsp, &c.Generated, &c.OnUpdate); err != nil {
+		if err := rows.Scan(&c.Name, &c.Key, &c.Charset, &colType, &dataType, &precision, &scale, &fsp, &c.Generated, &c.OnUpdate, &c.Invisible); err != nil {
 			return nil, err
 		}
 		c.Unsigned = strings.Contains(colType, "unsigned")
@@ -125,7 +127,7 @@ func recordType(dataType string, unsigned, bin bool, precision, scale, fsp int) 
 			return "blob"
 		}
 		return "text"
-	case "float", "double", "date", "year", "enum", "set", "json":
+	case "float", "double", "date", "year", "enum", "set", "json", "vector":
 		return dataType
 	case "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection":
 		return "geometry"

@@ -116,6 +116,15 @@ type tableDef struct {
 	key    []column
 }
 
+// names are the table's columns, invisible ones too.
+func (d tableDef) names() []string {
+	n := make([]string, len(d.cols))
+	for i, c := range d.cols {
+		n[i] = c.name
+	}
+	return n
+}
+
 func describe(ctx context.Context, db *sql.DB, name string) (tableDef, error) {
 	schema, table, _ := strings.Cut(name, ".")
 	def := tableDef{quoted: quoted(name)}
@@ -404,7 +413,7 @@ func rowDiff(p, s []string) string {
 func rowDigests(ctx context.Context, db *sql.DB, d tableDef, c chunk) (map[string][]string, error) {
 	out := make(map[string][]string)
 	cond, args := d.where(c)
-	err := cacherule.ScanRows(ctx, db, d.quoted, cond, args, func(r cacherule.Row) error {
+	err := cacherule.ScanRows(ctx, db, d.quoted, d.names(), cond, args, func(r cacherule.Row) error {
 		var key, all []string
 		for i, n := range r.Names {
 			v := "NULL"
@@ -490,7 +499,7 @@ func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules
 }
 
 func checkTable(ctx context.Context, standby *sql.DB, rdb *redis.Client, r *cacherule.Rule, name string, res *Cache, expected map[string]bool, meter *progress.Meter) error {
-	return cacherule.ScanTable(ctx, standby, quoted(name), func(row cacherule.Row) error {
+	return cacherule.ScanTable(ctx, standby, quoted(name), nil, func(row cacherule.Row) error {
 		meter.Add(1)
 		keys, err := r.Render(row)
 		if err != nil {
