@@ -101,6 +101,15 @@ if [ "$cycles" -gt 0 ]; then
 		echo "tests: $passed passed, 1 failed"
 		exit 1
 	fi
+	if [ "${LOCKSTEP_TEST_MYSQL:-1}" != 0 ]; then
+		log "chaos run on MySQL: 6 fault cycles, seed 7"
+		if LOCKSTEP_FLAVOR=mysql "$ROOT/scripts/chaos.sh" --seed 7 --cycles 6 --duration 30s; then
+			passed=$((passed + 1))
+		else
+			echo "tests: $passed passed, 1 failed"
+			exit 1
+		fi
+	fi
 fi
 # The benchmark, briefly: a smoke run that checks it still works end to end
 # (servers, baselines, every stage, the RESULT line), not its numbers.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/verify"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -102,16 +103,17 @@ func (s *stack) countOnce(ctx context.Context, f *final) error {
 			f.problems = append(f.problems, "row "+row+" of the standby log is not in the primary log")
 		}
 	}
-	var applied, binlog string
+	var applied string
 	if err := s.standby.QueryRowContext(ctx, "SELECT gtid FROM lockstep.checkpoint WHERE name = ?", s.cfg.Applier.Name).Scan(&applied); err != nil {
 		return err
 	}
-	if err := s.primary.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&binlog); err != nil {
+	binlog, behind, err := mysql.Unapplied(ctx, s.primary, applied)
+	if err != nil {
 		return err
 	}
 	f.applied, f.binlog = applied, binlog
-	if applied != binlog {
-		f.problems = append(f.problems, fmt.Sprintf("the standby applied through %s, the primary is at %s", applied, binlog))
+	if behind != 0 {
+		f.problems = append(f.problems, fmt.Sprintf("the standby applied through %s, the primary is at %s: %d transactions behind", applied, binlog, behind))
 	}
 	f.skipped = countInLogs(s.o.dev, "transaction already applied")
 	sort.Strings(f.problems)
