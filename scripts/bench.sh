@@ -14,6 +14,8 @@ export LOCKSTEP_PRIMARY_PORT=33307 LOCKSTEP_STANDBY_PORT=33308 LOCKSTEP_REDIS_PO
 REPLICA_PORT=33309 # and the next two
 MODES=(serial conservative optimistic)
 source "$(dirname "$0")/lib.sh"
+# The baselines are MariaDB replicas of a MariaDB primary.
+[ "$FLAVOR" = mariadb ] || die "the benchmark measures against MariaDB's own replication: run it without LOCKSTEP_FLAVOR=$FLAVOR"
 
 ensure_packages
 down() {
