@@ -176,7 +176,6 @@ func TestSchemaObjectsReachTheStandby(t *testing.T) {
 // other accounts do not. The application's account logs in to the standby.
 func TestNamedAccountsReachTheStandby(t *testing.T) {
 	e := newEnv(t)
-	e.Only(t, mysql.MariaDB, "roles granted with MariaDB's SET DEFAULT ROLE ... FOR")
 	app, role, other := e.DB+"_app", e.DB+"_role", e.DB+"_other"
 	e.Cfg.Primary.Accounts = []string{app + "@%", role}
 	for _, db := range []*sql.DB{e.Primary, e.Standby} {
@@ -192,7 +191,7 @@ func TestNamedAccountsReachTheStandby(t *testing.T) {
 		"GRANT SELECT ON "+e.DB+".* TO "+role,
 		"CREATE USER '"+app+"'@'%' IDENTIFIED BY 'pw-of-app'",
 		"GRANT "+role+" TO '"+app+"'@'%'",
-		"SET DEFAULT ROLE "+role+" FOR '"+app+"'@'%'",
+		map[mysql.Flavor]string{mysql.MariaDB: "SET DEFAULT ROLE " + role + " FOR '" + app + "'@'%'", mysql.MySQL: "SET DEFAULT ROLE " + role + " TO '" + app + "'@'%'"}[e.Flavor],
 		"GRANT INSERT ON "+e.DB+".users TO '"+app+"'@'%'",
 		"CREATE USER '"+other+"'@'%' IDENTIFIED BY 'pw-of-other'",
 		"INSERT INTO "+e.DB+".users (id, email) VALUES (1, 'a@x')",

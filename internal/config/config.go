@@ -340,14 +340,19 @@ var (
 
 // CarriedAccount reports whether statements on an account ("user@host",
 // or a role's name) are carried to the standby: primary.accounts names it,
-// and it is not an account lockstep itself uses.
+// and it is not an account lockstep itself uses. A role's name also
+// matches it at host %, as MySQL, whose roles are accounts, writes it.
 func (c *Config) CarriedAccount(account string) bool {
 	user, _, _ := strings.Cut(account, "@")
 	if user == "" || user == c.Primary.User || user == c.Standby.User {
 		return false
 	}
 	for _, p := range c.Primary.Accounts {
-		if ok, _ := path.Match(p, account); ok {
+		ok, _ := path.Match(p, account)
+		if !ok && !strings.Contains(p, "@") {
+			ok, _ = path.Match(p+"@%", account)
+		}
+		if ok {
 			return true
 		}
 	}

@@ -119,6 +119,8 @@ func TestCarriedAccounts(t *testing.T) {
 		"app_web@localhost":         false,
 		"batch@10.0.0.7":            true,
 		"reporting":                 true, // a role
+		"reporting@%":               true, // a role as MySQL writes it
+		"reporting@localhost":       false,
 		"lockstep_producer@%":       false,
 		"lockstep_applier@10.0.0.1": false, // lockstep's own, whatever the patterns say
 		"root@%":                    false,

@@ -348,10 +348,23 @@ func (p *parser) statement() (DDL, error) {
 		return DDL{Verb: verb, Kind: "USER", Accounts: accts}, err
 	case "SET":
 		// SET PASSWORD [FOR account] = ...; SET DEFAULT ROLE r FOR account
-		if !p.accept("PASSWORD") && !p.accept("DEFAULT", "ROLE") {
-			return DDL{}, fmt.Errorf("SET of something other than a password or a default role")
+		// (MariaDB), SET DEFAULT ROLE r TO accounts (MySQL)
+		role := false
+		if !p.accept("PASSWORD") {
+			if role = p.accept("DEFAULT", "ROLE"); !role {
+				return DDL{}, fmt.Errorf("SET of something other than a password or a default role")
+			}
 		}
 		d := DDL{Verb: verb, Kind: "USER"}
+		if role {
+			start := p.i
+			if p.after("TO") {
+				accts, err := p.accounts()
+				d.Accounts = accts
+				return d, err
+			}
+			p.i = start
+		}
 		if p.after("FOR") {
 			a, err := p.user()
 			if err != nil {

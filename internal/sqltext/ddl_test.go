@@ -125,8 +125,9 @@ func TestParseDDLAccounts(t *testing.T) {
 		"REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'app'@'%'":                     "app@%",
 		"SET PASSWORD FOR 'app'@'%'='*305D7BCA9D65D8D5C4677F05CD2EA2EBE350158F'": "app@%",
 		"SET DEFAULT ROLE 'r1' FOR 'app'@'%'":                                    "app@%",
-		"CREATE ROLE r1":                                                         "r1",
-		"DROP ROLE IF EXISTS r1, r2":                                             "r1 r2",
+		"SET DEFAULT ROLE r1, `r2` TO 'app'@'%', rep":                            "app@% rep",
+		"CREATE ROLE r1":             "r1",
+		"DROP ROLE IF EXISTS r1, r2": "r1 r2",
 	} {
 		d, err := ParseDDL(q)
 		if err != nil {
