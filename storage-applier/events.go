@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 )
@@ -12,16 +13,18 @@ import (
 // Events on the standby. An event the primary's DDL creates enabled would
 // run on the standby too, and its changes arrive already as rows of the
 // primary log: the standby keeps it as a native replica does, disabled
-// there (SLAVESIDE_DISABLED), and failover enables it.
+// there (SLAVESIDE_DISABLED; MySQL says REPLICA_SIDE_DISABLED), and
+// failover enables it.
 
 type queryExecer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// eventsIn lists the events of the databases given with a status.
-func eventsIn(ctx context.Context, q queryExecer, status string, dbs []string) ([][2]string, error) {
-	rows, err := q.QueryContext(ctx, "SELECT EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE STATUS = ?", status)
+// eventsIn lists the events of the databases given with one of the
+// statuses.
+func eventsIn(ctx context.Context, q queryExecer, statuses []any, dbs []string) ([][2]string, error) {
+	rows, err := q.QueryContext(ctx, "SELECT EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE STATUS IN (?"+strings.Repeat(", ?", len(statuses)-1)+")", statuses...)
 	if err != nil {
 		return nil, fmt.Errorf("list the standby's events: %w", err)
 	}
@@ -42,7 +45,7 @@ func eventsIn(ctx context.Context, q queryExecer, status string, dbs []string) (
 // quietEvents disables on the standby the enabled events of a database,
 // after DDL that may have created or enabled one.
 func quietEvents(ctx context.Context, q queryExecer, db string) error {
-	evs, err := eventsIn(ctx, q, "ENABLED", []string{db})
+	evs, err := eventsIn(ctx, q, []any{"ENABLED"}, []string{db})
 	if err != nil {
 		return err
 	}
@@ -57,7 +60,7 @@ func quietEvents(ctx context.Context, q queryExecer, db string) error {
 // wakeEvents enables, at failover, the events the standby held disabled
 // because the primary ran them.
 func wakeEvents(ctx context.Context, q queryExecer, dbs []string, out io.Writer) error {
-	evs, err := eventsIn(ctx, q, "SLAVESIDE_DISABLED", dbs)
+	evs, err := eventsIn(ctx, q, []any{"SLAVESIDE_DISABLED", "REPLICA_SIDE_DISABLED"}, dbs)
 	if err != nil {
 		return err
 	}

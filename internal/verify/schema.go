@@ -26,7 +26,7 @@ var autoIncrement = regexp.MustCompile(` AUTO_INCREMENT=\d+`)
 // sequences and views (as SHOW CREATE TABLE gives them), triggers,
 // procedures, functions and events, definer included. The standby's
 // triggers are compared without lockstep's guard, and its events held
-// disabled because the primary runs them (SLAVESIDE_DISABLED) count as the
+// disabled because the primary runs them (SLAVESIDE_DISABLED, MySQL's REPLICA_SIDE_DISABLED) count as the
 // primary's ENABLED.
 // With carried (nil: none), the accounts it says are carried are compared
 // too, by their grants (SHOW GRANTS, password hash included).
@@ -109,7 +109,7 @@ func objects(ctx context.Context, db *sql.DB, dbs []string, carried func(string)
 	for _, q := range []string{
 		`SELECT 'trigger', TRIGGER_SCHEMA, TRIGGER_NAME, CONCAT_WS(' ', ACTION_TIMING, EVENT_MANIPULATION, EVENT_OBJECT_TABLE, ACTION_ORDER, DEFINER, SQL_MODE), ACTION_STATEMENT FROM information_schema.TRIGGERS`,
 		`SELECT LOWER(ROUTINE_TYPE), ROUTINE_SCHEMA, ROUTINE_NAME, CONCAT_WS(' ', DEFINER, DTD_IDENTIFIER, IS_DETERMINISTIC, SQL_DATA_ACCESS, SECURITY_TYPE, SQL_MODE), ROUTINE_DEFINITION FROM information_schema.ROUTINES`,
-		`SELECT 'event', EVENT_SCHEMA, EVENT_NAME, CONCAT_WS(' ', DEFINER, EVENT_TYPE, EXECUTE_AT, INTERVAL_VALUE, INTERVAL_FIELD, REPLACE(STATUS, 'SLAVESIDE_DISABLED', 'ENABLED'), ON_COMPLETION), EVENT_DEFINITION FROM information_schema.EVENTS`,
+		`SELECT 'event', EVENT_SCHEMA, EVENT_NAME, CONCAT_WS(' ', DEFINER, EVENT_TYPE, EXECUTE_AT, INTERVAL_VALUE, INTERVAL_FIELD, IF(STATUS IN ('SLAVESIDE_DISABLED', 'REPLICA_SIDE_DISABLED'), 'ENABLED', STATUS), ON_COMPLETION), EVENT_DEFINITION FROM information_schema.EVENTS`,
 	} {
 		rows, err := db.QueryContext(ctx, q)
 		if err != nil {
