@@ -312,15 +312,14 @@ func gtidSeq(ctx context.Context, db *sql.DB, query string) (int64, error) {
 	return parseSeq(pos)
 }
 
+// parseSeq counts the transactions of a GTID position (or a GTID): on the
+// benchmark's primary, of one domain, its last sequence number.
 func parseSeq(pos string) (int64, error) {
-	if pos == "" {
-		return 0, nil
+	set, err := mysql.ParseGTIDSet(pos)
+	if err != nil {
+		return 0, err
 	}
-	if strings.Contains(pos, ",") {
-		return 0, fmt.Errorf("GTID position %q has several domains; the benchmark's primary has one", pos)
-	}
-	i := strings.LastIndexByte(pos, '-')
-	return strconv.ParseInt(pos[i+1:], 10, 64)
+	return mysql.GTIDSet{}.Behind(set)
 }
 
 // cacheLeft counts the standby-log offsets the cache group has not committed
