@@ -75,6 +75,21 @@ if [ "${LOCKSTEP_TEST_MYSQL:-1}" != 0 ]; then
 		echo "tests: $passed passed, $((failed > 0 ? failed : 1)) failed"
 		exit "$status"
 	fi
+	# Across flavours, what a mix supports (README, MySQL and MariaDB): the
+	# pipeline's row changes from a MySQL primary to the MariaDB standby,
+	# and from the MariaDB primary to the MySQL standby.
+	for pair in "${LOCKSTEP_TEST_MYSQL_PRIMARY_PORT:-13317} $STANDBY_PORT" "$PRIMARY_PORT ${LOCKSTEP_TEST_MYSQL_STANDBY_PORT:-13318}"; do
+		read -r p s <<<"$pair"
+		log "across flavours: primary 127.0.0.1:$p, standby 127.0.0.1:$s"
+		if LOCKSTEP_TEST_PRIMARY="127.0.0.1:$p" LOCKSTEP_TEST_STANDBY="127.0.0.1:$s" go test -count=1 -timeout 5m -v \
+			-run '^(TestRowChangesReachStandbyAndCache|TestTransactionAppliedAtomically)$' ./e2e >"$DEV/go-test-across-$p.log" 2>&1; then
+			passed=$((passed + $(grep -cE '^\s*--- PASS' "$DEV/go-test-across-$p.log" || true)))
+		else
+			grep -E '^(--- FAIL|\s+\S+_test\.go:[0-9]+:)' "$DEV/go-test-across-$p.log" | head -20
+			echo "tests: $passed passed, 1 failed"
+			exit 1
+		fi
+	done
 fi
 
 # The fuzz targets, briefly: records on the topics are untrusted input.
