@@ -1,7 +1,8 @@
 // Package testenv gives integration tests their real servers: the private
-// MariaDB primary and standby and Redis that scripts/test.sh starts (their
-// addresses in LOCKSTEP_TEST_*), an in-process Kafka broker (kfake) per test,
-// and names no other test uses, so tests can run side by side.
+// primary and standby (MariaDB, or MySQL in test.sh's second run) and Redis
+// that scripts/test.sh starts (their addresses in LOCKSTEP_TEST_*), an
+// in-process Kafka broker (kfake) per test, and names no other test uses,
+// so tests can run side by side.
 package testenv
 
 import (
@@ -99,9 +100,10 @@ func New(t testing.TB) *Env {
 	return build(t, pAddr, sAddr, rAddr, nil, func(*config.Config) {})
 }
 
-// NewOwnPrimary is New with a primary MariaDB of the test's own (a private
-// server process on a free port, its own data folder), which the test may
-// kill and start again; the standby and Redis are the shared ones.
+// NewOwnPrimary is New with a primary of the test's own, of the flavour
+// LOCKSTEP_FLAVOR says (a private server process on a free port, its own
+// data folder), which the test may kill and start again; the standby and
+// Redis are the shared ones.
 func NewOwnPrimary(t testing.TB) *Env {
 	t.Helper()
 	_, sAddr, rAddr := Servers(t)
