@@ -666,11 +666,9 @@ func (t *tailer) commit(ctx context.Context) error {
 	if t.gtid == "" {
 		return nil
 	}
-	pos, err := t.pos.With(t.gtid)
-	if err != nil {
+	if err := t.pos.Extend(t.gtid); err != nil {
 		return service.Permanentf("advance GTID position %s by %s: %w", t.pos, t.gtid, err)
 	}
-	t.pos = pos
 	var out []*schemas.Record
 	if t.pending != nil {
 		out = append(out, t.pending)

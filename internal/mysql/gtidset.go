@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -60,14 +61,18 @@ func (g GTIDSet) IsEmpty() bool { return g.s == nil || g.s.IsEmpty() }
 
 // Covers reports whether the set holds the transaction gtid.
 func (g GTIDSet) Covers(gtid string) (bool, error) {
-	one, err := parseSet(gtid)
-	if err != nil || one == nil {
-		return false, fmt.Errorf("GTID %q: %w", gtid, orEmpty(err))
+	one, err := parseOne(gtid)
+	if err != nil {
+		return false, err
 	}
+	return g.covers(one, gtid)
+}
+
+func (g GTIDSet) covers(one gomysql.GTIDSet, text string) (bool, error) {
 	if g.IsEmpty() {
 		return false, nil
 	}
-	if err := g.sameFlavor(one, gtid); err != nil {
+	if err := g.sameFlavor(one, text); err != nil {
 		return false, err
 	}
 	if m, ok := g.s.(*gomysql.MariadbGTIDSet); ok {
@@ -85,44 +90,84 @@ func (g GTIDSet) Covers(gtid string) (bool, error) {
 // Add is the set after the transaction gtid, and whether the set already
 // covered it: a duplicate, which leaves the set as it is.
 func (g GTIDSet) Add(gtid string) (GTIDSet, bool, error) {
-	dup, err := g.Covers(gtid)
-	if err != nil || dup {
+	one, err := parseOne(gtid)
+	if err != nil {
+		return g, false, err
+	}
+	if dup, err := g.covers(one, gtid); err != nil || dup {
 		return g, dup, err
 	}
-	next, err := g.With(gtid)
-	return next, false, err
+	next := g.clone()
+	return next, false, next.merge(one, gtid)
 }
 
 // With is the set after the transaction gtid, or after a whole set given
 // as its string (a stream's start position): on MariaDB per domain the
-// later one, on MySQL the union.
+// later one, on MySQL the union. The set itself stays as it is.
 func (g GTIDSet) With(gtids string) (GTIDSet, error) {
+	next := g.clone()
+	return next, next.Extend(gtids)
+}
+
+// Extend is With in place, for a set nobody else holds: the producer's
+// position, which moves at every transaction.
+func (g *GTIDSet) Extend(gtids string) error {
 	add, err := parseSet(gtids)
 	if err != nil {
-		return GTIDSet{}, fmt.Errorf("GTID set %q: %w", gtids, err)
+		return fmt.Errorf("GTID set %q: %w", gtids, err)
 	}
-	if add == nil || add.IsEmpty() {
-		return g, nil
+	return g.merge(add, gtids)
+}
+
+// merge adds a parsed set (nil: empty) to g in place.
+func (g *GTIDSet) merge(add gomysql.GTIDSet, text string) error {
+	switch {
+	case add == nil || add.IsEmpty():
+		return nil
+	case g.IsEmpty():
+		g.s = add
+		return nil
 	}
-	if g.IsEmpty() {
-		return GTIDSet{add}, nil
+	if err := g.sameFlavor(add, text); err != nil {
+		return err
 	}
-	if err := g.sameFlavor(add, gtids); err != nil {
-		return GTIDSet{}, err
-	}
-	out := g.s.Clone()
-	if m, ok := out.(*gomysql.MariadbGTIDSet); ok {
+	switch m := g.s.(type) {
+	case *gomysql.MariadbGTIDSet:
 		for d, t := range add.(*gomysql.MariadbGTIDSet).Sets {
 			if cur, ok := m.Sets[d]; !ok || cur.SequenceNumber < t.SequenceNumber {
 				m.Sets[d] = t.Clone()
 			}
 		}
-		return GTIDSet{out}, nil
+	case *gomysql.MysqlGTIDSet:
+		for sid, tags := range *add.(*gomysql.MysqlGTIDSet) {
+			if (*m)[sid] == nil {
+				(*m)[sid] = make(map[gomysql.Tag]gomysql.IntervalSlice, len(tags))
+			}
+			for tag, ivs := range tags {
+				(*m)[sid][tag] = append((*m)[sid][tag], ivs...).Normalize()
+			}
+		}
 	}
-	if err := out.Update(gtids); err != nil {
-		return GTIDSet{}, fmt.Errorf("GTID set %q: %w", gtids, err)
+	return nil
+}
+
+func (g GTIDSet) clone() GTIDSet {
+	if g.s == nil {
+		return g
 	}
-	return GTIDSet{out}, nil
+	return GTIDSet{g.s.Clone()}
+}
+
+// parseOne reads one transaction's GTID.
+func parseOne(gtid string) (gomysql.GTIDSet, error) {
+	one, err := parseSet(gtid)
+	if err == nil && one == nil {
+		err = errors.New("empty")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("GTID %q: %w", gtid, err)
+	}
+	return one, nil
 }
 
 // Behind counts the transactions of head that the set does not hold: over
@@ -211,10 +256,11 @@ func (g GTIDSet) First() string {
 }
 
 // Stream is the set as the binlog client takes it, for a primary of the
-// given flavour (an empty set has none of its own).
+// given flavour (an empty set has none of its own): a copy, since the
+// client adds to it on its own goroutine as it reads.
 func (g GTIDSet) Stream(f Flavor) gomysql.GTIDSet {
 	if g.s != nil {
-		return g.s
+		return g.s.Clone()
 	}
 	if f == MySQL {
 		s := gomysql.NewMysqlGTIDSet()
@@ -229,13 +275,6 @@ func (g GTIDSet) sameFlavor(o gomysql.GTIDSet, text string) error {
 		return fmt.Errorf("GTIDs %q and the set %q are of different servers' flavours (MariaDB's domain-server-sequence, MySQL's uuid:number): the primary log and the standby's checkpoint come from another primary than this one", text, g.String())
 	}
 	return nil
-}
-
-func orEmpty(err error) error {
-	if err == nil {
-		return fmt.Errorf("empty")
-	}
-	return err
 }
 
 func (g GTIDSet) String() string {

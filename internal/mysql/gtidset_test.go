@@ -1,6 +1,9 @@
 package mysql
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestGTIDSetCoversAppliedTransactions(t *testing.T) {
 	g, err := ParseGTIDSet("")
@@ -63,6 +66,13 @@ func TestMySQLGTIDSetsWithGapsSourcesAndTags(t *testing.T) {
 	}
 	if want := uuidA + ":1-6:8," + uuidB + ":1-3:blue:1-2"; next.String() != want {
 		t.Errorf("set %s, want %s", next, want)
+	}
+	with, err := next.With(uuidA + ":7")
+	if err != nil || strings.Contains(next.String(), ":1-8") || !strings.Contains(with.String(), ":1-8") {
+		t.Errorf("With: %s (%v), and the set it was called on %s", with, err, next)
+	}
+	if err := next.Extend(uuidB + ":blue:3"); err != nil || !strings.Contains(next.String(), "blue:1-3") {
+		t.Errorf("Extend in place: %s, %v", next, err)
 	}
 	if f := next.First(); f != uuidA+":1" {
 		t.Errorf("first GTID %s, want %s:1", f, uuidA)
