@@ -28,15 +28,23 @@ export LOCKSTEP_TEST_REQUIRE=1
 export LOCKSTEP_TEST_RAN_FILE="$DEV/integration-tests-ran"
 rm -f "$LOCKSTEP_TEST_RAN_FILE"
 
+# go test -v for the pass/fail count: count OUTCOME LOG counts a log's
+# tests that ended so (PASS, FAIL); the screen gets results and failure
+# lines only (shown); skipped lists the tests of what only the other
+# flavour has, which skip saying so.
+count() { grep -cE "^\s*--- $1" "$2" || true; }
+shown() { grep -E '^(ok|FAIL|---|panic:|\s+\S+_test\.go:[0-9]+:)'; }
+skipped() { grep -E '_test\.go:[0-9]+: .* only, the primary is' "$1" | sed 's/^ */  skipped: /' >&2 || true; }
+
 cd "$ROOT"
 go vet ./...
-# -v for the pass/fail count; the screen gets results and failure lines only.
 set +e
-go test -race -count=1 -timeout 20m -v "$@" ./... 2>&1 | tee "$DEV/go-test.log" | grep -E '^(ok|FAIL|---|panic:|\s+\S+_test\.go:[0-9]+:)'
+go test -race -count=1 -timeout 20m -v "$@" ./... 2>&1 | tee "$DEV/go-test.log" | shown
 status=${PIPESTATUS[0]}
 set -e
-passed=$(grep -cE '^\s*--- PASS' "$DEV/go-test.log" || true)
-failed=$(grep -cE '^\s*--- FAIL' "$DEV/go-test.log" || true)
+passed=$(count PASS "$DEV/go-test.log")
+failed=$(count FAIL "$DEV/go-test.log")
+skipped "$DEV/go-test.log"
 [ "$status" -ne 0 ] && log "go test failed; the whole output is in $DEV/go-test.log"
 ran=0
 [ -f "$LOCKSTEP_TEST_RAN_FILE" ] && ran=$(wc -l <"$LOCKSTEP_TEST_RAN_FILE")
@@ -55,21 +63,21 @@ fi
 # MariaDB run above has it). A test of what only MariaDB has says so and
 # skips; those are listed.
 if [ "${LOCKSTEP_TEST_MYSQL:-1}" != 0 ]; then
-	mysql_dev="$DEV/mysql"
-	log "MySQL: primary and standby on 127.0.0.1:${LOCKSTEP_TEST_MYSQL_PRIMARY_PORT:-13317} and :${LOCKSTEP_TEST_MYSQL_STANDBY_PORT:-13318}"
-	(FLAVOR=mysql; DEV="$mysql_dev"; PRIMARY_PORT="${LOCKSTEP_TEST_MYSQL_PRIMARY_PORT:-13317}"
-		STANDBY_PORT="${LOCKSTEP_TEST_MYSQL_STANDBY_PORT:-13318}"; mkdir -p "$DEV" && start_primary && start_standby) || die "the MySQL servers did not start"
+	mysql_primary="${LOCKSTEP_TEST_MYSQL_PRIMARY_PORT:-13317}" mysql_standby="${LOCKSTEP_TEST_MYSQL_STANDBY_PORT:-13318}"
+	log "MySQL: primary and standby on 127.0.0.1:$mysql_primary and :$mysql_standby"
+	(FLAVOR=mysql; DEV="$DEV/mysql"; PRIMARY_PORT="$mysql_primary"; STANDBY_PORT="$mysql_standby"
+		mkdir -p "$DEV" && start_primary && start_standby) || die "the MySQL servers did not start"
 	set +e
-	LOCKSTEP_FLAVOR=mysql LOCKSTEP_TEST_PRIMARY="127.0.0.1:${LOCKSTEP_TEST_MYSQL_PRIMARY_PORT:-13317}" \
-		LOCKSTEP_TEST_STANDBY="127.0.0.1:${LOCKSTEP_TEST_MYSQL_STANDBY_PORT:-13318}" \
+	LOCKSTEP_FLAVOR=mysql LOCKSTEP_TEST_PRIMARY="127.0.0.1:$mysql_primary" LOCKSTEP_TEST_STANDBY="127.0.0.1:$mysql_standby" \
 		go test -count=1 -timeout 20m -v "$@" ./e2e ./producer ./storage-applier ./internal/... ./cache/... ./cache-applier/... 2>&1 |
-		tee "$DEV/go-test-mysql.log" | grep -E '^(ok|FAIL|---|panic:|\s+\S+_test\.go:[0-9]+:)' | grep -v -- '--- SKIP'
+		tee "$DEV/go-test-mysql.log" | shown
 	status=${PIPESTATUS[0]}
 	set -e
-	passed=$((passed + $(grep -cE '^\s*--- PASS' "$DEV/go-test-mysql.log" || true)))
-	failed=$(grep -cE '^\s*--- FAIL' "$DEV/go-test-mysql.log" || true)
-	log "on MySQL: $(grep -cE '^\s*--- PASS' "$DEV/go-test-mysql.log" || true) passed, $failed failed"
-	grep -E '_test\.go:[0-9]+: .* only, the primary is mysql' "$DEV/go-test-mysql.log" | sed 's/^ */  skipped: /' >&2 || true
+	on_mysql=$(count PASS "$DEV/go-test-mysql.log")
+	passed=$((passed + on_mysql))
+	failed=$(count FAIL "$DEV/go-test-mysql.log")
+	log "on MySQL: $on_mysql passed, $failed failed"
+	skipped "$DEV/go-test-mysql.log"
 	if [ "$status" -ne 0 ]; then
 		log "go test on MySQL failed; the whole output is in $DEV/go-test-mysql.log"
 		echo "tests: $passed passed, $((failed > 0 ? failed : 1)) failed"
@@ -78,12 +86,12 @@ if [ "${LOCKSTEP_TEST_MYSQL:-1}" != 0 ]; then
 	# Across flavours, what a mix supports (README, MySQL and MariaDB): the
 	# pipeline's row changes from a MySQL primary to the MariaDB standby,
 	# and from the MariaDB primary to the MySQL standby.
-	for pair in "${LOCKSTEP_TEST_MYSQL_PRIMARY_PORT:-13317} $STANDBY_PORT" "$PRIMARY_PORT ${LOCKSTEP_TEST_MYSQL_STANDBY_PORT:-13318}"; do
+	for pair in "$mysql_primary $STANDBY_PORT" "$PRIMARY_PORT $mysql_standby"; do
 		read -r p s <<<"$pair"
 		log "across flavours: primary 127.0.0.1:$p, standby 127.0.0.1:$s"
 		if LOCKSTEP_TEST_PRIMARY="127.0.0.1:$p" LOCKSTEP_TEST_STANDBY="127.0.0.1:$s" go test -count=1 -timeout 5m -v \
 			-run '^(TestRowChangesReachStandbyAndCache|TestTransactionAppliedAtomically)$' ./e2e >"$DEV/go-test-across-$p.log" 2>&1; then
-			passed=$((passed + $(grep -cE '^\s*--- PASS' "$DEV/go-test-across-$p.log" || true)))
+			passed=$((passed + $(count PASS "$DEV/go-test-across-$p.log")))
 		else
 			grep -E '^(--- FAIL|\s+\S+_test\.go:[0-9]+:)' "$DEV/go-test-across-$p.log" | head -20
 			echo "tests: $passed passed, 1 failed"
