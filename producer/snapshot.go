@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -139,13 +140,7 @@ func beginSnapshot(ctx context.Context, conn *sql.Conn, flavor mysql.Flavor) (p 
 		return nil, fmt.Errorf("read the primary's server_id: %w", err)
 	}
 	if flavor == mysql.MySQL {
-		if p.file, p.pos, err = binlogStatus(ctx, conn); err != nil {
-			return nil, err
-		}
-		if p.gtids, err = flavor.BinlogGTIDs(ctx, conn); err != nil {
-			return nil, fmt.Errorf("the snapshot's GTID position: %w", err)
-		}
-		return p, nil
+		return p, binlogStatus(ctx, conn, p)
 	}
 	status, err := showStatus(ctx, conn, "SHOW STATUS LIKE 'binlog_snapshot_%'")
 	if err != nil {
@@ -182,37 +177,26 @@ func showStatus(ctx context.Context, conn *sql.Conn, q string) (map[string]strin
 	return status, rows.Err()
 }
 
-// binlogStatus reads MySQL's current binlog file and position: SHOW BINARY
-// LOG STATUS (8.2 and later; SHOW MASTER STATUS before).
-func binlogStatus(ctx context.Context, conn *sql.Conn) (string, uint32, error) {
-	rows, err := conn.QueryContext(ctx, "SHOW BINARY LOG STATUS")
+// binlogStatus reads MySQL's binlog file, position and executed GTIDs, in
+// one round trip while commits wait: SHOW BINARY LOG STATUS (8.2 and
+// later; SHOW MASTER STATUS before).
+func binlogStatus(ctx context.Context, conn *sql.Conn, p *snapshotPoint) error {
+	var doDB, ignoreDB sql.NullString
+	scan := func(q string) error {
+		return conn.QueryRowContext(ctx, q).Scan(&p.file, &p.pos, &doDB, &ignoreDB, &p.gtids)
+	}
+	err := scan("SHOW BINARY LOG STATUS")
 	if mysql.ErrorNumber(err) == 1064 {
-		rows, err = conn.QueryContext(ctx, "SHOW MASTER STATUS")
+		err = scan("SHOW MASTER STATUS")
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return service.Permanentf("the primary reports no binlog position (SHOW BINARY LOG STATUS is empty): the snapshot needs the binlog on")
 	}
 	if err != nil {
-		return "", 0, fmt.Errorf("read the primary's binlog position: %w", err)
+		return fmt.Errorf("read the snapshot's binlog position and GTIDs: %w", err)
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return "", 0, err
-	}
-	if !rows.Next() {
-		return "", 0, service.Permanentf("the primary reports no binlog position (SHOW BINARY LOG STATUS is empty): the snapshot needs the binlog on")
-	}
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	if err := rows.Scan(ptrs...); err != nil {
-		return "", 0, err
-	}
-	var pos uint32
-	if _, err := fmt.Sscan(vals[1].String, &pos); err != nil {
-		return "", 0, fmt.Errorf("binlog position %q: %w", vals[1].String, err)
-	}
-	return vals[0].String, pos, rows.Err()
+	p.gtids = strings.ReplaceAll(p.gtids, "\n", "")
+	return nil
 }
 
 // snapshotter turns the snapshot into records: for each database and table
