@@ -75,18 +75,26 @@ start_mariadb() {
 		mariadb-install-db --no-defaults --user=root --datadir="$dir/data" --auth-root-authentication-method=normal \
 			--skip-test-db >"$dir/install.log" 2>&1 || die "mariadb-install-db for $name failed: see $dir/install.log"
 	fi
-	local mariadbd=/usr/sbin/mariadbd
+	local mariadbd=/usr/sbin/mariadbd args
 	command -v mariadbd >/dev/null && mariadbd="$(command -v mariadbd)"
-	if [ -n "${LOCKSTEP_TLS_DIR:-}" ]; then
-		set -- "$@" --ssl-ca="$LOCKSTEP_TLS_DIR/ca.pem" --ssl-cert="$LOCKSTEP_TLS_DIR/server.pem" \
-			--ssl-key="$LOCKSTEP_TLS_DIR/server-key.pem" --require-secure-transport=ON
-	fi
-	"$mariadbd" --no-defaults --user=root --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
-		--socket="$dir/server.sock" --pid-file="$dir/server.pid" --log-error="$dir/error.log" \
-		--server-id="$id" --skip-name-resolve --innodb-buffer-pool-size=256M \
-		--innodb-flush-log-at-trx-commit=2 --sync-binlog=0 --max-connections=500 \
-		--max-allowed-packet=64M "$@" >>"$dir/stdout.log" 2>&1 &
+	server_args "$dir" "$dir" "$port" "$id"
+	"$mariadbd" "${args[@]}" "$@" >>"$dir/stdout.log" 2>&1 &
 	server_ready "MariaDB $name" "$dir" "$port"
+}
+
+# server_args DIR AT PORT SERVER_ID: the options both flavours' servers start
+# with, in args: their files in DIR, which the server sees as AT; with
+# LOCKSTEP_TLS_DIR, its certificates copied there and TLS required.
+server_args() {
+	local dir="$1" at="$2" port="$3" id="$4"
+	args=(--no-defaults --user=root --datadir="$at/data" --port="$port" --bind-address=127.0.0.1
+		--socket="$at/server.sock" --pid-file="$at/server.pid" --log-error="$at/error.log"
+		--server-id="$id" --skip-name-resolve --innodb-buffer-pool-size=256M
+		--innodb-flush-log-at-trx-commit=2 --sync-binlog=0 --max-connections=500 --max-allowed-packet=64M)
+	if [ -n "${LOCKSTEP_TLS_DIR:-}" ]; then
+		cp "$LOCKSTEP_TLS_DIR/ca.pem" "$LOCKSTEP_TLS_DIR/server.pem" "$LOCKSTEP_TLS_DIR/server-key.pem" "$dir/"
+		args+=(--ssl-ca="$at/ca.pem" --ssl-cert="$at/server.pem" --ssl-key="$at/server-key.pem" --require-secure-transport=ON)
+	fi
 }
 
 # ensure_mysql_root: the private root MySQL runs in, built when missing
@@ -104,7 +112,6 @@ ensure_mysql_root() {
 	mkdir -p "$(dirname "$MYSQL_ROOT")"
 	debootstrap --variant=minbase --include=mysql-server-core,mysql-client sid "$MYSQL_ROOT.tmp" "$mirror" \
 		>"$MYSQL_ROOT.log" 2>&1 || die "debootstrap of the MySQL root failed: see $MYSQL_ROOT.log"
-	mkdir -p "$MYSQL_ROOT.tmp/srv"
 	mv "$MYSQL_ROOT.tmp" "$MYSQL_ROOT"
 }
 
@@ -131,15 +138,9 @@ start_mysql() {
 		in_mysql_root "$dir" /usr/sbin/mysqld --no-defaults --initialize-insecure --user=root --datadir=/srv/data \
 			>"$dir/install.log" 2>&1 || die "mysqld --initialize for $name failed: see $dir/install.log"
 	fi
-	if [ -n "${LOCKSTEP_TLS_DIR:-}" ]; then
-		cp "$LOCKSTEP_TLS_DIR/ca.pem" "$LOCKSTEP_TLS_DIR/server.pem" "$LOCKSTEP_TLS_DIR/server-key.pem" "$dir/"
-		set -- "$@" --ssl-ca=/srv/ca.pem --ssl-cert=/srv/server.pem --ssl-key=/srv/server-key.pem --require-secure-transport=ON
-	fi
-	in_mysql_root "$dir" /usr/sbin/mysqld --no-defaults --user=root --datadir=/srv/data --port="$port" \
-		--bind-address=127.0.0.1 --socket=/srv/server.sock --pid-file=/srv/server.pid --log-error=/srv/error.log \
-		--server-id="$id" --skip-name-resolve --innodb-buffer-pool-size=256M --mysqlx=OFF --secure-file-priv= \
-		--innodb-flush-log-at-trx-commit=2 --sync-binlog=0 --max-connections=500 \
-		--max-allowed-packet=64M "$@" >>"$dir/stdout.log" 2>&1 &
+	local args
+	server_args "$dir" /srv "$port" "$id"
+	in_mysql_root "$dir" /usr/sbin/mysqld "${args[@]}" --mysqlx=OFF --secure-file-priv= "$@" >>"$dir/stdout.log" 2>&1 &
 	server_ready "MySQL $name" "$dir" "$port"
 }
 
