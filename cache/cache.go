@@ -13,10 +13,13 @@
 //
 // Applications in other languages do the same with three commands:
 //
-//	GET lockstep:v:<key>                  -> v ('' when nil), before the database read
+//	GET <version key>                  -> v ('' when nil), before the database read
 //	(read the row from the database)
-//	EVAL <FillScript> 2 <key> lockstep:v:<key> <v> <ttl seconds> h <field> <value> ...
-//	EVAL <FillScript> 2 <key> lockstep:v:<key> <v> <ttl seconds> s <value>
+//	EVAL <FillScript> 2 <key> <version key> <v> <ttl seconds> h <field> <value> ...
+//	EVAL <FillScript> 2 <key> <version key> <v> <ttl seconds> s <value>
+//
+// where <version key> is VersionKey(key): lockstep:v:{<key>} for most keys
+// (see VersionKey for the rest), in the key's own Redis Cluster slot.
 //
 // The fill must read the database the cache-applier follows (the standby's
 // at the standby site, the primary's for the primary site's cache), and
@@ -33,10 +36,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 )
-
-// VersionKey is where lockstep keeps the version of a cached key: the
-// position, in primary commit order, of the last change written to it.
-func VersionKey(key string) string { return "lockstep:v:" + key }
 
 // FillScript is the Lua script of a guarded fill (see the package doc).
 //

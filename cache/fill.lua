@@ -1,6 +1,6 @@
 -- A read-through fill: write the value only if the key is still absent and
 -- its version key still holds what it held before the database was read.
--- KEYS[1] the cached key, KEYS[2] its version key (lockstep:v:<key>)
+-- KEYS[1] the cached key, KEYS[2] its version key (cache.VersionKey)
 -- ARGV[1] the version key's value read before the database ('' if none)
 -- ARGV[2] TTL in seconds (0: none), ARGV[3] 'h' (hash) or 's' (string)
 -- ARGV[4..] hash field/value pairs, or the string value

@@ -135,7 +135,7 @@ func TestDDLThatBreaksACacheRuleStopsTheCacheApplier(t *testing.T) {
 	p := startPipeline(t, e)
 	testenv.Exec(t, e.Primary,
 		"CREATE DATABASE "+e.DB,
-		"CREATE TABLE "+e.DB+".k (id INT PRIMARY KEY, email VARCHAR(50))",
+		"CREATE TABLE "+e.DB+".k (id INT PRIMARY KEY, email VARCHAR(50) UNIQUE)",
 		"INSERT INTO "+e.DB+".k VALUES (1, 'a@b')",
 	)
 	consistent(t, e, 60*time.Second)

@@ -214,6 +214,18 @@ func startPipeline(t testing.TB, e *testenv.Env) *pipeline {
 	return p
 }
 
+// run runs a command of a service binary (args[0]) with the pipeline's
+// config and returns its output; it fails the test unless the command
+// succeeds or fails as wantOK says.
+func (p *pipeline) run(t testing.TB, wantOK bool, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(binDir, args[0]), append(args[1:], "--config", p.cfgPath)...).CombinedOutput()
+	if (err == nil) != wantOK {
+		t.Fatalf("%s: error %v, want ok %v:\n%s", strings.Join(args, " "), err, wantOK, out)
+	}
+	return string(out)
+}
+
 // records reads every committed record of a topic.
 func records(t testing.TB, e *testenv.Env, topic string) []*kgo.Record {
 	t.Helper()

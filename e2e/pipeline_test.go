@@ -36,7 +36,7 @@ func withRules(e *testenv.Env) {
 func createTables(t *testing.T, e *testenv.Env) {
 	testenv.Exec(t, e.Primary,
 		"CREATE DATABASE "+e.DB,
-		"CREATE TABLE "+e.DB+".users (id INT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) CHARACTER SET utf8mb4, balance DECIMAL(12,2), avatar VARBINARY(16))",
+		"CREATE TABLE "+e.DB+".users (id INT PRIMARY KEY, email VARCHAR(100) NOT NULL UNIQUE, name VARCHAR(100) CHARACTER SET utf8mb4, balance DECIMAL(12,2), avatar VARBINARY(16))",
 		"CREATE TABLE "+e.DB+".items (id BIGINT UNSIGNED PRIMARY KEY, title TEXT CHARACTER SET latin1, price DOUBLE, at DATETIME(6))",
 		"CREATE TABLE "+e.DB+".sessions (id INT PRIMARY KEY, token VARCHAR(64))",
 	)

@@ -47,3 +47,43 @@ func TestRulePatternsProjectionsAndTTL(t *testing.T) {
 		t.Errorf("%d keys (%v), want 5 items and 5 users: no key for sessions", len(keys), keys)
 	}
 }
+
+// A key template whose columns are not unique would let two rows share a
+// key: the cache-applier refuses the rule, at start and after a DDL that
+// drops the unique index, naming the rule, its columns and the table's
+// unique indexes. Declared shared (evict only), the rule is taken, and the
+// change of one row evicts the key the other row shares.
+func TestRuleWhoseKeyIsNotUniqueIsRefused(t *testing.T) {
+	e := testenv.New(t)
+	shared := config.Rule{Table: e.DB + ".people", Keys: []string{"person:city:{city}"}, Action: "refresh", Format: "hash"}
+	e.Cfg.Cache.Rules = []config.Rule{shared}
+	p := startPipeline(t, e)
+	testenv.Exec(t, e.Primary, "CREATE DATABASE "+e.DB,
+		"CREATE TABLE "+e.DB+".people (id INT PRIMARY KEY, city VARCHAR(20), nick VARCHAR(20), UNIQUE KEY (nick, city))")
+	// The table comes after the cache-applier started: it is checked when
+	// the cache is built from the standby or, if built before, at the CREATE.
+	mustContain(t, p.cacheApplier.waitExit(60*time.Second), "cache.rules[0] ("+e.DB+".people): key template person:city:{city} is not unique in "+e.DB+".people",
+		"its columns (city) hold neither the primary key nor a UNIQUE index (its unique indexes: (id), (nick, city))", "shared_key: true with action: evict")
+
+	// Declared shared: evict only, and taken, at start.
+	e.Cfg.Cache.Rules[0].Action, e.Cfg.Cache.Rules[0].Format, e.Cfg.Cache.Rules[0].SharedKey = "evict", "", true
+	// A unique key over city and more is refused no more once the key names it.
+	e.Cfg.Cache.Rules = append(e.Cfg.Cache.Rules, config.Rule{Table: e.DB + ".people", Keys: []string{"person:{nick}:{city}"}, Action: "refresh", Format: "hash"})
+	p.cfgPath = writeConfig(t, e.Cfg)
+	p.cacheApplier = start(t, p.cfgPath, "cache-applier")
+	testenv.Exec(t, e.Primary, "INSERT INTO "+e.DB+".people VALUES (1, 'oslo', 'a'), (2, 'oslo', 'b')")
+	consistent(t, e, 60*time.Second)
+	ctx := context.Background()
+	if err := e.Redis.Set(ctx, e.Cfg.Cache.KeyPrefix+"person:city:oslo", "filled by the application", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Exec(t, e.Primary, "UPDATE "+e.DB+".people SET nick = 'c' WHERE id = 2")
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		return !exists(t, e, "person:city:oslo") && exists(t, e, "person:c:oslo"), "the shared key was not evicted"
+	})
+
+	// The unique index goes: the refresh rule over it is refused.
+	testenv.Exec(t, e.Primary, "ALTER TABLE "+e.DB+".people DROP INDEX nick")
+	mustContain(t, p.cacheApplier.waitExit(60*time.Second), "after DDL", "DROP INDEX nick",
+		"key template person:{nick}:{city} is not unique", "its unique indexes: (id)")
+}

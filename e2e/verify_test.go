@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,14 +18,7 @@ func TestVerifyAndWarm(t *testing.T) {
 	createTables(t, e)
 	writeBatch(t, e, 0, 20)
 	consistent(t, e, 60*time.Second)
-	run := func(wantOK bool, args ...string) string {
-		t.Helper()
-		out, err := exec.Command(filepath.Join(binDir, args[0]), append(args[1:], "--config", p.cfgPath)...).CombinedOutput()
-		if (err == nil) != wantOK {
-			t.Fatalf("%s: error %v, want ok %v:\n%s", strings.Join(args, " "), err, wantOK, out)
-		}
-		return string(out)
-	}
+	run := func(wantOK bool, args ...string) string { t.Helper(); return p.run(t, wantOK, args...) }
 	// The report, and on standard error the progress's last line.
 	mustContain(t, run(true, "storage-applier", "verify", "storage"), e.DB+".users", "equal", "verify storage: 40 rows in ")
 	mustContain(t, run(true, "cache-applier", "verify", "cache"), "0 missing, 0 with a different value, 0 orphan keys", "verify cache: ")

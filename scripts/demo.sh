@@ -21,7 +21,7 @@ cat <<INFO
 The stack and the three services are still running. Try it:
   mariadb -h127.0.0.1 -P$PRIMARY_PORT -uroot -e "UPDATE shop.users SET name='Ada' WHERE id=1"
   mariadb -h127.0.0.1 -P$STANDBY_PORT -uroot -e "SELECT id, name FROM shop.users WHERE id=1"
-  redis-cli -p $REDIS_PORT HGETALL user:1
+  $REDIS_CLI HGETALL user:1
   $DEV/bin/users        # the example application (examples/users) again
   kcat -C -b 127.0.0.1:$KAFKA_PORT -t lockstep.standby -o -5 -e -f '%k %s\n'
 Service logs: $DEV/producer/producer.log, $DEV/storage-applier/storage-applier.log, $DEV/cache-applier/cache-applier.log

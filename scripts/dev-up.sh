@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the private dev stack under .dev/: MariaDB (LOCKSTEP_FLAVOR=mysql:
-# MySQL 9.7) primary and standby, Redis,
+# MySQL 9.7) primary and standby, Redis (LOCKSTEP_REDIS=cluster: a Redis
+# Cluster of 3 masters and 3 replicas),
 # the embedded Kafka broker, and with --services the three lockstep services.
 # Idempotent: only what is not running is started.
 set -euo pipefail
@@ -42,7 +43,7 @@ cat <<INFO
 lockstep dev stack is up:
   primary $(printf %-9s "$FLAVOR") 127.0.0.1:$PRIMARY_PORT   mariadb -h127.0.0.1 -P$PRIMARY_PORT -uroot
   standby $(printf %-9s "$FLAVOR") 127.0.0.1:$STANDBY_PORT   mariadb -h127.0.0.1 -P$STANDBY_PORT -uroot
-  Redis             127.0.0.1:$REDIS_PORT   redis-cli -p $REDIS_PORT
+  Redis $(printf %-11s "$REDIS_MODE") 127.0.0.1:$REDIS_PORT   $REDIS_CLI
   Kafka (kfake)     127.0.0.1:$KAFKA_PORT   kcat -C -b 127.0.0.1:$KAFKA_PORT -t lockstep.primary -f '%k %s\n'
 INFO
 if [ "$services" = 1 ]; then

@@ -7,18 +7,28 @@
 # MariaDB: Debian's unstable suite's mysqld, run in a private root built
 # once with debootstrap (LOCKSTEP_MYSQL_ROOT, outside the clone so that
 # later runs reuse it), since its packages conflict with MariaDB's.
+# LOCKSTEP_REDIS=cluster starts a Redis Cluster (3 masters, 3 replicas, on
+# LOCKSTEP_REDIS_PORT, default 7001, and the 5 ports after it) instead of
+# the single Redis, and points the services at it.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEV="${LOCKSTEP_DEV_DIR:-$ROOT/.dev}"
 PRIMARY_PORT="${LOCKSTEP_PRIMARY_PORT:-3307}"
 STANDBY_PORT="${LOCKSTEP_STANDBY_PORT:-3308}"
-REDIS_PORT="${LOCKSTEP_REDIS_PORT:-6380}"
+REDIS_MODE="${LOCKSTEP_REDIS:-single}"
+# A cluster's nodes also listen on their port + 10000 (the cluster bus): its
+# default ports stay clear of the other stacks' (test.sh, chaos, bench).
+REDIS_PORT="${LOCKSTEP_REDIS_PORT:-$([ "$REDIS_MODE" = cluster ] && echo 7001 || echo 6380)}"
 KAFKA_PORT="${LOCKSTEP_KAFKA_PORT:-9092}"
 FLAVOR="${LOCKSTEP_FLAVOR:-mariadb}"
 MYSQL_ROOT="${LOCKSTEP_MYSQL_ROOT:-/var/cache/lockstep/mysql-9.7}"
 case "$FLAVOR" in
 mariadb | mysql) ;;
 *) printf 'error: LOCKSTEP_FLAVOR=%s: want mariadb (the default) or mysql\n' "$FLAVOR" >&2; exit 1 ;;
+esac
+case "$REDIS_MODE" in
+single | cluster) ;;
+*) printf 'error: LOCKSTEP_REDIS=%s: want single (the default) or cluster\n' "$REDIS_MODE" >&2; exit 1 ;;
 esac
 export PATH="/usr/local/go/bin:$PATH"
 
@@ -27,6 +37,13 @@ export LOCKSTEP_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export LOCKSTEP_PRIMARY_ADDRESS="127.0.0.1:$PRIMARY_PORT"
 export LOCKSTEP_STANDBY_ADDRESS="127.0.0.1:$STANDBY_PORT"
 export LOCKSTEP_REDIS_ADDRESS="127.0.0.1:$REDIS_PORT"
+REDIS_CLI="redis-cli -p $REDIS_PORT" # for the scripts' hints
+if [ "$REDIS_MODE" = cluster ]; then
+	# Three seeds: the client finds every node from any of them.
+	export LOCKSTEP_REDIS_ADDRESS="127.0.0.1:$REDIS_PORT,127.0.0.1:$((REDIS_PORT + 1)),127.0.0.1:$((REDIS_PORT + 2))"
+	export LOCKSTEP_REDIS_CLUSTER=true
+	REDIS_CLI="redis-cli -c -p $REDIS_PORT"
+fi
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -179,19 +196,72 @@ start_standby() {
 	start_mariadb standby "$STANDBY_PORT" 2 --skip-log-bin --read-only=ON
 }
 
-start_redis() {
-	local dir="$DEV/redis"
-	if alive "$dir/redis.pid"; then return 0; fi
-	mkdir -p "$dir"
-	local listen=(--port "$REDIS_PORT") cli=(-p "$REDIS_PORT")
+# redis_args PORT: the options of a Redis server on PORT (TLS only when
+# LOCKSTEP_TLS_DIR is set), in listen, and redis-cli's to reach it, in cli.
+redis_args() {
+	listen=(--port "$1") cli=(-p "$1")
 	if [ -n "${LOCKSTEP_TLS_DIR:-}" ]; then
-		listen=(--port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$LOCKSTEP_TLS_DIR/server.pem"
-			--tls-key-file "$LOCKSTEP_TLS_DIR/server-key.pem" --tls-ca-cert-file "$LOCKSTEP_TLS_DIR/ca.pem" --tls-auth-clients optional)
+		listen=(--port 0 --tls-port "$1" --tls-cert-file "$LOCKSTEP_TLS_DIR/server.pem"
+			--tls-key-file "$LOCKSTEP_TLS_DIR/server-key.pem" --tls-ca-cert-file "$LOCKSTEP_TLS_DIR/ca.pem" --tls-auth-clients optional
+			--tls-cluster yes --tls-replication yes)
 		cli+=(--tls --cacert "$LOCKSTEP_TLS_DIR/ca.pem")
 	fi
+}
+
+# start_redis_server DIR PORT EXTRA_ARGS...: one private Redis, no persistence.
+start_redis_server() {
+	local dir="$1" port="$2" listen cli; shift 2
+	if alive "$dir/redis.pid"; then return 0; fi
+	mkdir -p "$dir"
+	redis_args "$port"
 	redis-server "${listen[@]}" --bind 127.0.0.1 --daemonize yes --pidfile "$dir/redis.pid" \
-		--dir "$dir" --save "" --appendonly no --logfile "$dir/redis.log" >/dev/null
-	wait_for "Redis on 127.0.0.1:$REDIS_PORT" redis-cli "${cli[@]}" ping
+		--dir "$dir" --save "" --appendonly no --logfile "$dir/redis.log" "$@" >/dev/null
+	wait_for "Redis on 127.0.0.1:$port" redis-cli "${cli[@]}" ping
+}
+
+# start_redis: the private Redis, or with LOCKSTEP_REDIS=cluster a Redis
+# Cluster of 3 masters and 3 replicas on REDIS_PORT..REDIS_PORT+5.
+start_redis() {
+	if [ "$REDIS_MODE" = cluster ]; then
+		start_redis_cluster
+		return
+	fi
+	start_redis_server "$DEV/redis" "$REDIS_PORT"
+}
+
+start_redis_cluster() {
+	local nodes=() port listen cli
+	for port in $(seq "$REDIS_PORT" $((REDIS_PORT + 5))); do
+		# A node gone for 2 s is failed over: tests kill masters.
+		start_redis_server "$DEV/redis-cluster/$port" "$port" --cluster-enabled yes \
+			--cluster-config-file "$DEV/redis-cluster/$port/nodes.conf" --cluster-node-timeout 2000
+		nodes+=("127.0.0.1:$port")
+	done
+	redis_args "$REDIS_PORT"
+	# New nodes know only themselves; nodes started again on their
+	# nodes.conf find each other by themselves.
+	if redis-cli "${cli[@]}" cluster info | grep -q '^cluster_known_nodes:1\b'; then
+		log "creating the Redis Cluster ${nodes[*]}"
+		redis-cli "${cli[@]}" --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$DEV/redis-cluster/create.log" 2>&1 ||
+			die "redis-cli --cluster create failed: see $DEV/redis-cluster/create.log"
+	fi
+	for port in $(seq "$REDIS_PORT" $((REDIS_PORT + 5))); do
+		redis_args "$port"
+		wait_for "the Redis Cluster node on 127.0.0.1:$port" bash -c "redis-cli ${cli[*]} cluster info | grep -q '^cluster_state:ok'"
+		# Replicas attach after the slots are served: wait until each has
+		# its master's data, so that a test may fail a master over.
+		wait_for "the Redis Cluster node on 127.0.0.1:$port to be a master or a replica in sync" bash -c \
+			"redis-cli ${cli[*]} info replication | grep -qE '^(master_link_status:up|connected_slaves:1)'"
+	done
+}
+
+# stop_redis: whichever Redis start_redis started.
+stop_redis() {
+	local f
+	for f in "$DEV/redis/redis.pid" "$DEV"/redis-cluster/*/redis.pid; do
+		[ -e "$f" ] && stop "$f" TERM
+	done
+	return 0
 }
 
 # build_tools: the three services and the dev helpers, into $DEV/bin.

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Every test, on real servers: starts private MariaDB primary and standby and
-# Redis (on their own ports and data folder, apart from the demo's), then
-# runs go test -race over the whole module; then the integration tests
-# again against a private MySQL 9.7 primary and standby. Kafka is franz-go's kfake,
-# started in-process by each test that needs it. Fails if no integration
-# test ran.
+# Every test, on real servers: starts private MariaDB primary and standby,
+# Redis and a Redis Cluster (on their own ports and data folder, apart from
+# the demo's), then runs go test -race over the whole module; then the
+# integration tests again against a private MySQL 9.7 primary and standby.
+# Kafka is franz-go's kfake, started in-process by each test that needs it.
+# Fails if no integration test ran.
 set -euo pipefail
 export LOCKSTEP_DEV_DIR="${LOCKSTEP_DEV_DIR:-$(cd "$(dirname "$0")/.." && pwd)/.dev/test}"
 export LOCKSTEP_PRIMARY_PORT="${LOCKSTEP_TEST_PRIMARY_PORT:-13307}"
@@ -13,17 +13,21 @@ export LOCKSTEP_REDIS_PORT="${LOCKSTEP_TEST_REDIS_PORT:-16380}"
 source "$(dirname "$0")/lib.sh"
 
 # The tests configure every address themselves.
-unset LOCKSTEP_KAFKA_BROKERS LOCKSTEP_PRIMARY_ADDRESS LOCKSTEP_STANDBY_ADDRESS LOCKSTEP_REDIS_ADDRESS
+unset LOCKSTEP_KAFKA_BROKERS LOCKSTEP_PRIMARY_ADDRESS LOCKSTEP_STANDBY_ADDRESS LOCKSTEP_REDIS_ADDRESS LOCKSTEP_REDIS_CLUSTER
 ensure_packages docker-compose pt-online-schema-change:percona-toolkit
 command -v go >/dev/null || die "Go is not installed (want go 1.26 at /usr/local/go)"
 mkdir -p "$DEV"
 start_primary
 start_standby
-start_redis
+REDIS_MODE=single start_redis
+# and a Redis Cluster (3 masters, 3 replicas) for the cluster tests
+cluster_port="${LOCKSTEP_TEST_REDIS_CLUSTER_PORT:-17101}"
+(REDIS_MODE=cluster; REDIS_PORT="$cluster_port"; start_redis)
 
 export LOCKSTEP_TEST_PRIMARY="127.0.0.1:$PRIMARY_PORT"
 export LOCKSTEP_TEST_STANDBY="127.0.0.1:$STANDBY_PORT"
 export LOCKSTEP_TEST_REDIS="127.0.0.1:$REDIS_PORT"
+export LOCKSTEP_TEST_REDIS_CLUSTER="127.0.0.1:$cluster_port,127.0.0.1:$((cluster_port + 1)),127.0.0.1:$((cluster_port + 2))"
 export LOCKSTEP_TEST_REQUIRE=1
 export LOCKSTEP_TEST_RAN_FILE="$DEV/integration-tests-ran"
 rm -f "$LOCKSTEP_TEST_RAN_FILE"

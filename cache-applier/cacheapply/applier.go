@@ -6,7 +6,6 @@ package cacheapply
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,7 +23,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/metrics"
-	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/redisconn"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/internal/status"
 	"github.com/lockstep-dr/lockstep/internal/verify"
@@ -44,16 +43,12 @@ func Command(hook Hook) *cobra.Command {
 	return cmd
 }
 
-// openRedis connects to the configured Redis and loads the write script.
-func openRedis(ctx context.Context, c config.Redis) (*redis.Client, error) {
-	tlsCfg, err := c.TLS.Build("redis.tls", c.Address)
+// openRedis connects to the configured Redis and loads the write script
+// (into every master of a cluster).
+func openRedis(ctx context.Context, c config.Redis) (redis.UniversalClient, error) {
+	rdb, err := redisconn.Open(ctx, c)
 	if err != nil {
-		return nil, service.Permanent(err)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: c.Address, Username: c.User, Password: c.Password, DB: c.DB, TLSConfig: tlsCfg})
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		return nil, classifyRedis(fmt.Errorf("connect to Redis %s (redis.address): %w", c.Address, err))
+		return nil, classifyRedis(err)
 	}
 	if err := cas.Load(ctx, rdb).Err(); err != nil {
 		rdb.Close()
@@ -75,7 +70,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 	topic := cfg.CacheTopic()
 	a := newCacheApplier(cfg, rdb, log, newHooks(cfg.Cache.Hook, hook, log))
 	defer a.rebuild.close()
-	if err := checkRules(ctx, cfg, a.rebuild, log); err != nil {
+	if err := a.rebuild.checkRules(ctx, nil); err != nil {
 		return err
 	}
 	info, err := waitForTopic(ctx, opts, topic, log)
@@ -117,32 +112,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 			return err
 		}
 	}
-}
-
-// checkRules holds the cache rules against the database the cache follows
-// (the standby; the primary at the primary site) before anything is read.
-func checkRules(ctx context.Context, cfg *config.Config, rebuild *rebuilder, log *slog.Logger) error {
-	var db *sql.DB
-	var err error
-	if cfg.CacheTopic() == cfg.Kafka.PrimaryTopic {
-		if db, err = mysql.Open(ctx, "primary", cfg.Primary); err != nil {
-			return err
-		}
-		defer db.Close()
-	} else if db, err = rebuild.standby(ctx); err != nil {
-		return err
-	}
-	misfits, unmatched, err := rebuild.rules.Check(ctx, db)
-	if err != nil {
-		return fmt.Errorf("check the cache rules against the database: %w", err)
-	}
-	if misfits != nil {
-		return service.Permanentf("the cache rules do not fit the database: %w; fix cache.rules and restart", misfits)
-	}
-	for _, r := range unmatched {
-		log.Warn("cache rule matches no table yet", "rule", r)
-	}
-	return nil
 }
 
 const pollRecords = 2000
@@ -188,7 +157,7 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 // newCacheApplier is the cache-applier of a config over a Redis client:
 // its rules, its writer, its rebuilder (no floor until it reads the
 // marker) and the hooks it hands changes to.
-func newCacheApplier(cfg *config.Config, rdb *redis.Client, log *slog.Logger, hooks *hooks) *cacheApplier {
+func newCacheApplier(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, hooks *hooks) *cacheApplier {
 	rules := cacherule.Compile(cfg.Cache)
 	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
 	return &cacheApplier{rules: rules, w: w, log: log, primaryTopic: cfg.CacheTopic() == cfg.Kafka.PrimaryTopic, hooks: hooks,

@@ -3,6 +3,7 @@ package cacheapply
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
@@ -12,29 +13,43 @@ import (
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
-// ddlTables names the tables ("db.table") whose rows or columns a DDL
-// statement may have changed, or the database it dropped whole.
-func ddlTables(r *schemas.Record) (tables []string, droppedDB string) {
+// ddlEffect is what a DDL statement may have done to tables.
+type ddlEffect struct {
+	// rows names the tables ("db.table") whose rows or columns it may have
+	// changed; shaped, those whose columns or indexes it may have changed
+	// (new tables too).
+	rows, shaped []string
+	// droppedDB is the database it dropped whole.
+	droppedDB string
+}
+
+// ddlEffectOf reads what a DDL statement may have changed.
+func ddlEffectOf(r *schemas.Record) ddlEffect {
 	d, err := sqltext.ParseDDL(r.Statement)
 	if err != nil {
-		return nil, "" // the producer carries only statements it reads
-	}
-	switch {
-	case d.Kind == "DATABASE" && d.Verb == "DROP":
-		return nil, d.Objects[0].Name
-	case d.Kind != "TABLE", d.Verb == "CREATE" && !d.OrReplace:
-		return nil, "" // a new table has no rows
-	case d.Verb != "CREATE" && d.Verb != "ALTER" && d.Verb != "DROP" && d.Verb != "TRUNCATE" && d.Verb != "RENAME":
-		return nil, "" // ANALYZE, OPTIMIZE, ...: the rows stay
+		return ddlEffect{} // the producer carries only statements it reads
 	}
 	defaultDB := r.Schema
 	if defaultDB == "" {
 		defaultDB = r.Database
 	}
+	var names []string
 	for _, n := range d.Objects {
-		tables = append(tables, n.Qualified(defaultDB))
+		names = append(names, n.Qualified(defaultDB))
 	}
-	return tables, ""
+	switch {
+	case d.Kind == "DATABASE" && d.Verb == "DROP":
+		return ddlEffect{droppedDB: d.Objects[0].Name}
+	case d.Kind == "INDEX" && d.On != nil:
+		return ddlEffect{shaped: []string{d.On.Qualified(defaultDB)}}
+	case d.Kind != "TABLE":
+		return ddlEffect{}
+	case d.Verb == "CREATE" && !d.OrReplace:
+		return ddlEffect{shaped: names} // a new table has no rows
+	case d.Verb != "CREATE" && d.Verb != "ALTER" && d.Verb != "DROP" && d.Verb != "TRUNCATE" && d.Verb != "RENAME":
+		return ddlEffect{} // ANALYZE, OPTIMIZE, ...: the rows stay
+	}
+	return ddlEffect{rows: names, shaped: names}
 }
 
 // afterDDL brings the keys of every cached table a DDL statement changed
@@ -43,15 +58,16 @@ func ddlTables(r *schemas.Record) (tables []string, droppedDB string) {
 // any more (a dropped, truncated or renamed table) are evicted. Changes
 // after the statement have higher versions and win over this refresh.
 func (a *cacheApplier) afterDDL(ctx context.Context, r *schemas.Record, version string) error {
-	tables, dropped := ddlTables(r)
+	e := ddlEffectOf(r)
+	cached := false
 	for _, rule := range a.rules.Rules() {
 		var names []string
-		for _, t := range tables {
+		for _, t := range e.rows {
 			if rule.Matches(t) {
 				names = append(names, t)
 			}
 		}
-		if dropped != "" && strings.HasPrefix(rule.Table, dropped+".") {
+		if e.droppedDB != "" && strings.HasPrefix(rule.Table, e.droppedDB+".") {
 			names = append(names, rule.Table)
 		}
 		for _, name := range names {
@@ -59,6 +75,14 @@ func (a *cacheApplier) afterDDL(ctx context.Context, r *schemas.Record, version 
 				return err
 			}
 		}
+		cached = cached || slices.ContainsFunc(e.shaped, rule.Matches)
+	}
+	if !cached {
+		return nil
+	}
+	// The new shape may no longer fit a rule (a unique index dropped).
+	if err := a.rebuild.checkRules(ctx, nil); err != nil {
+		return fmt.Errorf("after DDL %q: %w", r.Statement, err)
 	}
 	return nil
 }
@@ -68,7 +92,7 @@ func (a *cacheApplier) refreshTable(ctx context.Context, r *schemas.Record, rule
 	keys := make(map[string]bool)
 	// At the primary site there is no standby to read: keys are evicted.
 	if rule.Refresh() && !a.primaryTopic {
-		db, err := a.rebuild.standby(ctx)
+		db, err := a.rebuild.database(ctx)
 		if err != nil {
 			return err
 		}

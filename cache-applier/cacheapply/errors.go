@@ -17,6 +17,7 @@ import (
 var redisPermanent = map[string]string{
 	"WRONGTYPE": "a key lockstep writes holds another type: another writer uses the key space of a cache rule; give lockstep its own key_prefix, or fix the rule's format",
 	"NOPERM":    "the Redis user may not run what lockstep needs: grant it the commands and keys README, Security lists",
+	"CROSSSLOT": "a script's keys are in different Redis Cluster slots: a key and its version key must share one (cache.VersionKey); is a client of another layout writing?",
 	"NOAUTH":    "set redis.password (and redis.user for an ACL user)",
 	"WRONGPASS": "check redis.user and redis.password",
 	"ERR":       "",

@@ -11,9 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lockstep-dr/lockstep/cache"
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/redisconn"
 	"github.com/lockstep-dr/lockstep/internal/service"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -43,6 +45,11 @@ type rebuilder struct {
 
 func markerKey(group string) string { return "lockstep:cache:" + group }
 
+// keyLayout names, in the marker, the names version keys have
+// (cache.VersionKey); a marker without it is of a cache whose version keys
+// were named lockstep:v:<key>.
+const keyLayout = "slot-tagged"
+
 // check reads the marker, rebuilding the cache first if it is gone.
 func (b *rebuilder) check(ctx context.Context) error {
 	key := markerKey(b.cfg.Cache.Group)
@@ -59,6 +66,9 @@ func (b *rebuilder) check(ctx context.Context) error {
 		if err != nil {
 			return service.Permanentf("Redis key %s holds floor %q, not a number: delete the key to rebuild the cache", key, m["floor"])
 		}
+		if m["layout"] != keyLayout {
+			return b.renameVersionKeys(ctx, key)
+		}
 		return nil
 	}
 	floor := int64(-1)
@@ -70,17 +80,67 @@ func (b *rebuilder) check(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := b.w.rdb.HSet(ctx, key, "floor", floor, "topic_id", b.topicID).Err(); err != nil {
+	if err := b.w.rdb.HSet(ctx, key, "floor", floor, "topic_id", b.topicID, "layout", keyLayout).Err(); err != nil {
 		return fmt.Errorf("write the cache marker: %w", err)
 	}
 	b.floor = floor
 	return nil
 }
 
-// standby is the connection to the standby database, opened on first use.
-func (b *rebuilder) standby(ctx context.Context) (*sql.DB, error) {
+// renameVersionKeys gives the version keys of a cache written by an earlier
+// lockstep (lockstep:v:<key>, on a single Redis) their names of today,
+// tombstones and TTLs kept, then notes the layout in the marker.
+func (b *rebuilder) renameVersionKeys(ctx context.Context, marker string) error {
+	b.log.Warn("the cache was written by an earlier lockstep, whose version keys were named lockstep:v:<key>: renaming them as cache.VersionKey names them")
+	pipe := b.w.rdb.Pipeline()
+	renamed := 0
+	// A version key that expired since the scan is not renamed: no error.
+	flush := func() error {
+		cmds, err := pipe.Exec(ctx)
+		for _, c := range cmds {
+			if e := c.Err(); e != nil && !strings.Contains(e.Error(), "no such key") {
+				return e
+			}
+		}
+		if len(cmds) == 0 {
+			return err
+		}
+		return nil
+	}
+	err := redisconn.Scan(ctx, b.w.rdb, "lockstep:v:*", func(k string) error {
+		if now := cache.VersionKey(strings.TrimPrefix(k, "lockstep:v:")); now != k {
+			// One the cache-applier wrote since is newer: keep it.
+			pipe.RenameNX(ctx, k, now)
+			pipe.Del(ctx, k)
+			renamed++
+		}
+		if pipe.Len() < 1000 {
+			return nil
+		}
+		return flush()
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err == nil {
+		err = b.w.rdb.HSet(ctx, marker, "layout", keyLayout).Err()
+	}
+	if err != nil {
+		return classifyRedis(fmt.Errorf("rename the version keys: %w", err))
+	}
+	b.log.Info("version keys renamed", "keys", renamed)
+	return nil
+}
+
+// database is the connection to the database the cache follows, opened on
+// first use: the standby; the primary for a cache at the primary site.
+func (b *rebuilder) database(ctx context.Context) (*sql.DB, error) {
 	if b.db == nil {
-		db, err := mysql.Open(ctx, "standby", b.cfg.Standby)
+		name, c := "standby", b.cfg.Standby
+		if b.cfg.CacheTopic() == b.cfg.Kafka.PrimaryTopic {
+			name, c = "primary", b.cfg.Primary
+		}
+		db, err := mysql.Open(ctx, name, c)
 		if err != nil {
 			return nil, err
 		}
@@ -95,12 +155,37 @@ func (b *rebuilder) close() {
 	}
 }
 
+// checkRules holds the cache rules against the database the cache follows
+// (the standby; the primary at the primary site), or q (a snapshot of it)
+// when not nil: before anything is read, in the snapshot a rebuild reads,
+// and after a DDL statement on a cached table.
+func (b *rebuilder) checkRules(ctx context.Context, q cacherule.Querier) error {
+	if q == nil {
+		db, err := b.database(ctx)
+		if err != nil {
+			return err
+		}
+		q = db
+	}
+	misfits, unmatched, err := b.rules.Check(ctx, q)
+	if err != nil {
+		return fmt.Errorf("check the cache rules against the database: %w", err)
+	}
+	if misfits != nil {
+		return service.Permanentf("the cache rules do not fit the database: %w; fix cache.rules and restart", misfits)
+	}
+	for _, r := range unmatched {
+		b.log.Warn("cache rule matches no table yet", "rule", r)
+	}
+	return nil
+}
+
 // rebuild writes every key the refresh rules define from one snapshot of
 // the standby, at the snapshot's checkpoint as version, and returns that
 // version. Newer writes win over it, so it is safe beside a running
 // cache-applier.
 func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
-	db, err := b.standby(ctx)
+	db, err := b.database(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -112,6 +197,11 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 	// The first read fixes the snapshot; the rows below are read in it.
 	applied, _, err := mysql.Checkpoint(ctx, tx, b.cfg.Applier.Name)
 	if err != nil {
+		return 0, err
+	}
+	// The rules fit the tables as of the snapshot: its DDL statements are
+	// below the floor, and not checked again.
+	if err := b.checkRules(ctx, tx); err != nil {
 		return 0, err
 	}
 	version := schemas.FormatVersion(applied)

@@ -45,7 +45,7 @@ type op struct {
 
 // writer applies ops to Redis in pipelines of guarded scripts.
 type writer struct {
-	rdb          *redis.Client
+	rdb          redis.UniversalClient
 	tombstoneTTL time.Duration
 }
 

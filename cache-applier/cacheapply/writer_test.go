@@ -2,6 +2,7 @@ package cacheapply
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -77,5 +78,39 @@ func TestWriterReloadsScriptAfterFlush(t *testing.T) {
 	}
 	if ttl := e.Redis.TTL(ctx, key).Val(); ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("TTL of a value written with ttl 1m is %s", ttl)
+	}
+}
+
+// A cache written by an earlier lockstep named its version keys
+// lockstep:v:<key>: the first check renames them, TTLs kept, and leaves
+// alone a version key already under today's name.
+func TestOldVersionKeysAreRenamed(t *testing.T) {
+	e := testenv.New(t)
+	ctx := context.Background()
+	p := e.Cfg.Cache.KeyPrefix
+	for k, v := range map[string]string{p + "user:1": "00000000000000000005", p + "user:2": "00000000000000000007", p + "user:{3}": "00000000000000000009"} {
+		e.Redis.Set(ctx, "lockstep:v:"+k, v, 0)
+	}
+	e.Redis.Set(ctx, "lockstep:v:"+p+"gone:1", "00000000000000000006", time.Hour) // a tombstone
+	e.Redis.Set(ctx, cache.VersionKey(p+"user:2"), "00000000000000000008", 0)    // written since: newer
+	marker := markerKey(e.Cfg.Cache.Group)
+	e.Redis.HSet(ctx, marker, "floor", -1)
+	b := newCacheApplier(e.Cfg, e.Redis, slog.New(slog.DiscardHandler), &hooks{}).rebuild
+	if err := b.check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{p + "user:1": "00000000000000000005", p + "user:2": "00000000000000000008", p + "user:{3}": "00000000000000000009", p + "gone:1": "00000000000000000006"} {
+		if got := e.Redis.Get(ctx, cache.VersionKey(k)).Val(); got != want {
+			t.Errorf("%s = %q, want %q", cache.VersionKey(k), got, want)
+		}
+		if old := "lockstep:v:" + k; old != cache.VersionKey(k) && e.Redis.Exists(ctx, old).Val() != 0 {
+			t.Errorf("%s is still there", old)
+		}
+	}
+	if ttl := e.Redis.TTL(ctx, cache.VersionKey(p+"gone:1")).Val(); ttl < 59*time.Minute {
+		t.Errorf("the tombstone's TTL after the rename = %s, want about 1h", ttl)
+	}
+	if got := e.Redis.HGet(ctx, marker, "layout").Val(); got != keyLayout {
+		t.Errorf("marker layout = %q, want %q", got, keyLayout)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -26,14 +27,15 @@ import (
 func main() {
 	primary := flag.String("primary", env("LOCKSTEP_PRIMARY_ADDRESS", "127.0.0.1:3307"), "primary MariaDB/MySQL (writes)")
 	standby := flag.String("standby", env("LOCKSTEP_STANDBY_ADDRESS", "127.0.0.1:3308"), "standby MariaDB/MySQL (fills)")
-	redisAddr := flag.String("redis", env("LOCKSTEP_REDIS_ADDRESS", "127.0.0.1:6380"), "standby Redis, kept by lockstep")
+	redisAddr := flag.String("redis", env("LOCKSTEP_REDIS_ADDRESS", "127.0.0.1:6380"), "standby Redis, kept by lockstep (a cluster: seed nodes, comma-separated)")
+	cluster := flag.Bool("redis-cluster", os.Getenv("LOCKSTEP_REDIS_CLUSTER") == "true", "the Redis is a Redis Cluster")
 	user := flag.String("user", "root", "database user")
 	prefix := flag.String("prefix", "", "cache.key_prefix of the lockstep config")
 	database := flag.String("database", "shop", "the database holding the users table")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	u := &users{primary: open(*primary, *user), standby: open(*standby, *user), rdb: redis.NewClient(&redis.Options{Addr: *redisAddr}),
+	u := &users{primary: open(*primary, *user), standby: open(*standby, *user), rdb: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(*redisAddr, ","), IsClusterMode: *cluster}),
 		table: "`" + *database + "`.users", prefix: *prefix}
 	if err := run(ctx, u); err != nil {
 		fmt.Fprintln(os.Stderr, "users:", err)
@@ -60,7 +62,7 @@ func open(addr, user string) *sql.DB {
 // hash keys user:{id}).
 type users struct {
 	primary, standby *sql.DB
-	rdb              *redis.Client
+	rdb              redis.UniversalClient
 	table, prefix    string
 	misses           int
 }

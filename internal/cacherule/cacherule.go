@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/redisconn"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -194,19 +195,13 @@ func (r *Rule) JSON(row Row) string {
 	return string(b)
 }
 
-// EachKey hands fn every key in Redis that one of the rule's key templates
-// matches (found by SCAN, so keys of another rule whose templates overlap
-// these are handed too).
-func (r *Rule) EachKey(ctx context.Context, rdb *redis.Client, fn func(key string) error) error {
+// EachKey hands fn every key in Redis (every master of a cluster) that one
+// of the rule's key templates matches (found by SCAN, so keys of another
+// rule whose templates overlap these are handed too).
+func (r *Rule) EachKey(ctx context.Context, rdb redis.UniversalClient, fn func(key string) error) error {
 	for _, tpl := range r.Rule.Keys {
-		iter := rdb.Scan(ctx, 0, r.pattern(tpl), 1000).Iterator()
-		for iter.Next(ctx) {
-			if err := fn(iter.Val()); err != nil {
-				return err
-			}
-		}
-		if err := iter.Err(); err != nil {
-			return fmt.Errorf("scan Redis for the keys of %s: %w", tpl, err)
+		if err := redisconn.Scan(ctx, rdb, r.pattern(tpl), fn); err != nil {
+			return fmt.Errorf("the keys of %s: %w", tpl, err)
 		}
 	}
 	return nil

@@ -140,11 +140,20 @@ func (s *Set) Check(ctx context.Context, q Querier) (misfits error, unmatched []
 			if err != nil {
 				return nil, nil, err
 			}
+			uniques, err := uniqueKeysOf(ctx, q, name)
+			if err != nil {
+				return nil, nil, err
+			}
 			for _, tpl := range r.Keys {
-				for _, c := range config.KeyColumns(tpl) {
+				keyCols := config.KeyColumns(tpl)
+				for _, c := range keyCols {
 					if !slices.Contains(cols, c) {
 						errs = append(errs, fmt.Errorf("%s: key template %s names column %q, which %s does not have (it has %s)", at, tpl, c, name, strings.Join(cols, ", ")))
 					}
+				}
+				if !r.SharedKey && !unique(keyCols, uniques) {
+					errs = append(errs, fmt.Errorf("%s: key template %s is not unique in %s: its columns (%s) hold neither the primary key nor a UNIQUE index (%s), so two rows may share the key and a change to one would evict or overwrite the other's; name a unique column in the key, or declare shared_key: true with action: evict",
+						at, tpl, name, strings.Join(keyCols, ", "), describeUniques(uniques)))
 				}
 			}
 			for _, c := range r.Columns {
@@ -174,4 +183,62 @@ func columnsOf(ctx context.Context, q Querier, name string) ([]string, error) {
 		cols = append(cols, c)
 	}
 	return cols, rows.Err()
+}
+
+// uniqueKeysOf lists the columns of each unique index of a table ("db.table"):
+// the primary key and every UNIQUE index; an index over an expression is
+// left out (a key template cannot name its value).
+func uniqueKeysOf(ctx context.Context, q Querier, name string) ([][]string, error) {
+	db, table, _ := strings.Cut(name, ".")
+	rows, err := q.QueryContext(ctx, `SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX`, db, table)
+	if err != nil {
+		return nil, fmt.Errorf("read the unique indexes of %s: %w", name, err)
+	}
+	defer rows.Close()
+	type index struct {
+		name string
+		cols []string
+		expr bool // a part is an expression
+	}
+	var idx []index
+	for rows.Next() {
+		var name string
+		var col sql.NullString
+		if err := rows.Scan(&name, &col); err != nil {
+			return nil, err
+		}
+		if len(idx) == 0 || idx[len(idx)-1].name != name {
+			idx = append(idx, index{name: name})
+		}
+		last := &idx[len(idx)-1]
+		last.cols, last.expr = append(last.cols, col.String), last.expr || !col.Valid
+	}
+	var out [][]string
+	for _, i := range idx {
+		if !i.expr {
+			out = append(out, i.cols)
+		}
+	}
+	return out, rows.Err()
+}
+
+// unique reports whether a key over cols names at most one row: some unique
+// index has all its columns among them. (A row with a NULL in cols has no
+// key, so a unique index's NULLs do not matter.)
+func unique(cols []string, uniques [][]string) bool {
+	return slices.ContainsFunc(uniques, func(index []string) bool {
+		return !slices.ContainsFunc(index, func(c string) bool { return !slices.Contains(cols, c) })
+	})
+}
+
+func describeUniques(uniques [][]string) string {
+	if len(uniques) == 0 {
+		return "it has no unique index"
+	}
+	parts := make([]string, len(uniques))
+	for i, u := range uniques {
+		parts[i] = "(" + strings.Join(u, ", ") + ")"
+	}
+	return "its unique indexes: " + strings.Join(parts, ", ")
 }

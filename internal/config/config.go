@@ -86,13 +86,28 @@ type Database struct {
 }
 
 type Redis struct {
+	// Address is host:port; on a cluster, one or more seed nodes,
+	// comma-separated.
 	Address string `mapstructure:"address" yaml:"address"`
+	// Cluster: Address names Redis Cluster nodes; the client finds the rest.
+	Cluster bool `mapstructure:"cluster" yaml:"cluster"`
 	// User is a Redis ACL user; empty is the default user.
 	User         string `mapstructure:"user" yaml:"user"`
 	Password     string `mapstructure:"password" yaml:"password"`
 	PasswordFile string `mapstructure:"password_file" yaml:"password_file"`
 	DB           int    `mapstructure:"db" yaml:"db"`
 	TLS          TLS    `mapstructure:"tls" yaml:"tls"`
+}
+
+// Addresses are the host:port parts of Address.
+func (r Redis) Addresses() []string {
+	var out []string
+	for _, a := range strings.Split(r.Address, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 type Producer struct {
@@ -149,6 +164,10 @@ type Rule struct {
 	Format  string        `mapstructure:"format" yaml:"format"` // hash | json
 	Columns []string      `mapstructure:"columns" yaml:"columns"`
 	TTL     time.Duration `mapstructure:"ttl" yaml:"ttl"`
+	// SharedKey declares that several rows may map to one key (its columns
+	// are not unique): only evict then, since a refresh would write
+	// whichever row changed last.
+	SharedKey bool `mapstructure:"shared_key" yaml:"shared_key"`
 }
 
 type Metrics struct {
@@ -190,6 +209,7 @@ var defaults = map[string]any{
 	"kafka.client_id":           "lockstep",
 	"kafka.transaction_timeout": "60s",
 	"redis.address":             "127.0.0.1:6380",
+	"redis.cluster":             false,
 	"redis.user":                "",
 	"redis.password":            "",
 	"redis.password_file":       "",
@@ -415,11 +435,18 @@ func (c *Config) Validate() error {
 			bad(d.name+".user", `""`, "want a user name")
 		}
 	}
-	if !strings.Contains(c.Redis.Address, ":") {
-		bad("redis.address", c.Redis.Address, "want host:port")
+	addrs := c.Redis.Addresses()
+	if len(addrs) == 0 || slices.ContainsFunc(addrs, func(a string) bool { return !strings.Contains(a, ":") }) {
+		bad("redis.address", c.Redis.Address, "want host:port (on a cluster, seed nodes host:port,host:port,...)")
+	}
+	if len(addrs) > 1 && !c.Redis.Cluster {
+		bad("redis.address", c.Redis.Address, "several addresses name the nodes of a Redis Cluster: set redis.cluster: true, or give one host:port")
 	}
 	if c.Redis.DB < 0 || c.Redis.DB > 15 {
 		bad("redis.db", c.Redis.DB, "want 0..15")
+	}
+	if c.Redis.Cluster && c.Redis.DB != 0 {
+		bad("redis.db", c.Redis.DB, "Redis Cluster has database 0 only: want 0 with redis.cluster: true")
 	}
 	if c.Producer.ServerID == 0 {
 		bad("producer.server_id", 0, "want a replication server id unique among the primary's servers and replicas")
@@ -509,6 +536,9 @@ func (r Rule) validate(at string) []error {
 	case "refresh", "evict":
 	default:
 		bad("action", fmt.Sprintf("%q", r.Action), "want refresh or evict")
+	}
+	if r.SharedKey && r.Action == "refresh" {
+		bad("shared_key", true, "a key several rows share can only be evicted (a refresh would write whichever row changed last): want action: evict")
 	}
 	switch r.Format {
 	case "hash", "json":

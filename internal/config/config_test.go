@@ -50,6 +50,7 @@ func TestBadConfigNamesKeyAndValue(t *testing.T) {
 		{"cache:\n  rules:\n    - {table: users, keys: ['u:{id}'], action: refresh, format: hash}\n", `cache.rules[0].table = "users": want database.table`},
 		{"cache:\n  rules:\n    - {table: a.b, keys: ['static'], action: refresh, format: hash}\n", "cache.rules[0].keys = static"},
 		{"cache:\n  rules:\n    - {table: a.b, keys: ['k:{id}'], action: upsert, format: hash}\n", `cache.rules[0].action = "upsert": want refresh or evict`},
+		{"cache:\n  rules:\n    - {table: a.b, keys: ['k:{c}'], action: refresh, format: hash, shared_key: true}\n", "cache.rules[0].shared_key = true: a key several rows share can only be evicted"},
 		{"cache:\n  hook: {url: 'ftp://app/changes'}\n", "cache.hook.url = ftp://app/changes: want an http:// or https:// URL"},
 		{"cache:\n  hook: {on_failure: ignore}\n", `cache.hook.on_failure = "ignore": want block`},
 		{"cache:\n  hook: {timeout: 0s}\n", "cache.hook.timeout = 0s"},
@@ -57,6 +58,9 @@ func TestBadConfigNamesKeyAndValue(t *testing.T) {
 		{"applier:\n  linger: 7s\n", "applier.linger = 7s: want 0 (no waiting) to a tenth of kafka.transaction_timeout (6s)"},
 		{"producer:\n  linger: -1ms\n", "producer.linger = -1ms"},
 		{"kafka:\n  brokerz: [a:1]\n", "brokerz"},
+		{"redis:\n  address: a:1,b:2\n", "redis.address = a:1,b:2: several addresses name the nodes of a Redis Cluster: set redis.cluster: true"},
+		{"redis:\n  address: a:1,b\n  cluster: true\n", "redis.address = a:1,b: want host:port"},
+		{"redis:\n  address: a:1\n  cluster: true\n  db: 2\n", "redis.db = 2: Redis Cluster has database 0 only"},
 	} {
 		_, err := Load(write(t, c.body), nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/redisconn"
 )
 
 // Env is one test's servers and names.
@@ -29,7 +30,7 @@ type Env struct {
 	Cfg     *config.Config
 	Primary *sql.DB
 	Standby *sql.DB
-	Redis   *redis.Client
+	Redis   redis.UniversalClient
 	Kafka   *kfake.Cluster
 	// Flavor is the primary's: the suite runs against MariaDB and MySQL.
 	Flavor mysql.Flavor
@@ -98,6 +99,22 @@ func New(t testing.TB) *Env {
 	t.Helper()
 	pAddr, sAddr, rAddr := Servers(t)
 	return build(t, pAddr, sAddr, rAddr, nil, func(*config.Config) {})
+}
+
+// NewOnCluster is New with the Redis Cluster of scripts/test.sh
+// (LOCKSTEP_TEST_REDIS_CLUSTER: seed nodes, comma-separated) for the cache.
+func NewOnCluster(t testing.TB) *Env {
+	t.Helper()
+	pAddr, sAddr, _ := Servers(t)
+	seeds := os.Getenv("LOCKSTEP_TEST_REDIS_CLUSTER")
+	if seeds == "" {
+		msg := "a Redis Cluster test needs LOCKSTEP_TEST_REDIS_CLUSTER (seed nodes, comma-separated): run scripts/test.sh"
+		if os.Getenv("LOCKSTEP_TEST_REQUIRE") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return build(t, pAddr, sAddr, seeds, nil, func(c *config.Config) { c.Redis.Cluster = true })
 }
 
 // NewOwnPrimary is New with a primary of the test's own, of the flavour
@@ -178,13 +195,8 @@ func build(t testing.TB, pAddr, sAddr, rAddr string, kafkaOpts []kfake.Opt, twea
 	if e.Flavor, err = mysql.ServerFlavor(ctx, e.Primary); err != nil {
 		t.Fatal(err)
 	}
-	redisTLS, err := cfg.Redis.TLS.Build("redis.tls", rAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Redis = redis.NewClient(&redis.Options{Addr: rAddr, Username: cfg.Redis.User, Password: cfg.Redis.Password, TLSConfig: redisTLS})
-	if err := e.Redis.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis at %s (LOCKSTEP_TEST_REDIS) unreachable: %v", rAddr, err)
+	if e.Redis, err = redisconn.Open(ctx, cfg.Redis); err != nil {
+		t.Fatalf("Redis at %s (LOCKSTEP_TEST_REDIS, or LOCKSTEP_TEST_REDIS_CLUSTER) unreachable: %v", cfg.Redis.Address, err)
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -192,18 +204,17 @@ func build(t testing.TB, pAddr, sAddr, rAddr string, kafkaOpts []kfake.Opt, twea
 			_, _ = db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+mysql.Quote(id))
 			_, _ = db.ExecContext(ctx, "DELETE FROM lockstep.checkpoint WHERE name = ?", id)
 		}
-		// Deleted a thousand at a time: a test may leave 100,000s of keys.
-		var keys []string
-		iter := e.Redis.Scan(ctx, 0, "*"+id+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			if keys = append(keys, iter.Val()); len(keys) == 1000 {
-				e.Redis.Unlink(ctx, keys...)
-				keys = keys[:0]
+		// Deleted a thousand at a time (a test may leave 100,000s of keys),
+		// one command each, since a cluster's keys are in many slots.
+		pipe := e.Redis.Pipeline()
+		_ = redisconn.Scan(ctx, e.Redis, "*"+id+":*", func(k string) error {
+			pipe.Unlink(ctx, k)
+			if pipe.Len() == 1000 {
+				_, _ = pipe.Exec(ctx)
 			}
-		}
-		if len(keys) > 0 {
-			e.Redis.Unlink(ctx, keys...)
-		}
+			return nil
+		})
+		_, _ = pipe.Exec(ctx)
 		e.Primary.Close()
 		e.Standby.Close()
 		e.Redis.Close()

@@ -7,11 +7,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/redisconn"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
 )
@@ -57,11 +57,10 @@ func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wai
 		}
 	}
 	if what.Cache {
-		tlsCfg, err := cfg.Redis.TLS.Build("redis.tls", cfg.Redis.Address)
+		rdb, err := redisconn.Open(ctx, cfg.Redis)
 		if err != nil {
 			return false, 0, err
 		}
-		rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Address, Username: cfg.Redis.User, Password: cfg.Redis.Password, DB: cfg.Redis.DB, TLSConfig: tlsCfg})
 		defer rdb.Close()
 		rules := cacherule.Compile(cfg.Cache)
 		compares = append(compares, func() (string, bool, error) {

@@ -454,7 +454,7 @@ func (c *Cache) OK() bool { return len(c.Missing)+len(c.Wrong)+len(c.Orphans) ==
 // CacheAgainst compares every refresh rule's keys with the standby rows of
 // the databases given.
 // progress (nil: none) gets a progress bar or lines, in standby rows.
-func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules *cacherule.Set, dbs []string, progressOut io.Writer) (*Cache, error) {
+func CacheAgainst(ctx context.Context, standby *sql.DB, rdb redis.UniversalClient, rules *cacherule.Set, dbs []string, progressOut io.Writer) (*Cache, error) {
 	res := &Cache{}
 	expected := make(map[string]bool)
 	tables := make(map[*cacherule.Rule][]string)
@@ -498,7 +498,7 @@ func CacheAgainst(ctx context.Context, standby *sql.DB, rdb *redis.Client, rules
 	return res, nil
 }
 
-func checkTable(ctx context.Context, standby *sql.DB, rdb *redis.Client, r *cacherule.Rule, name string, res *Cache, expected map[string]bool, meter *progress.Meter) error {
+func checkTable(ctx context.Context, standby *sql.DB, rdb redis.UniversalClient, r *cacherule.Rule, name string, res *Cache, expected map[string]bool, meter *progress.Meter) error {
 	return cacherule.ScanTable(ctx, standby, quoted(name), nil, func(row cacherule.Row) error {
 		meter.Add(1)
 		keys, err := r.Render(row)
@@ -526,7 +526,7 @@ func checkTable(ctx context.Context, standby *sql.DB, rdb *redis.Client, r *cach
 
 // compareKey compares a key's value with the standby row it should hold:
 // diff names what differs ("" when equal).
-func compareKey(ctx context.Context, rdb *redis.Client, r *cacherule.Rule, key string, row cacherule.Row) (diff string, found bool, err error) {
+func compareKey(ctx context.Context, rdb redis.UniversalClient, r *cacherule.Rule, key string, row cacherule.Row) (diff string, found bool, err error) {
 	if r.Format == "json" {
 		got, err := rdb.Get(ctx, key).Result()
 		if err == redis.Nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/redisconn"
 )
 
 const demoSchema = `
@@ -61,7 +62,10 @@ func workloadCmd(load func() (*config.Config, error)) *cobra.Command {
 			if _, err := db.ExecContext(ctx, demoSchema); err != nil {
 				return fmt.Errorf("create demo schema: %w", err)
 			}
-			rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Address, Password: cfg.Redis.Password, DB: cfg.Redis.DB})
+			rdb, err := redisconn.Open(ctx, cfg.Redis)
+			if err != nil {
+				return err
+			}
 			defer rdb.Close()
 			return workload(ctx, db, rdb, cfg.Cache.KeyPrefix, duration)
 		},
@@ -70,7 +74,7 @@ func workloadCmd(load func() (*config.Config, error)) *cobra.Command {
 	return cmd
 }
 
-func workload(ctx context.Context, db *sql.DB, rdb *redis.Client, prefix string, d time.Duration) error {
+func workload(ctx context.Context, db *sql.DB, rdb redis.UniversalClient, prefix string, d time.Duration) error {
 	var c counts
 	var lags []time.Duration
 	start := time.Now()
@@ -111,7 +115,7 @@ func workload(ctx context.Context, db *sql.DB, rdb *redis.Client, prefix string,
 
 // probe inserts a user and waits until its key is in Redis: the lag of the
 // whole pipeline, primary commit to cache write.
-func probe(ctx context.Context, db *sql.DB, rdb *redis.Client, prefix string) (time.Duration, error) {
+func probe(ctx context.Context, db *sql.DB, rdb redis.UniversalClient, prefix string) (time.Duration, error) {
 	res, err := db.ExecContext(ctx, "INSERT INTO shop.users (email, name, updated) VALUES (CONCAT('probe-', UUID()), 'probe', NOW(6))")
 	if err != nil {
 		return 0, err

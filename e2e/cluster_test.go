@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockstep-dr/lockstep/cache"
+	"github.com/lockstep-dr/lockstep/internal/redisconn"
+	"github.com/lockstep-dr/lockstep/internal/testenv"
+)
+
+// The pipeline with its cache on a Redis Cluster (3 masters): rows whose
+// keys move between slots, evictions, a DDL on a cached table, the loss of
+// every master's data, warm and replay; the cache equals the standby after
+// each, and every key lockstep wrote sits in the slot Redis computes, its
+// version key beside it.
+func TestCacheOnRedisCluster(t *testing.T) {
+	e := testenv.NewOnCluster(t)
+	withRules(e)
+	p := startPipeline(t, e)
+	createTables(t, e)
+	ctx := context.Background()
+	writeBatch(t, e, 0, 100)
+	for i := range 20 {
+		if err := e.Redis.Set(ctx, fmt.Sprintf("%ssess:%d", e.Cfg.Cache.KeyPrefix, i), "filled by the application", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Exec(t, e.Primary,
+		"INSERT INTO "+e.DB+".sessions SELECT seq, 't' FROM "+e.Seq(19),
+		"UPDATE "+e.DB+".sessions SET token = 'u'",
+		// new emails: every user:email key moves to another slot
+		"UPDATE "+e.DB+".users SET email = CONCAT('moved-', email) WHERE id % 2 = 0",
+		"DELETE FROM "+e.DB+".users WHERE id % 7 = 0",
+		"DELETE FROM "+e.DB+".items WHERE id > 90",
+	)
+	consistent(t, e, 60*time.Second)
+	for i := 1; i < 20; i++ {
+		if exists(t, e, fmt.Sprintf("sess:%d", i)) {
+			t.Fatalf("sess:%d still cached after its row changed (evict rule)", i)
+		}
+	}
+	keys := keysBySlot(t, e)
+	if len(keys) < 2 {
+		t.Fatalf("the test's keys are on %d master(s): want them spread over the cluster", len(keys))
+	}
+
+	testenv.Exec(t, e.Primary, "ALTER TABLE "+e.DB+".users ADD COLUMN tier INT NOT NULL DEFAULT 3")
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		return hget(t, e, "user:1", "tier") == "3", "user:1 has no tier field after the ALTER"
+	})
+	consistent(t, e, 60*time.Second)
+
+	// Every master loses its data: the cache-applier rebuilds from the standby.
+	if err := redisconn.EachMaster(ctx, e.Redis, func(ctx context.Context, m *redis.Client) error { return m.FlushAll(ctx).Err() }); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Exec(t, e.Primary, "UPDATE "+e.DB+".users SET name = 'after the loss' WHERE id = 1")
+	consistent(t, e, 60*time.Second)
+	if hget(t, e, "user:2", "name") != "n" {
+		t.Fatal("user:2 (not changed since the loss) was not rebuilt")
+	}
+
+	mustContain(t, p.run(t, true, "cache-applier", "verify", "cache"), "0 missing, 0 with a different value, 0 orphan keys")
+	mustContain(t, p.run(t, true, "cache-applier", "warm"), "cache warmed from the standby at version")
+	mustContain(t, p.run(t, true, "cache-applier", "replay", "--from-offset", "0"), "replayed offsets 0..")
+	consistent(t, e, 30*time.Second)
+}
+
+// keysBySlot checks every key of the test against CLUSTER KEYSLOT on the
+// master that holds it: cache.Slot computes the same slot, and a cached
+// key's version key has it too. It returns the masters' addresses with
+// how many of the test's keys each holds.
+func keysBySlot(t *testing.T, e *testenv.Env) map[string]int {
+	t.Helper()
+	var mu sync.Mutex
+	held := make(map[string]int)
+	err := redisconn.EachMaster(context.Background(), e.Redis, func(ctx context.Context, m *redis.Client) error {
+		iter := m.Scan(ctx, 0, "*"+e.DB+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			k := iter.Val()
+			for _, key := range []string{k, cache.VersionKey(k)} {
+				slot, err := m.ClusterKeySlot(ctx, key).Result()
+				if err != nil {
+					return err
+				}
+				if int(slot) != cache.Slot(k) {
+					return fmt.Errorf("CLUSTER KEYSLOT %q = %d; cache.Slot(%q) = %d", key, slot, k, cache.Slot(k))
+				}
+			}
+			mu.Lock()
+			held[m.Options().Addr]++
+			mu.Unlock()
+		}
+		return iter.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return held
+}
