@@ -92,7 +92,7 @@ func TestOldVersionKeysAreRenamed(t *testing.T) {
 		e.Redis.Set(ctx, "lockstep:v:"+k, v, 0)
 	}
 	e.Redis.Set(ctx, "lockstep:v:"+p+"gone:1", "00000000000000000006", time.Hour) // a tombstone
-	e.Redis.Set(ctx, cache.VersionKey(p+"user:2"), "00000000000000000008", 0)    // written since: newer
+	e.Redis.Set(ctx, cache.VersionKey(p+"user:2"), "00000000000000000008", 0)     // written since: newer
 	marker := markerKey(e.Cfg.Cache.Group)
 	e.Redis.HSet(ctx, marker, "floor", -1)
 	b := newCacheApplier(e.Cfg, e.Redis, slog.New(slog.DiscardHandler), &hooks{}).rebuild
