@@ -232,9 +232,7 @@ start_redis() {
 start_redis_cluster() {
 	local nodes=() port listen cli
 	for port in $(seq "$REDIS_PORT" $((REDIS_PORT + 5))); do
-		# A node gone for 2 s is failed over: tests kill masters.
-		start_redis_server "$DEV/redis-cluster/$port" "$port" --cluster-enabled yes \
-			--cluster-config-file "$DEV/redis-cluster/$port/nodes.conf" --cluster-node-timeout 2000
+		start_redis_cluster_node "$port"
 		nodes+=("127.0.0.1:$port")
 	done
 	redis_args "$REDIS_PORT"
@@ -253,6 +251,14 @@ start_redis_cluster() {
 		wait_for "the Redis Cluster node on 127.0.0.1:$port to be a master or a replica in sync" bash -c \
 			"redis-cli ${cli[*]} info replication | grep -qE '^(master_link_status:up|connected_slaves:1)'"
 	done
+}
+
+# start_redis_cluster_node PORT: one node of the cluster, in
+# $DEV/redis-cluster/PORT; started again, it rejoins by its nodes.conf.
+start_redis_cluster_node() {
+	# A node gone for 2 s is failed over: tests kill masters.
+	start_redis_server "$DEV/redis-cluster/$1" "$1" --cluster-enabled yes \
+		--cluster-config-file "$DEV/redis-cluster/$1/nodes.conf" --cluster-node-timeout 2000
 }
 
 # stop_redis: whichever Redis start_redis started.

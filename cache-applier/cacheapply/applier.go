@@ -159,7 +159,7 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 // marker) and the hooks it hands changes to.
 func newCacheApplier(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, hooks *hooks) *cacheApplier {
 	rules := cacherule.Compile(cfg.Cache)
-	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL}
+	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL, waitReplicas: cfg.Cache.WaitReplicas, waitTimeout: cfg.Cache.WaitTimeout}
 	return &cacheApplier{rules: rules, w: w, log: log, primaryTopic: cfg.CacheTopic() == cfg.Kafka.PrimaryTopic, hooks: hooks,
 		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log, floor: -1}}
 }

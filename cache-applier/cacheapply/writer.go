@@ -3,14 +3,17 @@ package cacheapply
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockstep-dr/lockstep/cache"
+	"github.com/lockstep-dr/lockstep/internal/redisconn"
 )
 
 // casScript writes or evicts one key only if the change's version is newer
@@ -47,25 +50,45 @@ type op struct {
 type writer struct {
 	rdb          redis.UniversalClient
 	tombstoneTTL time.Duration
+	// waitReplicas > 0: each master's pipeline ends in WAIT for that many
+	// replicas, at most waitTimeout.
+	waitReplicas int
+	waitTimeout  time.Duration
 }
 
 // write runs every op of a batch: ops on one key run in the order given. It
 // returns how many ops changed a key (the rest were older than what Redis had).
 func (w *writer) write(ctx context.Context, ops []op) (applied int, err error) {
-	applied, err = w.pipeline(ctx, ops)
-	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
-		// Redis lost its script cache (restart): load and run the batch again;
-		// the version guard makes the repeat harmless.
-		if err := cas.Load(ctx, w.rdb).Err(); err != nil {
-			return 0, classifyRedis(fmt.Errorf("load cache script: %w", err))
+	for attempt := 0; ; attempt++ {
+		if w.waitReplicas > 0 {
+			applied, err = w.perMaster(ctx, ops)
+		} else {
+			applied, err = w.pipeline(ctx, w.rdb.Pipeline(), ops)
 		}
-		applied, err = w.pipeline(ctx, ops)
+		if err == nil || attempt == 2 {
+			return applied, classifyRedis(err)
+		}
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "NOSCRIPT"):
+			// Redis lost its script cache (restart, failover): load and run
+			// the batch again; the version guard makes the repeat harmless.
+			if err := cas.Load(ctx, w.rdb).Err(); err != nil {
+				return 0, classifyRedis(fmt.Errorf("load cache script: %w", err))
+			}
+		case strings.Contains(msg, "MOVED ") || strings.Contains(msg, "ASK "):
+			// Slots moved under perMaster's pipelines: learn where to.
+			if c, ok := w.rdb.(*redis.ClusterClient); ok {
+				c.ReloadState(ctx)
+			}
+		default:
+			return applied, classifyRedis(err)
+		}
 	}
-	return applied, classifyRedis(err)
 }
 
-func (w *writer) pipeline(ctx context.Context, ops []op) (int, error) {
-	pipe := w.rdb.Pipeline()
+// pipeline sends ops through pipe (ending in WAIT when the writer waits)
+// and counts those applied.
+func (w *writer) pipeline(ctx context.Context, pipe redis.Pipeliner, ops []op) (int, error) {
 	cmds := make([]*redis.Cmd, len(ops))
 	tomb := strconv.FormatInt(int64(w.tombstoneTTL/time.Second), 10)
 	for i, o := range ops {
@@ -78,8 +101,17 @@ func (w *writer) pipeline(ctx context.Context, ops []op) (int, error) {
 		args = append(args, o.payload...)
 		cmds[i] = cas.EvalSha(ctx, pipe, []string{o.key, cache.VersionKey(o.key)}, args...)
 	}
+	var wait *redis.Cmd
+	if w.waitReplicas > 0 {
+		wait = pipe.Do(ctx, "WAIT", w.waitReplicas, w.waitTimeout.Milliseconds())
+	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("write %d cache keys: %w", len(ops), err)
+	}
+	if wait != nil {
+		if n, _ := wait.Int(); n < w.waitReplicas {
+			return 0, fmt.Errorf("write %d cache keys: %d of the %d replicas cache.wait_replicas asks for hold them after %s (cache.wait_timeout); the batch is written again", len(ops), n, w.waitReplicas, w.waitTimeout)
+		}
 	}
 	applied := 0
 	for _, c := range cmds {
@@ -88,6 +120,35 @@ func (w *writer) pipeline(ctx context.Context, ops []op) (int, error) {
 		}
 	}
 	return applied, nil
+}
+
+// perMaster writes the ops of each master in a pipeline of its own on one
+// connection to it, so that the WAIT at its end waits for these writes.
+func (w *writer) perMaster(ctx context.Context, ops []op) (int, error) {
+	var masters []*redis.Client
+	byMaster := make(map[*redis.Client][]op)
+	for _, o := range ops {
+		m, err := redisconn.MasterFor(ctx, w.rdb, o.key)
+		if err != nil {
+			return 0, fmt.Errorf("find the master of %s: %w", o.key, err)
+		}
+		if _, ok := byMaster[m]; !ok {
+			masters = append(masters, m)
+		}
+		byMaster[m] = append(byMaster[m], o)
+	}
+	applied := make([]int, len(masters))
+	errs := make([]error, len(masters))
+	var wg sync.WaitGroup
+	for i, m := range masters {
+		wg.Go(func() { applied[i], errs[i] = w.pipeline(ctx, m.Pipeline(), byMaster[m]) })
+	}
+	wg.Wait()
+	total := 0
+	for _, n := range applied {
+		total += n
+	}
+	return total, errors.Join(errs...)
 }
 
 // batchOps is how many ops a batch sends in one pipeline.

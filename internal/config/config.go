@@ -137,9 +137,14 @@ type Cache struct {
 	InstanceID     string        `mapstructure:"instance_id" yaml:"instance_id"`
 	SessionTimeout time.Duration `mapstructure:"session_timeout" yaml:"session_timeout"`
 	TombstoneTTL   time.Duration `mapstructure:"tombstone_ttl" yaml:"tombstone_ttl"`
-	KeyPrefix      string        `mapstructure:"key_prefix" yaml:"key_prefix"`
-	Rules          []Rule        `mapstructure:"rules" yaml:"rules"`
-	Hook           Hook          `mapstructure:"hook" yaml:"hook"`
+	// WaitReplicas is how many replicas of each master written to must hold
+	// a batch (Redis WAIT) before its offsets are committed; WaitTimeout
+	// bounds one wait, after which the batch is written again.
+	WaitReplicas int           `mapstructure:"wait_replicas" yaml:"wait_replicas"`
+	WaitTimeout  time.Duration `mapstructure:"wait_timeout" yaml:"wait_timeout"`
+	KeyPrefix    string        `mapstructure:"key_prefix" yaml:"key_prefix"`
+	Rules        []Rule        `mapstructure:"rules" yaml:"rules"`
+	Hook         Hook          `mapstructure:"hook" yaml:"hook"`
 }
 
 // Hook is the application's webhook: each change is POSTed to URL before
@@ -226,6 +231,8 @@ var defaults = map[string]any{
 	"cache.instance_id":         "",
 	"cache.session_timeout":     "10s",
 	"cache.tombstone_ttl":       "24h",
+	"cache.wait_replicas":       0,
+	"cache.wait_timeout":        "2s",
 	"cache.key_prefix":          "",
 	"cache.rules":               []Rule{},
 	"cache.hook.url":            "",
@@ -475,6 +482,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.SessionTimeout < 6*time.Second || c.Cache.SessionTimeout > 5*time.Minute {
 		bad("cache.session_timeout", c.Cache.SessionTimeout, "want 6s to 5m (the broker's group session limits)")
+	}
+	if c.Cache.WaitReplicas < 0 {
+		bad("cache.wait_replicas", c.Cache.WaitReplicas, "want 0 (do not wait) or the number of replicas each master must have a batch on")
+	}
+	if c.Cache.WaitReplicas > 0 && (c.Cache.WaitTimeout < time.Millisecond || c.Cache.WaitTimeout > c.Cache.SessionTimeout) {
+		bad("cache.wait_timeout", c.Cache.WaitTimeout, fmt.Sprintf("want 1ms to cache.session_timeout (%s)", c.Cache.SessionTimeout))
 	}
 	if c.Cache.TombstoneTTL < time.Second {
 		bad("cache.tombstone_ttl", c.Cache.TombstoneTTL, "want 1s or more: an eviction's version must outlive any replay")

@@ -55,6 +55,8 @@ func TestBadConfigNamesKeyAndValue(t *testing.T) {
 		{"cache:\n  hook: {on_failure: ignore}\n", `cache.hook.on_failure = "ignore": want block`},
 		{"cache:\n  hook: {timeout: 0s}\n", "cache.hook.timeout = 0s"},
 		{"log:\n  level: loud\n", "log.level = loud"},
+		{"cache:\n  wait_replicas: -1\n", "cache.wait_replicas = -1"},
+		{"cache:\n  wait_replicas: 1\n  wait_timeout: 1m\n", "cache.wait_timeout = 1m0s: want 1ms to cache.session_timeout (10s)"},
 		{"applier:\n  linger: 7s\n", "applier.linger = 7s: want 0 (no waiting) to a tenth of kafka.transaction_timeout (6s)"},
 		{"producer:\n  linger: -1ms\n", "producer.linger = -1ms"},
 		{"kafka:\n  brokerz: [a:1]\n", "brokerz"},

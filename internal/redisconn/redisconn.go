@@ -65,6 +65,19 @@ func EachMaster(ctx context.Context, rdb redis.UniversalClient, fn func(context.
 	}
 }
 
+// MasterFor is the master that holds key: the one server, or the master
+// of the key's slot in the cluster's current topology.
+func MasterFor(ctx context.Context, rdb redis.UniversalClient, key string) (*redis.Client, error) {
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		return c.MasterForKey(ctx, key)
+	case *redis.Client:
+		return c, nil
+	default:
+		return nil, fmt.Errorf("redis client %T: want a single server or a cluster", rdb)
+	}
+}
+
 // Scan hands fn every key matching pattern on every master, one call at a
 // time.
 func Scan(ctx context.Context, rdb redis.UniversalClient, pattern string, fn func(key string) error) error {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,4 +294,63 @@ func (e *Env) Only(t testing.TB, f mysql.Flavor, what string) {
 	if e.Flavor != f {
 		t.Skipf("%s: %s only, the primary is %s", what, f, e.Flavor)
 	}
+}
+
+// RedisNode is a node of the test Redis Cluster: its address, process and
+// folder (as scripts/lib.sh's start_redis_cluster_node made it).
+type RedisNode struct {
+	Addr string
+	PID  int
+	Dir  string
+}
+
+// MasterAndReplica are the master that holds key in the test Redis Cluster
+// and its replica.
+func (e *Env) MasterAndReplica(t testing.TB, key string) (master, replica RedisNode) {
+	t.Helper()
+	ctx := context.Background()
+	m, err := redisconn.MasterFor(ctx, e.Redis, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := m.Do(ctx, "CLUSTER", "MYID").Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := m.Do(ctx, "CLUSTER", "REPLICAS", id).StringSlice()
+	if err != nil || len(lines) == 0 {
+		t.Fatalf("the replicas of %s: %v %v", m.Options().Addr, lines, err)
+	}
+	addr, _, _ := strings.Cut(strings.Fields(lines[0])[1], "@")
+	r := redis.NewClient(&redis.Options{Addr: addr})
+	defer r.Close()
+	return redisNode(t, m), redisNode(t, r)
+}
+
+func redisNode(t testing.TB, c *redis.Client) RedisNode {
+	t.Helper()
+	ctx := context.Background()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pid, _ := strings.Cut(info, "process_id:")
+	n := RedisNode{Addr: c.Options().Addr}
+	if n.PID, err = strconv.Atoi(strings.Fields(pid)[0]); err != nil {
+		t.Fatalf("process_id of %s: %v", n.Addr, err)
+	}
+	dir, err := c.ConfigGet(ctx, "dir").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Dir = dir["dir"]
+	return n
+}
+
+// StartRedisNode starts a killed node of the test Redis Cluster again; it
+// rejoins the cluster (a master that was failed over, as a replica).
+func (e *Env) StartRedisNode(t testing.TB, n RedisNode) {
+	t.Helper()
+	_, port, _ := strings.Cut(n.Addr, ":")
+	lib(t, append(os.Environ(), "LOCKSTEP_DEV_DIR="+filepath.Dir(filepath.Dir(n.Dir))), "start_redis_cluster_node "+port)
 }
