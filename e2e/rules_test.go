@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockstep-dr/lockstep/cache"
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 )
@@ -86,4 +87,36 @@ func TestRuleWhoseKeyIsNotUniqueIsRefused(t *testing.T) {
 	testenv.Exec(t, e.Primary, "ALTER TABLE "+e.DB+".people DROP INDEX nick")
 	mustContain(t, p.cacheApplier.waitExit(60*time.Second), "after DDL", "DROP INDEX nick",
 		"key template person:{nick}:{city} is not unique", "its unique indexes: (id)")
+}
+
+// Redis replies that every retry would get again stop the cache-applier
+// with the key and the fix, instead of retrying forever: a version key
+// another writer made a hash (WRONGTYPE), and a Redis user that may not
+// touch lockstep's own keys (NOPERM).
+func TestRedisErrorsThatRepeatStopTheCacheApplier(t *testing.T) {
+	t.Run("WRONGTYPE", func(t *testing.T) {
+		e := newEnv(t)
+		p := startPipeline(t, e)
+		createTables(t, e)
+		key := e.Cfg.Cache.KeyPrefix + "user:1"
+		if err := e.Redis.HSet(context.Background(), cache.VersionKey(key), "not", "a version").Err(); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Exec(t, e.Primary, "INSERT INTO "+e.DB+".users VALUES (1, 'a@x', 'a', 1, NULL)")
+		mustContain(t, p.cacheApplier.waitExit(60*time.Second), "WRONGTYPE", "(version key "+cache.VersionKey(key)+" of "+key+")", "give lockstep its own key_prefix")
+	})
+	t.Run("NOPERM", func(t *testing.T) {
+		e := newEnv(t)
+		ctx := context.Background()
+		user := e.DB + "-noperm"
+		// Its own keys, but not lockstep's.
+		if err := e.Redis.Do(ctx, "ACL", "SETUSER", user, "on", ">pw", "~"+e.Cfg.Cache.KeyPrefix+"*", "+@all").Err(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Redis.Do(ctx, "ACL", "DELUSER", user) })
+		e.Cfg.Redis.User, e.Cfg.Redis.Password = user, "pw"
+		p := startPipeline(t, e)
+		createTables(t, e)
+		mustContain(t, p.cacheApplier.waitExit(60*time.Second), "NOPERM", "lockstep:cache:"+e.Cfg.Cache.Group, "grant it the commands and keys README, Security lists")
+	})
 }

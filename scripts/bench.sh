@@ -10,7 +10,7 @@
 set -euo pipefail
 # Its own folder and ports always: the run starts by wiping them.
 export LOCKSTEP_DEV_DIR="$(cd "$(dirname "$0")/.." && pwd)/.dev/bench"
-export LOCKSTEP_PRIMARY_PORT=33307 LOCKSTEP_STANDBY_PORT=33308 LOCKSTEP_REDIS_PORT=36380 LOCKSTEP_KAFKA_PORT=39092
+export LOCKSTEP_PRIMARY_PORT=33307 LOCKSTEP_STANDBY_PORT=33308 LOCKSTEP_REDIS_PORT=36380 LOCKSTEP_KAFKA_PORT=39092 LOCKSTEP_REDIS=single
 REPLICA_PORT=33309 # and the next two
 MODES=(serial conservative optimistic)
 source "$(dirname "$0")/lib.sh"

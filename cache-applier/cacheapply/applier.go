@@ -52,7 +52,7 @@ func openRedis(ctx context.Context, c config.Redis) (redis.UniversalClient, erro
 	}
 	if err := cas.Load(ctx, rdb).Err(); err != nil {
 		rdb.Close()
-		return nil, fmt.Errorf("load cache script into Redis: %w", err)
+		return nil, classifyRedis(fmt.Errorf("load cache script into Redis: %w", err))
 	}
 	return rdb, nil
 }
@@ -144,11 +144,11 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 	}
 	// Once per batch: has Redis lost its data since the last one?
 	if err := a.rebuild.check(ctx); err != nil {
-		return err
+		return classifyRedis(err)
 	}
 	metrics.ObserveConsumerLag("cached", fs)
 	if err := a.apply(ctx, fs.Records()); err != nil {
-		return err
+		return classifyRedis(err)
 	}
 	crashpoint.Hit(crashpoint.CacheWritten)
 	return cl.CommitUncommittedOffsets(ctx)

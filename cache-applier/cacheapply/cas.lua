@@ -1,31 +1,46 @@
--- KEYS[1] the cached key, KEYS[2] its version key
--- ARGV[1] version, ARGV[2] mode (h: hash, s: string, d: delete),
--- ARGV[3] TTL of the value in seconds (0: none), ARGV[4] TTL of a tombstone,
--- ARGV[5] '1' for a write from a snapshot of the standby taken at this
--- version: it may replace what the change of the same version wrote (the
--- same row state), which a replayed change may not,
--- ARGV[6..] hash field/value pairs, or the string value
-local cur = redis.call('GET', KEYS[2])
-if cur and (cur > ARGV[1] or (cur == ARGV[1] and ARGV[5] ~= '1')) then
-  return 0
-end
-redis.call('DEL', KEYS[1])
-if ARGV[2] == 'd' then
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4])
-  return 1
-end
-if ARGV[2] == 'h' then
-  if #ARGV >= 7 then
-    redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+-- Guarded writes of many keys: each key is written or evicted only if its
+-- change's version is newer than the version the key last saw.
+-- KEYS: per op, the cached key and its version key (cache.VersionKey)
+-- ARGV[1]: TTL of a tombstone in seconds; then per op:
+--   version, mode (h: hash, s: string, d: delete), TTL of the value in
+--   seconds (0: none), '1' for a write from a snapshot of the standby taken
+--   at this version (it may replace what the change of the same version
+--   wrote, the same row state, which a replayed change may not), how many
+--   payload values follow, and the hash field/value pairs or the string
+-- Returns how many ops were applied.
+local tomb = ARGV[1]
+local a = 2
+local applied = 0
+for i = 1, #KEYS, 2 do
+  local key, vkey = KEYS[i], KEYS[i + 1]
+  local version, mode, ttl, snap = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
+  local p, n = a + 5, tonumber(ARGV[a + 4])
+  a = p + n
+  local cur = redis.pcall('GET', vkey)
+  if type(cur) == 'table' and cur.err then
+    -- WRONGTYPE: name the key, which one call of many keys cannot
+    return redis.error_reply(cur.err .. ' (version key ' .. vkey .. ' of ' .. key .. ')')
   end
-else
-  redis.call('SET', KEYS[1], ARGV[6])
+  if not cur or cur < version or (cur == version and snap == '1') then
+    applied = applied + 1
+    redis.call('DEL', key)
+    if mode == 'd' then
+      redis.call('SET', vkey, version, 'EX', tomb)
+    else
+      if mode == 'h' then
+        if n >= 2 then
+          redis.call('HSET', key, unpack(ARGV, p, p + n - 1))
+        end
+      else
+        redis.call('SET', key, ARGV[p])
+      end
+      if ttl > 0 then
+        redis.call('EXPIRE', key, ttl)
+        redis.call('SET', vkey, version, 'EX', math.max(ttl, tonumber(tomb)))
+      else
+        redis.call('SET', vkey, version)
+      end
+    end
+  end
 end
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', math.max(ttl, tonumber(ARGV[4])))
-else
-  redis.call('SET', KEYS[2], ARGV[1])
-end
-return 1
+return applied

@@ -55,7 +55,7 @@ func (b *rebuilder) check(ctx context.Context) error {
 	key := markerKey(b.cfg.Cache.Group)
 	m, err := b.w.rdb.HGetAll(ctx, key).Result()
 	if err != nil {
-		return fmt.Errorf("read the cache marker in Redis %s: %w", b.cfg.Redis.Address, err)
+		return fmt.Errorf("read the cache marker %s in Redis %s: %w", key, b.cfg.Redis.Address, err)
 	}
 	if len(m) > 0 {
 		if m["topic_id"] != b.topicID && m["topic_id"] != "" && b.topicID != "" {

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,8 +17,8 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/redisconn"
 )
 
-// casScript writes or evicts one key only if the change's version is newer
-// than the version the key last saw. The version lives beside the key and
+// casScript writes or evicts keys, each only if its change's version is
+// newer than the version the key last saw. The version lives beside the key and
 // outlives an eviction as a tombstone, so a replayed or late older change
 // can neither overwrite newer data nor undo an eviction. Versions are
 // fixed-width decimal strings, so string order is version order.
@@ -59,6 +60,7 @@ type writer struct {
 // write runs every op of a batch: ops on one key run in the order given. It
 // returns how many ops changed a key (the rest were older than what Redis had).
 func (w *writer) write(ctx context.Context, ops []op) (applied int, err error) {
+	ops = fold(ops)
 	for attempt := 0; ; attempt++ {
 		if w.waitReplicas > 0 {
 			applied, err = w.perMaster(ctx, ops)
@@ -86,26 +88,43 @@ func (w *writer) write(ctx context.Context, ops []op) (applied int, err error) {
 	}
 }
 
-// pipeline sends ops through pipe (ending in WAIT when the writer waits)
-// and counts those applied.
+// opsPerCall bounds the ops of one script call, and so how long Redis
+// runs it.
+const opsPerCall = 100
+
+// pipeline sends ops through pipe (ending in WAIT when the writer waits),
+// in script calls of up to opsPerCall ops of one slot, and counts those
+// applied.
 func (w *writer) pipeline(ctx context.Context, pipe redis.Pipeliner, ops []op) (int, error) {
-	cmds := make([]*redis.Cmd, len(ops))
 	tomb := strconv.FormatInt(int64(w.tombstoneTTL/time.Second), 10)
-	for i, o := range ops {
-		snapshot := "0"
-		if o.snapshot {
-			snapshot = "1"
+	calls := w.calls(ops)
+	cmds := make([]*redis.Cmd, len(calls))
+	for i, call := range calls {
+		keys := make([]string, 0, 2*len(call))
+		args := []any{tomb}
+		for _, o := range call {
+			snapshot := "0"
+			if o.snapshot {
+				snapshot = "1"
+			}
+			keys = append(keys, o.key, cache.VersionKey(o.key))
+			args = append(args, o.version, o.mode, strconv.FormatInt(int64(o.ttl/time.Second), 10), snapshot, len(o.payload))
+			args = append(args, o.payload...)
 		}
-		args := make([]any, 0, 5+len(o.payload))
-		args = append(args, o.version, o.mode, strconv.FormatInt(int64(o.ttl/time.Second), 10), tomb, snapshot)
-		args = append(args, o.payload...)
-		cmds[i] = cas.EvalSha(ctx, pipe, []string{o.key, cache.VersionKey(o.key)}, args...)
+		cmds[i] = cas.EvalSha(ctx, pipe, keys, args...)
 	}
 	var wait *redis.Cmd
 	if w.waitReplicas > 0 {
 		wait = pipe.Do(ctx, "WAIT", w.waitReplicas, w.waitTimeout.Milliseconds())
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
+		// A reply about one key (WRONGTYPE, NOPERM) names the call's keys.
+		for i, c := range cmds {
+			var re redis.Error
+			if errors.As(c.Err(), &re) {
+				return 0, fmt.Errorf("write cache keys %s: %w", callKeys(calls[i]), c.Err())
+			}
+		}
 		return 0, fmt.Errorf("write %d cache keys: %w", len(ops), err)
 	}
 	if wait != nil {
@@ -115,11 +134,65 @@ func (w *writer) pipeline(ctx context.Context, pipe redis.Pipeliner, ops []op) (
 	}
 	applied := 0
 	for _, c := range cmds {
-		if n, _ := c.Int(); n == 1 {
-			applied++
-		}
+		n, _ := c.Int()
+		applied += n
 	}
 	return applied, nil
+}
+
+// calls splits ops into script calls: ops in order, up to opsPerCall a
+// call, and on a cluster only ops whose keys share a slot in one call.
+func (w *writer) calls(ops []op) [][]op {
+	if _, cluster := w.rdb.(*redis.ClusterClient); !cluster {
+		return slices.Collect(slices.Chunk(ops, opsPerCall))
+	}
+	var calls [][]op
+	open := make(map[int]int) // slot -> its call being filled
+	for _, o := range ops {
+		slot := cache.Slot(o.key)
+		i, ok := open[slot]
+		if !ok || len(calls[i]) == opsPerCall {
+			i = len(calls)
+			open[slot] = i
+			calls = append(calls, nil)
+		}
+		calls[i] = append(calls[i], o)
+	}
+	return calls
+}
+
+// callKeys names the keys of a call, for an error.
+func callKeys(call []op) string {
+	keys := make([]string, len(call))
+	for i, o := range call {
+		keys[i] = o.key
+	}
+	if len(keys) > 3 {
+		return strings.Join(keys[:3], ", ") + fmt.Sprintf(" and %d more", len(keys)-3)
+	}
+	return strings.Join(keys, ", ")
+}
+
+// fold keeps, of several ops on one key, the one of the newest version
+// (the later of equal ones): the version guard would skip the others.
+// Records come from several partitions, so a batch is not in version order.
+func fold(ops []op) []op {
+	newest := make(map[string]int, len(ops))
+	for i, o := range ops {
+		if j, ok := newest[o.key]; !ok || ops[j].version <= o.version {
+			newest[o.key] = i
+		}
+	}
+	if len(newest) == len(ops) {
+		return ops
+	}
+	out := make([]op, 0, len(newest))
+	for i, o := range ops {
+		if newest[o.key] == i {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // perMaster writes the ops of each master in a pipeline of its own on one

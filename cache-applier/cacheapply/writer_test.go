@@ -114,3 +114,25 @@ func TestOldVersionKeysAreRenamed(t *testing.T) {
 		t.Errorf("marker layout = %q, want %q", got, keyLayout)
 	}
 }
+
+func TestFoldKeepsTheNewestOpOfEachKey(t *testing.T) {
+	v := schemas.FormatVersion
+	ops := []op{
+		{key: "a", version: v(12), mode: modeHash},
+		{key: "b", version: v(3), mode: modeHash},
+		{key: "a", version: v(10), mode: modeDelete}, // from another partition: older
+		{key: "b", version: v(5), mode: modeDelete},
+		{key: "c", version: v(7), mode: modeString},
+		{key: "c", version: v(7), mode: modeDelete}, // same version: the later
+	}
+	got := fold(ops)
+	want := []op{ops[0], ops[3], ops[5]}
+	if len(got) != len(want) {
+		t.Fatalf("fold kept %d ops, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i].key != want[i].key || got[i].version != want[i].version || got[i].mode != want[i].mode {
+			t.Errorf("op %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}

@@ -317,10 +317,12 @@ func (e *Env) MasterAndReplica(t testing.TB, key string) (master, replica RedisN
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines, err := m.Do(ctx, "CLUSTER", "REPLICAS", id).StringSlice()
-	if err != nil || len(lines) == 0 {
-		t.Fatalf("the replicas of %s: %v %v", m.Options().Addr, lines, err)
-	}
+	// A master failed over by an earlier test may still wait for one.
+	var lines []string
+	Eventually(t, 30*time.Second, func() (bool, string) {
+		lines, err = m.Do(ctx, "CLUSTER", "REPLICAS", id).StringSlice()
+		return err == nil && len(lines) > 0, fmt.Sprintf("the replicas of %s: %v %v", m.Options().Addr, lines, err)
+	})
 	addr, _, _ := strings.Cut(strings.Fields(lines[0])[1], "@")
 	r := redis.NewClient(&redis.Options{Addr: addr})
 	defer r.Close()
