@@ -174,11 +174,19 @@ type cacheApplier struct {
 	rebuild      *rebuilder
 	hooks        *hooks
 	// applied and skipped count the cache ops written and those older than
-	// what Redis held.
+	// what Redis held (or than another op of their batch).
 	applied, skipped int
+	// inFlight is the write Redis runs while apply decodes on.
+	inFlight *writing
 }
 
-func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
+func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) (err error) {
+	// No write outlives the batch, whatever ends it.
+	defer func() {
+		if serr := a.settle(); err == nil {
+			err = serr
+		}
+	}()
 	var ops []op
 	metrics.Rows.WithLabelValues("cached").Add(float64(len(recs)))
 	for i, kr := range recs {
@@ -212,10 +220,11 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
 		}
 		if r.Op == schemas.OpDDL {
 			// what came before the statement first
-			if err := a.write(ctx, len(recs), ops); err != nil {
+			a.writeBehind(ctx, ops)
+			ops = nil
+			if err := a.settle(); err != nil {
 				return err
 			}
-			ops = ops[:0]
 			if err := a.afterDDL(ctx, r, version); err != nil {
 				return err
 			}
@@ -228,25 +237,60 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) error {
 			}
 			ops = append(ops, o...)
 		}
+		if len(ops) >= batchOps {
+			// Redis writes these while the next records are decoded.
+			if err := a.settle(); err != nil {
+				return err
+			}
+			a.writeBehind(ctx, ops)
+			ops = nil
+		}
 	}
-	return a.write(ctx, len(recs), ops)
-}
-
-// write writes the ops of a batch of records.
-func (a *cacheApplier) write(ctx context.Context, records int, ops []op) error {
-	if len(ops) == 0 {
-		return nil
-	}
-	start := time.Now()
-	n, err := a.w.write(ctx, ops)
-	if err != nil {
+	if err := a.settle(); err != nil {
 		return err
 	}
-	metrics.Apply.WithLabelValues("cached").Observe(time.Since(start).Seconds())
-	metrics.CacheOps.WithLabelValues("applied").Add(float64(n))
-	metrics.CacheOps.WithLabelValues("older, skipped").Add(float64(len(ops) - n))
-	a.applied, a.skipped = a.applied+n, a.skipped+len(ops)-n
-	a.log.Debug("cache written", "records", records, "ops", len(ops), "applied", n)
+	a.writeBehind(ctx, ops)
+	return nil
+}
+
+// writing is a write of ops running while the next records are decoded.
+type writing struct {
+	done  chan struct{}
+	ops   int
+	n     int
+	err   error
+	start time.Time
+}
+
+// writeBehind starts writing ops; one write runs at a time (settle first).
+func (a *cacheApplier) writeBehind(ctx context.Context, ops []op) {
+	if len(ops) == 0 {
+		return
+	}
+	wr := &writing{done: make(chan struct{}), ops: len(ops), start: time.Now()}
+	a.inFlight = wr
+	go func() {
+		defer close(wr.done)
+		wr.n, wr.err = a.w.write(ctx, ops)
+	}()
+}
+
+// settle waits for the write in flight, if any, and counts it.
+func (a *cacheApplier) settle() error {
+	wr := a.inFlight
+	if wr == nil {
+		return nil
+	}
+	<-wr.done
+	a.inFlight = nil
+	if wr.err != nil {
+		return wr.err
+	}
+	metrics.Apply.WithLabelValues("cached").Observe(time.Since(wr.start).Seconds())
+	metrics.CacheOps.WithLabelValues("applied").Add(float64(wr.n))
+	metrics.CacheOps.WithLabelValues("older, skipped").Add(float64(wr.ops - wr.n))
+	a.applied, a.skipped = a.applied+wr.n, a.skipped+wr.ops-wr.n
+	a.log.Debug("cache written", "ops", wr.ops, "applied", wr.n)
 	return nil
 }
 
