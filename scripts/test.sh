@@ -17,6 +17,20 @@ unset LOCKSTEP_KAFKA_BROKERS LOCKSTEP_PRIMARY_ADDRESS LOCKSTEP_STANDBY_ADDRESS L
 ensure_packages docker-compose pt-online-schema-change:percona-toolkit
 command -v go >/dev/null || die "Go is not installed (want go 1.26 at /usr/local/go)"
 mkdir -p "$DEV"
+
+# The servers this run starts are stopped when it ends, however it ends;
+# those already running (kept up for quick go test runs) are left so.
+running() { find "$DEV" -name '*.pid' 2>/dev/null | while read -r f; do alive "$f" && echo "$f"; done; true; }
+before="$(running)"
+stop_started() {
+	local f
+	for f in $(running); do
+		grep -qxF "$f" <<<"$before" || stop "$f" TERM
+	done
+}
+trap stop_started EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 start_primary
 start_standby
 REDIS_MODE=single start_redis
