@@ -69,6 +69,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 	}
 	topic := cfg.CacheTopic()
 	a := newCacheApplier(cfg, rdb, log, newHooks(cfg.Cache.Hook, hook, log))
+	if cfg.Redis.Cluster {
+		a.marks = newWatermarks(cfg.Cache.Group, opts)
+	}
 	defer a.rebuild.close()
 	if err := a.rebuild.checkRules(ctx, nil); err != nil {
 		return err
@@ -142,7 +145,11 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 		}
 		return kafka.Classify(fmt.Errorf("read %s: %w", topic, err))
 	}
-	// Once per batch: has Redis lost its data since the last one?
+	// Once per batch: has Redis lost writes, or all its data, since the
+	// last one?
+	if err := a.repairLost(ctx, cl, topic); err != nil {
+		return classifyRedis(err)
+	}
 	if err := a.rebuild.check(ctx); err != nil {
 		return classifyRedis(err)
 	}
@@ -150,8 +157,53 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 	if err := a.apply(ctx, fs.Records()); err != nil {
 		return classifyRedis(err)
 	}
+	if a.marks != nil {
+		offsets := offsetsOf(cl.CommittedOffsets(), topic)
+		for p, o := range offsetsOf(cl.UncommittedOffsets(), topic) {
+			offsets[p] = o
+		}
+		if err := a.marks.write(ctx, a.w.rdb, offsets); err != nil {
+			return classifyRedis(err)
+		}
+	}
 	crashpoint.Hit(crashpoint.CacheWritten)
 	return cl.CommitUncommittedOffsets(ctx)
+}
+
+// repairLost compares the watermarks of a cluster with the committed
+// offsets (see watermarks): writes a master lost are written again from the
+// standby log; a master that lost all its data has the cache rebuilt from
+// the standby (by rebuild.check, next).
+func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic string) error {
+	if a.marks == nil {
+		return nil
+	}
+	committed := offsetsOf(cl.CommittedOffsets(), topic)
+	from, gone, err := a.marks.lost(ctx, a.w.rdb, committed)
+	if err != nil {
+		return err
+	}
+	if gone {
+		a.log.Warn("a Redis master lost its data (a watermark of the cache is gone): the cache is rebuilt from the standby")
+		a.marks.seen = false
+		return a.w.rdb.Del(ctx, markerKey(a.rebuild.cfg.Cache.Group)).Err()
+	}
+	if len(from) == 0 {
+		return nil
+	}
+	// The application saw these changes already: no hooks.
+	r := newCacheApplier(a.rebuild.cfg, a.w.rdb, a.log, &hooks{})
+	defer r.rebuild.close()
+	r.rebuild.floor = a.rebuild.floor
+	for p, f := range from {
+		a.log.Warn("Redis lost writes it had acknowledged, or may have (a watermark is behind the committed offset: a master failed over to a replica behind it): writing them again from the standby log",
+			"topic", topic, "partition", p, "from_offset", f, "to_offset", committed[p])
+		if err := r.replay(ctx, a.marks.opts, topic, p, f, committed[p]); err != nil {
+			return err
+		}
+	}
+	metrics.CacheOps.WithLabelValues("written again after a Redis failover").Add(float64(r.applied))
+	return a.marks.write(ctx, a.w.rdb, committed)
 }
 
 // newCacheApplier is the cache-applier of a config over a Redis client:
@@ -178,6 +230,8 @@ type cacheApplier struct {
 	applied, skipped int
 	// inFlight is the write Redis runs while apply decodes on.
 	inFlight *writing
+	// marks finds writes a Redis Cluster lost; nil on a single Redis.
+	marks *watermarks
 }
 
 func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) (err error) {

@@ -67,26 +67,35 @@ func replay(ctx context.Context, cfg *config.Config, fromOffset int64, since tim
 		if o, ok := byTime.Lookup(topic, p); ok {
 			from = max(o.Offset, b.Start)
 		}
-		var batch []*kgo.Record
-		flush := func() error {
-			err := a.apply(ctx, batch)
-			batch = batch[:0]
+		if err := a.replay(ctx, opts, topic, p, from, b.End); err != nil {
 			return err
-		}
-		err := kafka.Scan(ctx, opts, topic, p, from, b.End, func(r *kgo.Record) error {
-			if batch = append(batch, r); len(batch) == pollRecords {
-				return flush()
-			}
-			return nil
-		})
-		if err == nil {
-			err = flush()
-		}
-		if err != nil {
-			return fmt.Errorf("replay %s[%d] from offset %d: %w", topic, p, from, err)
 		}
 		fmt.Fprintf(out, "%s[%d]: replayed offsets %d..%d\n", topic, p, from, b.End-1)
 	}
 	_, err = fmt.Fprintf(out, "cache ops: %d applied, %d older than what Redis held (skipped)\n", a.applied, a.skipped)
 	return err
+}
+
+// replay writes the cache again from offsets from..end-1 of one partition
+// of the topic, through apply's version-guarded writes.
+func (a *cacheApplier) replay(ctx context.Context, opts []kgo.Opt, topic string, p int32, from, end int64) error {
+	var batch []*kgo.Record
+	flush := func() error {
+		err := a.apply(ctx, batch)
+		batch = batch[:0]
+		return err
+	}
+	err := kafka.Scan(ctx, opts, topic, p, from, end, func(r *kgo.Record) error {
+		if batch = append(batch, r); len(batch) == pollRecords {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("replay %s[%d] from offset %d: %w", topic, p, from, err)
+	}
+	return nil
 }

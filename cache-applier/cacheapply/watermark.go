@@ -1,0 +1,114 @@
+package cacheapply
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lockstep-dr/lockstep/cache"
+)
+
+// On Redis Cluster a master that fails over to a replica behind it, or that
+// restarts empty, loses writes it acknowledged, and nothing would bring them
+// back until their rows change again. Watermarks find such losses: after
+// every batch, before its offsets are committed, the cache-applier writes to
+// keys spread over the slots the standby-log offset, per partition it owns,
+// below which Redis holds every write. A master executes, and replicates,
+// them after the batch's writes, so a node that holds a watermark holds
+// everything below it. Before each batch they are read back: one below the
+// committed offset shows writes lost with its master, and the standby log is
+// replayed from there through the version guard; one this process wrote and
+// that is gone shows a master that lost all its data, and the cache is
+// rebuilt from the standby.
+
+// watermarkKeys is how many keys hold watermarks, one every
+// cache.Slots/watermarkKeys slots: every master of at least that many
+// contiguous slots holds one. Resharding moves them with their slots.
+const watermarkKeys = 64
+
+type watermarks struct {
+	keys []string
+	// seen: this process wrote the keys (since the last rebuild).
+	seen bool
+	// opts reach Kafka, for the replay of lost writes.
+	opts []kgo.Opt
+}
+
+func newWatermarks(group string, opts []kgo.Opt) *watermarks {
+	m := &watermarks{opts: opts}
+	for i := range watermarkKeys {
+		m.keys = append(m.keys, "lockstep:wm:"+group+":{"+cache.SlotTag(i*cache.Slots/watermarkKeys)+"}")
+	}
+	return m
+}
+
+// write notes offsets (the next offset to read, per partition) on every
+// watermark key.
+func (m *watermarks) write(ctx context.Context, rdb redis.UniversalClient, offsets map[int32]int64) error {
+	if len(offsets) == 0 {
+		return nil
+	}
+	fields := make([]any, 0, 2*len(offsets))
+	for p, o := range offsets {
+		fields = append(fields, strconv.Itoa(int(p)), o)
+	}
+	pipe := rdb.Pipeline()
+	for _, k := range m.keys {
+		pipe.HSet(ctx, k, fields...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("write the cache's watermarks: %w", err)
+	}
+	m.seen = true
+	return nil
+}
+
+// lost compares the watermarks with the committed offsets of the partitions
+// the process owns. from is, per partition, the lowest watermark below its
+// committed offset (empty: nothing lost); gone reports a watermark key this
+// process wrote that is not there any more.
+func (m *watermarks) lost(ctx context.Context, rdb redis.UniversalClient, committed map[int32]int64) (from map[int32]int64, gone bool, err error) {
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(m.keys))
+	for i, k := range m.keys {
+		cmds[i] = pipe.HGetAll(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, false, fmt.Errorf("read the cache's watermarks: %w", err)
+	}
+	from = make(map[int32]int64)
+	for _, c := range cmds {
+		marks := c.Val()
+		if len(marks) == 0 {
+			gone = gone || m.seen
+			continue
+		}
+		for p, end := range committed {
+			s, ok := marks[strconv.Itoa(int(p))]
+			if !ok {
+				continue // the partition was someone else's
+			}
+			o, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return nil, false, fmt.Errorf("watermark of partition %d is %q, not an offset", p, s)
+			}
+			if f, seen := from[p]; o < end && (!seen || o < f) {
+				from[p] = o
+			}
+		}
+	}
+	return from, gone, nil
+}
+
+// offsetsOf are the next offsets to read of topic's partitions, as kgo
+// reports them.
+func offsetsOf(m map[string]map[int32]kgo.EpochOffset, topic string) map[int32]int64 {
+	out := make(map[int32]int64, len(m[topic]))
+	for p, o := range m[topic] {
+		out[p] = o.Offset
+	}
+	return out
+}
