@@ -115,7 +115,23 @@ func NewOnCluster(t testing.TB) *Env {
 		}
 		t.Skip(msg)
 	}
-	return build(t, pAddr, sAddr, seeds, nil, func(c *config.Config) { c.Redis.Cluster = true })
+	e := build(t, pAddr, sAddr, seeds, nil, func(c *config.Config) { c.Redis.Cluster = true })
+	// An earlier test may have failed a master over: start on a cluster
+	// whose every master serves its slots.
+	Eventually(t, 30*time.Second, func() (bool, string) {
+		var mu sync.Mutex
+		var bad []string
+		err := redisconn.EachMaster(context.Background(), e.Redis, func(ctx context.Context, m *redis.Client) error {
+			if info := m.ClusterInfo(ctx).Val(); !strings.Contains(info, "cluster_state:ok") {
+				mu.Lock()
+				bad = append(bad, m.Options().Addr)
+				mu.Unlock()
+			}
+			return nil
+		})
+		return err == nil && len(bad) == 0, fmt.Sprintf("cluster state not ok on %v (%v)", bad, err)
+	})
+	return e
 }
 
 // NewOwnPrimary is New with a primary of the test's own, of the flavour
@@ -355,4 +371,11 @@ func (e *Env) StartRedisNode(t testing.TB, n RedisNode) {
 	t.Helper()
 	_, port, _ := strings.Cut(n.Addr, ":")
 	lib(t, append(os.Environ(), "LOCKSTEP_DEV_DIR="+filepath.Dir(filepath.Dir(n.Dir))), "start_redis_cluster_node "+port)
+	// Back as a replica once it has its master's data.
+	c := redis.NewClient(&redis.Options{Addr: n.Addr})
+	defer c.Close()
+	Eventually(t, 30*time.Second, func() (bool, string) {
+		info := c.Info(context.Background(), "replication").Val()
+		return strings.Contains(info, "master_link_status:up"), "the node started again is not a replica in sync: " + info
+	})
 }
