@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Speed, side by side with the baselines, on a private stack (.dev/bench,
-# ports 33307-33311/36380/39092): a sysbench oltp_write_only backlog applied
+# ports 33307-33311/36380/37001-37006/39092): a sysbench oltp_write_only backlog applied
 # by MariaDB's own replication (three replicas: serial, conservative and
 # optimistic parallel, each applying the same backlog) and by lockstep; the producer
 # against go-mysql's raw decode; the cache-applier against plain pipelined
-# HSET; the end-to-end lag at a steady rate; peak memory.
+# HSET, on a single Redis and on a Redis Cluster; the end-to-end lag at a steady rate; peak memory.
 #   scripts/bench.sh [--quick] [--reps N] [--backlog N] [--lag-time 5m]
 # Prints a table (median, min, max) and one RESULT line.
 set -euo pipefail
@@ -12,6 +12,7 @@ set -euo pipefail
 export LOCKSTEP_DEV_DIR="$(cd "$(dirname "$0")/.." && pwd)/.dev/bench"
 export LOCKSTEP_PRIMARY_PORT=33307 LOCKSTEP_STANDBY_PORT=33308 LOCKSTEP_REDIS_PORT=36380 LOCKSTEP_KAFKA_PORT=39092 LOCKSTEP_REDIS=single
 REPLICA_PORT=33309 # and the next two
+CLUSTER_PORT=37001 # and the next five
 MODES=(serial conservative optimistic)
 source "$(dirname "$0")/lib.sh"
 # The baselines are MariaDB replicas of a MariaDB primary.
@@ -21,7 +22,7 @@ ensure_packages
 down() {
 	for svc in cache-applier storage-applier producer; do stop "$DEV/$svc/$svc.pid" TERM; done
 	stop "$DEV/kafka/kafka.pid" TERM
-	stop "$DEV/redis/redis.pid" TERM
+	stop_redis
 	for db in "${MODES[@]/#/replica-}" standby primary; do stop "$DEV/$db/server.pid" TERM; done
 }
 # A fresh stack every run: a previous run's data must not count.
@@ -35,7 +36,10 @@ for i in 0 1 2; do
 	start_mariadb "replica-${MODES[$i]}" $((REPLICA_PORT + i)) $((3 + i)) --skip-log-bin
 done
 start_redis
+# and a Redis Cluster (3 masters, 3 replicas) to measure the cache-applier on
+(REDIS_MODE=cluster; REDIS_PORT="$CLUSTER_PORT"; start_redis)
 build_tools
 start_kafka
 (cd "$ROOT" && go build -o "$DEV/bin/bench" ./scripts/bench) || die "build the benchmark"
-"$DEV/bin/bench" --dev "$DEV" --config "$ROOT/scripts/bench.yaml" --replica-port "$REPLICA_PORT" "$@"
+"$DEV/bin/bench" --dev "$DEV" --config "$ROOT/scripts/bench.yaml" --replica-port "$REPLICA_PORT" \
+	--redis-cluster "127.0.0.1:$CLUSTER_PORT,127.0.0.1:$((CLUSTER_PORT + 1)),127.0.0.1:$((CLUSTER_PORT + 2))" "$@"

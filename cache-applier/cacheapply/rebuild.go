@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -168,6 +169,17 @@ func (b *rebuilder) checkRules(ctx context.Context, q cacherule.Querier) error {
 		q = db
 	}
 	misfits, unmatched, err := b.rules.Check(ctx, q)
+	// information_schema is not transactional: a table in the middle of an
+	// online schema change's swap (RENAME t TO old, new TO t) can look
+	// without its columns or indexes for a moment. A misfit must last.
+	for try := 0; misfits != nil && err == nil && try < 3; try++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+		misfits, unmatched, err = b.rules.Check(ctx, q)
+	}
 	if err != nil {
 		return fmt.Errorf("check the cache rules against the database: %w", err)
 	}

@@ -140,6 +140,9 @@ func (s *Set) Check(ctx context.Context, q Querier) (misfits error, unmatched []
 			if err != nil {
 				return nil, nil, err
 			}
+			if len(cols) == 0 {
+				continue // renamed or dropped since it was listed
+			}
 			uniques, err := uniqueKeysOf(ctx, q, name)
 			if err != nil {
 				return nil, nil, err

@@ -126,25 +126,39 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 
 	// The cache's progress is in standby-log offsets (rows and transaction
 	// markers); its rate is counted in rows.
-	total, err := s.cacheLeft(ctx)
-	if err != nil {
-		return err
-	}
-	n, dt, err = s.catchUp(ctx, "cache-applier", s.startProfiled("cache-applier"), func(ctx context.Context) (int64, bool, error) {
-		left, err := s.cacheLeft(ctx)
-		return total - left, left == 0, err
-	})
-	if err != nil {
-		return err
-	}
 	backlogRows := float64(to-from) * rowsPerTxn
-	res.add("cache", rate(n, dt)*backlogRows/float64(total))
-
-	hsetRate, err := s.hset(ctx, standbyEnd0)
-	if err != nil {
-		return fmt.Errorf("plain HSET baseline: %w", err)
+	// The cache-applier and its baseline on the single Redis, and on the
+	// Redis Cluster with --redis-cluster.
+	type target struct {
+		name, service, group string
+		rdb                  redis.UniversalClient
 	}
-	res.add("hset", hsetRate)
+	caches := []target{{"", "cache-applier", s.cfg.Cache.Group, s.rdb}}
+	if s.cluster != nil {
+		caches = append(caches, target{"_cluster", clusterCache, clusterGroup(s.cfg), s.cluster})
+	}
+	for _, c := range caches {
+		total, err := s.cacheLeft(ctx, c.group)
+		if err != nil {
+			return err
+		}
+		n, dt, err = s.catchUp(ctx, c.service, s.startProfiled(c.service), func(ctx context.Context) (int64, bool, error) {
+			left, err := s.cacheLeft(ctx, c.group)
+			return total - left, left == 0, err
+		})
+		if err != nil {
+			return err
+		}
+		if c.service == clusterCache {
+			s.stop(clusterCache, nil) // not part of the lag phase
+		}
+		res.add("cache"+c.name, rate(n, dt)*backlogRows/float64(total))
+		hsetRate, err := s.hset(ctx, standbyEnd0, c.rdb)
+		if err != nil {
+			return fmt.Errorf("plain HSET baseline: %w", err)
+		}
+		res.add("hset"+c.name, hsetRate)
+	}
 	return nil
 }
 
@@ -298,7 +312,7 @@ func (s *stack) decode(ctx context.Context, from, to int64) (int64, time.Duratio
 // hset is the baseline under the cache-applier: the backlog's rows, read
 // from the standby log beforehand, written to Redis as plain pipelined
 // HSET (DEL for deletes) in batches of 500, with no version guard.
-func (s *stack) hset(ctx context.Context, from map[int32]int64) (float64, error) {
+func (s *stack) hset(ctx context.Context, from map[int32]int64, rdb redis.UniversalClient) (float64, error) {
 	type op struct {
 		key    string
 		fields []any
@@ -335,7 +349,7 @@ func (s *stack) hset(ctx context.Context, from map[int32]int64) (float64, error)
 	}
 	start := time.Now()
 	for i := 0; i < len(ops); i += 500 {
-		pipe := s.rdb.Pipeline()
+		pipe := rdb.Pipeline()
 		for _, o := range ops[i:min(i+500, len(ops))] {
 			if o.fields == nil {
 				pipe.Del(ctx, o.key)

@@ -35,6 +35,9 @@ type options struct {
 	stopFor     time.Duration
 	bigRows     int
 	profile     string
+	// redisCluster: seed nodes of a Redis Cluster the cache-applier's
+	// backlog is also written to; empty for none.
+	redisCluster string
 }
 
 func main() {
@@ -50,6 +53,7 @@ func main() {
 	flag.DurationVar(&o.lagTime, "lag-time", 5*time.Minute, "length of the lag phase")
 	flag.DurationVar(&o.stopFor, "stop-for", time.Minute, "how long the storage-applier and the replica's SQL thread stay stopped in the catch-up phase")
 	flag.IntVar(&o.bigRows, "big-rows", 200000, "rows of the one big transaction of the memory phase")
+	flag.StringVar(&o.redisCluster, "redis-cluster", "", "seed nodes (host:port,...) of a Redis Cluster to measure the cache-applier on too")
 	flag.StringVar(&o.profile, "profile", "", "save a 3 s CPU profile of each service's first catch-up into this folder (pprof format)")
 	flag.Parse()
 	if o.quick {

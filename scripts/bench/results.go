@@ -60,6 +60,8 @@ var rows = []struct{ name, what, unit string }{
 	{"producer", "lockstep producer (binlog -> primary log)", "rows/s"},
 	{"hset", "plain pipelined HSET/DEL, batches of 500", "rows/s"},
 	{"cache", "lockstep cache-applier (standby log -> Redis)", "rows/s"},
+	{"hset_cluster", "plain pipelined HSET/DEL on a Redis Cluster", "rows/s"},
+	{"cache_cluster", "lockstep cache-applier on a Redis Cluster", "rows/s"},
 	{"cpu_native", "  CPU of the serial replica server", "s/1k txn"},
 	{"cpu_standby", "  CPU of lockstep's standby server", "s/1k txn"},
 	{"cpu_apply", "  CPU of the storage-applier", "s/1k txn"},
@@ -105,12 +107,16 @@ func (r *results) print(w io.Writer, o options) {
 		fmt.Fprintf(w, "apply vs the best native mode (%s): %.2f\n", bestMode, applyVsNative)
 	}
 	nativeP99 := quantile(r.replicaLag, .99)
-	fmt.Fprintf(w, "\nRESULT apply_vs_native=%.2f producer_rows_per_s=%.0f producer_vs_decode=%.2f cache_vs_hset=%.2f lag_p50_ms=%.0f lag_p99_ms=%.0f lag_max_ms=%.0f native_lag_p99_ms=%.0f lag_vs_native=%.2f lag_txn_per_s=%.0f catchup_s=%.1f native_catchup_s=%.1f catchup_vs_native=%.2f cpu_vs_native=%.2f peak_rss_mb=%d\n",
+	clusterRatio := "" // measured with --redis-cluster only
+	if len(r.samples["cache_cluster"]) > 0 {
+		clusterRatio = fmt.Sprintf(" cache_cluster_vs_hset=%.2f", ratio(median(r.samples["cache_cluster"]), median(r.samples["hset_cluster"])))
+	}
+	fmt.Fprintf(w, "\nRESULT apply_vs_native=%.2f producer_rows_per_s=%.0f producer_vs_decode=%.2f cache_vs_hset=%.2f lag_p50_ms=%.0f lag_p99_ms=%.0f lag_max_ms=%.0f native_lag_p99_ms=%.0f lag_vs_native=%.2f lag_txn_per_s=%.0f catchup_s=%.1f native_catchup_s=%.1f catchup_vs_native=%.2f cpu_vs_native=%.2f peak_rss_mb=%d%s\n",
 		applyVsNative, median(r.samples["producer"]),
 		ratio(median(r.samples["producer"]), median(r.samples["decode"])), ratio(median(r.samples["cache"]), median(r.samples["hset"])),
 		quantile(r.cacheLag, .5), quantile(r.cacheLag, .99), quantile(r.cacheLag, 1), nativeP99, ratio(quantile(r.cacheLag, .99), nativeP99), r.lagRate,
 		r.catchUp.Seconds(), r.nativeCatchUp.Seconds(), ratio(r.catchUp.Seconds(), r.nativeCatchUp.Seconds()),
-		ratio(lockstepCPU, r.cpuPer1000["replica"]), peak/1024)
+		ratio(lockstepCPU, r.cpuPer1000["replica"]), peak/1024, clusterRatio)
 }
 
 func ratio(a, b float64) float64 {

@@ -26,6 +26,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/redisconn"
 )
 
 var services = []string{"producer", "storage-applier", "cache-applier"}
@@ -48,6 +49,7 @@ type stack struct {
 	primary, standby *sql.DB
 	replicas         []replica
 	rdb              *redis.Client
+	cluster          redis.UniversalClient // with --redis-cluster
 	opts             []kgo.Opt
 	kcl              *kgo.Client
 	adm              *kadm.Client
@@ -80,6 +82,11 @@ func newStack(ctx context.Context, o options, log *slog.Logger) (*stack, error) 
 		s.replicas = append(s.replicas, r)
 	}
 	s.rdb = redis.NewClient(&redis.Options{Addr: cfg.Redis.Address})
+	if o.redisCluster != "" {
+		if s.cluster, err = redisconn.Open(ctx, config.Redis{Address: o.redisCluster, Cluster: true}); err != nil {
+			return nil, err
+		}
+	}
 	if s.opts, err = kafka.Connect(ctx, cfg.Kafka); err != nil {
 		return nil, err
 	}
@@ -96,6 +103,9 @@ func (s *stack) close() {
 	}
 	s.kcl.Close()
 	s.rdb.Close()
+	if s.cluster != nil {
+		s.cluster.Close()
+	}
 	for _, r := range s.replicas {
 		r.db.Close()
 	}
@@ -126,7 +136,22 @@ func (s *stack) setup(ctx context.Context) error {
 	if err := s.startAll(); err != nil {
 		return err
 	}
-	return s.drain(ctx)
+	if err := s.drain(ctx); err != nil {
+		return err
+	}
+	if s.cluster == nil {
+		return nil
+	}
+	// The cluster's cache is built (from the standby) and drained here, so
+	// that a backlog measures only the backlog.
+	if err := s.start(clusterCache); err != nil {
+		return err
+	}
+	defer s.stop(clusterCache, nil)
+	return s.until(ctx, "cache on the Redis Cluster", func(ctx context.Context) (bool, error) {
+		n, err := s.cacheLeft(ctx, clusterGroup(s.cfg))
+		return n == 0, err
+	})
 }
 
 // drain waits until the replicas and every stage hold all the primary wrote.
@@ -137,7 +162,7 @@ func (s *stack) drain(ctx context.Context) error {
 	}
 	checks := map[string]func(context.Context) (bool, error){
 		"standby": func(ctx context.Context) (bool, error) { n, err := s.applied(ctx); return n >= head, err },
-		"cache":   func(ctx context.Context) (bool, error) { n, err := s.cacheLeft(ctx); return n == 0, err },
+		"cache":   func(ctx context.Context) (bool, error) { n, err := s.cacheLeft(ctx, s.cfg.Cache.Group); return n == 0, err },
 	}
 	for _, r := range s.replicas {
 		if r.stopped {
@@ -148,21 +173,28 @@ func (s *stack) drain(ctx context.Context) error {
 			return n >= head, err
 		}
 	}
-	deadline := time.Now().Add(10 * time.Minute)
 	for name, done := range checks {
-		// Errors are "not yet" until the deadline: a topic may not exist yet.
-		for {
-			ok, err := done(ctx)
-			if err == nil && ok {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("the %s did not catch up with GTID 0-1-%d within 10 minutes (last error: %v; logs under %s)", name, head, err, s.o.dev)
-			}
-			time.Sleep(50 * time.Millisecond)
+		if err := s.until(ctx, name, done); err != nil {
+			return fmt.Errorf("%w (GTID 0-1-%d)", err, head)
 		}
 	}
 	return nil
+}
+
+// until waits up to 10 minutes for done; its errors are "not yet" until
+// then (a topic may not exist yet).
+func (s *stack) until(ctx context.Context, name string, done func(context.Context) (bool, error)) error {
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		ok, err := done(ctx)
+		if err == nil && ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the %s did not catch up within 10 minutes (last error: %v; logs under %s)", name, err, s.o.dev)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // sysbench runs oltp_write_only on the primary with extra arguments and
@@ -179,6 +211,12 @@ func (s *stack) sysbench(ctx context.Context, cmd string, extra ...string) (stri
 }
 
 var sysbenchRate = regexp.MustCompile(`transactions:\s+(\d+)\s+\(([\d.]+) per sec`)
+
+// clusterCache is the cache-applier that writes to the Redis Cluster
+// (--redis-cluster), in a consumer group of its own.
+const clusterCache = "cache-applier-cluster"
+
+func clusterGroup(cfg *config.Config) string { return cfg.Cache.Group + "-cluster" }
 
 // start runs a service with the benchmark's config; its output goes to
 // <dev>/<service>/<service>.log.
@@ -197,10 +235,15 @@ func (s *stack) start(name string) error {
 		args = append(args, "--from-start") // the primary is new: carry it from its first binlog
 		s.started = true
 	}
-	cmd := exec.Command(filepath.Join(s.o.dev, "bin", name), args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if s.o.profile != "" {
-		cmd.Env = append(os.Environ(), "LOCKSTEP_METRICS_LISTEN="+profileAddr(name))
+	bin, env := name, os.Environ()
+	if name == clusterCache {
+		bin = "cache-applier"
+		env = append(env, "LOCKSTEP_REDIS_ADDRESS="+s.o.redisCluster, "LOCKSTEP_REDIS_CLUSTER=true", "LOCKSTEP_CACHE_GROUP="+clusterGroup(s.cfg))
+	}
+	cmd := exec.Command(filepath.Join(s.o.dev, "bin", bin), args...)
+	cmd.Stdout, cmd.Stderr, cmd.Env = f, f, env
+	if s.o.profile != "" && slices.Contains(services, name) {
+		cmd.Env = append(cmd.Env, "LOCKSTEP_METRICS_LISTEN="+profileAddr(name))
 	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
@@ -322,14 +365,14 @@ func parseSeq(pos string) (int64, error) {
 	return mysql.GTIDSet{}.Behind(set)
 }
 
-// cacheLeft counts the standby-log offsets the cache group has not committed
+// cacheLeft counts the standby-log offsets a cache group has not committed
 // (0 when it is through every record).
-func (s *stack) cacheLeft(ctx context.Context) (int64, error) {
+func (s *stack) cacheLeft(ctx context.Context, group string) (int64, error) {
 	ends, err := s.endOffsets(ctx, s.cfg.Kafka.StandbyTopic)
 	if err != nil {
 		return 0, err
 	}
-	committed, err := s.adm.FetchOffsetsForTopics(ctx, s.cfg.Cache.Group, s.cfg.Kafka.StandbyTopic)
+	committed, err := s.adm.FetchOffsetsForTopics(ctx, group, s.cfg.Kafka.StandbyTopic)
 	if err == nil {
 		err = committed.Error()
 	}
