@@ -162,7 +162,10 @@ func (s *stack) drain(ctx context.Context) error {
 	}
 	checks := map[string]func(context.Context) (bool, error){
 		"standby": func(ctx context.Context) (bool, error) { n, err := s.applied(ctx); return n >= head, err },
-		"cache":   func(ctx context.Context) (bool, error) { n, err := s.cacheLeft(ctx, s.cfg.Cache.Group); return n == 0, err },
+		"cache": func(ctx context.Context) (bool, error) {
+			n, err := s.cacheLeft(ctx, s.cfg.Cache.Group)
+			return n == 0, err
+		},
 	}
 	for _, r := range s.replicas {
 		if r.stopped {
