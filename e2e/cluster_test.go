@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strconv"
@@ -204,34 +203,11 @@ func TestCacheOnRedisClusterWhileSlotsMove(t *testing.T) {
 	testenv.Exec(t, e.Primary, fmt.Sprintf("INSERT INTO %s.users VALUES (0, 'u0@x', 'n', 0, NULL)", e.DB))
 	consistent(t, e, 60*time.Second)
 
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var workErr error
-	wg.Go(func() {
-		for ctx.Err() == nil {
-			if _, err := e.Primary.Exec(fmt.Sprintf("UPDATE %s.users SET balance = balance + 1 WHERE id = %d", e.DB, rand.IntN(users))); err != nil {
-				workErr = err
-				return
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+	underLoad(t, e, users, func() {
+		from, to, slots := twoMasters(t, e)
+		reshard(t, e, from, to, slots)
+		reshard(t, e, to, from, slots)
 	})
-	regressions := make(chan string, 100)
-	wg.Go(func() { watchForRegressions(ctx, e, users, regressions) })
-
-	from, to, slots := twoMasters(t, e)
-	reshard(t, e, from, to, slots)
-	reshard(t, e, to, from, slots)
-	stop()
-	wg.Wait()
-	if workErr != nil {
-		t.Fatal(workErr)
-	}
-	consistent(t, e, 60*time.Second)
-	close(regressions)
-	for r := range regressions {
-		t.Error(r)
-	}
 }
 
 // twoMasters are the node ids of the test cluster's master with the most
