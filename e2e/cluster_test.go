@@ -54,9 +54,6 @@ func TestCacheOnRedisCluster(t *testing.T) {
 		}
 		return true, ""
 	})
-	if !exists(t, e, "sess:0") {
-		t.Fatal("sess:0, whose row never existed, was evicted")
-	}
 	keys := keysBySlot(t, e)
 	if len(keys) < 2 {
 		t.Fatalf("the test's keys are on %d master(s): want them spread over the cluster", len(keys))

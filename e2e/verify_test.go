@@ -30,8 +30,16 @@ func TestVerifyAndWarm(t *testing.T) {
 	cacheReady(t, e)
 	e.Redis.Del(ctx, e.Cfg.Cache.KeyPrefix+"user:1", e.Cfg.Cache.KeyPrefix+"item:2")
 	mustContain(t, run(false, "cache-applier", "verify", "cache", "--wait", "1s"), "2 missing", e.Cfg.Cache.KeyPrefix+"user:1", "cache differs")
+	// Keys no row explains, as an application may leave them: warm evicts.
+	orphans := []string{e.Cfg.Cache.KeyPrefix + "user:999", e.Cfg.Cache.KeyPrefix + "sess:5"}
+	for _, k := range orphans {
+		e.Redis.HSet(ctx, k, "name", "filled by the application")
+	}
 	mustContain(t, run(true, "cache-applier", "warm"), "cache warmed from the standby at version")
 	run(true, "producer", "verify", "cache", "--wait", "1s")
+	if n := e.Redis.Exists(ctx, orphans...).Val(); n != 0 {
+		t.Fatalf("%d of %v left after warm, want both evicted (no row explains them)", n, orphans)
+	}
 
 	// replay: the cache and its versions wiped, the cache-applier stopped;
 	// the standby log written again from its start.

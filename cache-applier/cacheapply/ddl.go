@@ -105,13 +105,7 @@ func (a *cacheApplier) refreshTable(ctx context.Context, r *schemas.Record, rule
 		}
 	}
 	refreshed := len(keys)
-	err := rule.EachKey(ctx, a.w.rdb, func(k string) error {
-		if keys[k] {
-			return nil
-		}
-		keys[k] = true
-		return b.add(ctx, op{key: k, version: version, mode: modeDelete})
-	})
+	evicted, err := evictUnexplained(ctx, b, rule, keys, version, false)
 	if err != nil {
 		return fmt.Errorf("evict the keys of %s: %w", name, err)
 	}
@@ -119,6 +113,21 @@ func (a *cacheApplier) refreshTable(ctx context.Context, r *schemas.Record, rule
 		return err
 	}
 	a.log.Info("DDL on a cached table: its keys brought in line with the standby", "table", name, "statement", r.Statement,
-		"refreshed", refreshed, "evicted", len(keys)-refreshed)
+		"refreshed", refreshed, "evicted", evicted)
 	return nil
+}
+
+// evictUnexplained evicts, at version, every key of a rule in Redis that
+// explained (the keys rows explain) does not hold, and returns how many.
+func evictUnexplained(ctx context.Context, out *batch, rule *cacherule.Rule, explained map[string]bool, version string, snapshot bool) (int, error) {
+	n := 0
+	err := rule.EachKey(ctx, out.w.rdb, func(k string) error {
+		if explained[k] {
+			return nil
+		}
+		explained[k] = true
+		n++
+		return out.add(ctx, op{key: k, version: version, mode: modeDelete, snapshot: snapshot})
+	})
+	return n, err
 }

@@ -193,8 +193,8 @@ func (b *rebuilder) checkRules(ctx context.Context, q cacherule.Querier) error {
 }
 
 // rebuild writes every key the refresh rules define from one snapshot of
-// the standby, at the snapshot's checkpoint as version, and returns that
-// version. Newer writes win over it, so it is safe beside a running
+// the standby, at the snapshot's checkpoint as version, evicts every key of
+// a rule that no row of the snapshot explains, and returns that version. Newer writes win over it, so it is safe beside a running
 // cache-applier.
 func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 	db, err := b.database(ctx)
@@ -218,24 +218,33 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 	}
 	version := schemas.FormatVersion(applied)
 	out := &batch{w: b.w}
+	evicted := 0
 	for _, r := range b.rules.Rules() {
-		if !r.Refresh() {
-			continue
-		}
-		tables, err := r.Tables(ctx, tx, nil)
-		if err != nil {
-			return 0, err
-		}
-		for _, name := range tables {
-			if err := refill(ctx, tx, out, r, name, version, true, nil); err != nil {
-				return 0, fmt.Errorf("rebuild the cache of %s: %w", name, err)
+		keys := make(map[string]bool)
+		if r.Refresh() {
+			tables, err := r.Tables(ctx, tx, nil)
+			if err != nil {
+				return 0, err
+			}
+			for _, name := range tables {
+				if err := refill(ctx, tx, out, r, name, version, true, keys); err != nil {
+					return 0, fmt.Errorf("rebuild the cache of %s: %w", name, err)
+				}
 			}
 		}
+		// Changes up to the snapshot are skipped from now on, evictions
+		// too: a key no row of it explains (a row deleted, an evict rule's
+		// key an application filled) goes now.
+		n, err := evictUnexplained(ctx, out, r, keys, version, true)
+		if err != nil {
+			return 0, fmt.Errorf("rebuild the cache of %s: %w", r.Table, err)
+		}
+		evicted += n
 	}
 	if err := out.flush(ctx); err != nil {
 		return 0, err
 	}
-	b.log.Info("cache rebuilt from the standby", "keys", out.written, "version", applied)
+	b.log.Info("cache rebuilt from the standby", "written", out.written-evicted, "evicted", evicted, "version", applied)
 	return applied, nil
 }
 
@@ -278,7 +287,7 @@ func warmCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(out, "cache warmed from the standby at version %d (applier %q): every key the rules define written unless Redis holds a newer version\n", v, cfg.Applier.Name)
+			_, err = fmt.Fprintf(out, "cache warmed from the standby at version %d (applier %q): every key the rules define written and every key of theirs no row explains evicted, unless Redis holds a newer version\n", v, cfg.Applier.Name)
 			return err
 		})
 }
