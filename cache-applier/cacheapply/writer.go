@@ -18,10 +18,10 @@ import (
 )
 
 // casScript writes or evicts keys, each only if its change's version is
-// newer than the version the key last saw. The version lives beside the key and
-// outlives an eviction as a tombstone, so a replayed or late older change
-// can neither overwrite newer data nor undo an eviction. Versions are
-// fixed-width decimal strings, so string order is version order.
+// newer than the version the key last saw. The version lives beside the
+// key and outlives an eviction as a tombstone, so a replayed or late older
+// change can neither overwrite newer data nor undo an eviction. Versions
+// are fixed-width decimal strings, so string order is version order.
 //
 //go:embed cas.lua
 var casScript string
@@ -57,8 +57,9 @@ type writer struct {
 	waitTimeout  time.Duration
 }
 
-// write runs every op of a batch: ops on one key run in the order given. It
-// returns how many ops changed a key (the rest were older than what Redis had).
+// write runs the ops of a batch, of several on one key the newest (fold).
+// It returns how many ops changed a key (the rest were older than what
+// Redis had, or than another op of the batch).
 func (w *writer) write(ctx context.Context, ops []op) (applied int, err error) {
 	ops = fold(ops)
 	for attempt := 0; ; attempt++ {
