@@ -42,4 +42,4 @@ build_tools
 start_kafka
 (cd "$ROOT" && go build -o "$DEV/bin/bench" ./scripts/bench) || die "build the benchmark"
 "$DEV/bin/bench" --dev "$DEV" --config "$ROOT/scripts/bench.yaml" --replica-port "$REPLICA_PORT" \
-	--redis-cluster "127.0.0.1:$CLUSTER_PORT,127.0.0.1:$((CLUSTER_PORT + 1)),127.0.0.1:$((CLUSTER_PORT + 2))" "$@"
+	--redis-cluster "$(cluster_seeds "$CLUSTER_PORT")" "$@"

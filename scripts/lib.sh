@@ -37,10 +37,12 @@ export LOCKSTEP_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export LOCKSTEP_PRIMARY_ADDRESS="127.0.0.1:$PRIMARY_PORT"
 export LOCKSTEP_STANDBY_ADDRESS="127.0.0.1:$STANDBY_PORT"
 export LOCKSTEP_REDIS_ADDRESS="127.0.0.1:$REDIS_PORT"
+# cluster_seeds PORT: the seed addresses of the cluster on PORT..PORT+5,
+# three of them: the client finds every node from any.
+cluster_seeds() { echo "127.0.0.1:$1,127.0.0.1:$(($1 + 1)),127.0.0.1:$(($1 + 2))"; }
 REDIS_CLI="redis-cli -p $REDIS_PORT" # for the scripts' hints
 if [ "$REDIS_MODE" = cluster ]; then
-	# Three seeds: the client finds every node from any of them.
-	export LOCKSTEP_REDIS_ADDRESS="127.0.0.1:$REDIS_PORT,127.0.0.1:$((REDIS_PORT + 1)),127.0.0.1:$((REDIS_PORT + 2))"
+	LOCKSTEP_REDIS_ADDRESS="$(cluster_seeds "$REDIS_PORT")"
 	export LOCKSTEP_REDIS_CLUSTER=true
 	REDIS_CLI="redis-cli -c -p $REDIS_PORT"
 fi

@@ -41,7 +41,7 @@ cluster_port="${LOCKSTEP_TEST_REDIS_CLUSTER_PORT:-17101}"
 export LOCKSTEP_TEST_PRIMARY="127.0.0.1:$PRIMARY_PORT"
 export LOCKSTEP_TEST_STANDBY="127.0.0.1:$STANDBY_PORT"
 export LOCKSTEP_TEST_REDIS="127.0.0.1:$REDIS_PORT"
-export LOCKSTEP_TEST_REDIS_CLUSTER="127.0.0.1:$cluster_port,127.0.0.1:$((cluster_port + 1)),127.0.0.1:$((cluster_port + 2))"
+export LOCKSTEP_TEST_REDIS_CLUSTER="$(cluster_seeds "$cluster_port")"
 export LOCKSTEP_TEST_REQUIRE=1
 export LOCKSTEP_TEST_RAN_FILE="$DEV/integration-tests-ran"
 rm -f "$LOCKSTEP_TEST_RAN_FILE"

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"time"
 
@@ -157,11 +158,10 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 	if err := a.apply(ctx, fs.Records()); err != nil {
 		return classifyRedis(err)
 	}
-	if a.marks != nil {
+	// An idle poll moved nothing: the watermarks stand.
+	if moved := offsetsOf(cl.UncommittedOffsets(), topic); a.marks != nil && len(moved) > 0 {
 		offsets := offsetsOf(cl.CommittedOffsets(), topic)
-		for p, o := range offsetsOf(cl.UncommittedOffsets(), topic) {
-			offsets[p] = o
-		}
+		maps.Copy(offsets, moved)
 		if err := a.marks.write(ctx, a.w.rdb, offsets); err != nil {
 			return classifyRedis(err)
 		}

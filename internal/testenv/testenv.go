@@ -75,11 +75,7 @@ func Servers(t testing.TB) (primary, standby, redisAddr string) {
 	t.Helper()
 	primary, standby, redisAddr = os.Getenv("LOCKSTEP_TEST_PRIMARY"), os.Getenv("LOCKSTEP_TEST_STANDBY"), os.Getenv("LOCKSTEP_TEST_REDIS")
 	if primary == "" || standby == "" || redisAddr == "" {
-		msg := "integration test needs LOCKSTEP_TEST_PRIMARY, LOCKSTEP_TEST_STANDBY and LOCKSTEP_TEST_REDIS: run scripts/test.sh"
-		if os.Getenv("LOCKSTEP_TEST_REQUIRE") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		unavailable(t, "integration test needs LOCKSTEP_TEST_PRIMARY, LOCKSTEP_TEST_STANDBY and LOCKSTEP_TEST_REDIS: run scripts/test.sh")
 	}
 	// Record that an integration test ran, so scripts/test.sh can fail a
 	// run in which none did.
@@ -109,29 +105,32 @@ func NewOnCluster(t testing.TB) *Env {
 	pAddr, sAddr, _ := Servers(t)
 	seeds := os.Getenv("LOCKSTEP_TEST_REDIS_CLUSTER")
 	if seeds == "" {
-		msg := "a Redis Cluster test needs LOCKSTEP_TEST_REDIS_CLUSTER (seed nodes, comma-separated): run scripts/test.sh"
-		if os.Getenv("LOCKSTEP_TEST_REQUIRE") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		unavailable(t, "a Redis Cluster test needs LOCKSTEP_TEST_REDIS_CLUSTER (seed nodes, comma-separated): run scripts/test.sh")
 	}
 	e := build(t, pAddr, sAddr, seeds, nil, func(c *config.Config) { c.Redis.Cluster = true })
 	// An earlier test may have failed a master over: start on a cluster
 	// whose every master serves its slots.
 	Eventually(t, 30*time.Second, func() (bool, string) {
-		var mu sync.Mutex
-		var bad []string
 		err := redisconn.EachMaster(context.Background(), e.Redis, func(ctx context.Context, m *redis.Client) error {
 			if info := m.ClusterInfo(ctx).Val(); !strings.Contains(info, "cluster_state:ok") {
-				mu.Lock()
-				bad = append(bad, m.Options().Addr)
-				mu.Unlock()
+				return fmt.Errorf("cluster state not ok on %s", m.Options().Addr)
 			}
 			return nil
 		})
-		return err == nil && len(bad) == 0, fmt.Sprintf("cluster state not ok on %v (%v)", bad, err)
+		return err == nil, fmt.Sprint(err)
 	})
 	return e
+}
+
+// unavailable stops a test whose servers are not configured: it fails when
+// they are required (LOCKSTEP_TEST_REQUIRE=1, as scripts/test.sh sets),
+// and skips otherwise.
+func unavailable(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("LOCKSTEP_TEST_REQUIRE") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
 }
 
 // NewOwnPrimary is New with a primary of the test's own, of the flavour
