@@ -126,13 +126,10 @@ func keysBySlot(t *testing.T, e *testenv.Env) map[string]int {
 func TestRedisMasterKilledAfterWritesItsReplicaMissed(t *testing.T) {
 	for _, wait := range []int{1, 0} {
 		t.Run(fmt.Sprintf("wait_replicas=%d", wait), func(t *testing.T) {
-			e := testenv.NewOnCluster(t)
+			e := testenv.NewOnClusterAlone(t)
 			withRules(e)
 			e.Cfg.Cache.WaitReplicas, e.Cfg.Cache.WaitTimeout = wait, 300*time.Millisecond
-			p := startPipeline(t, e)
-			createTables(t, e)
-			writeBatch(t, e, 0, 20)
-			consistent(t, e, 60*time.Second)
+			p := caughtUp(t, e, 20)
 
 			master, replica := e.MasterAndReplica(t, e.Cfg.Cache.KeyPrefix+"user:1")
 			signal(t, replica.PID, syscall.SIGSTOP)
@@ -154,7 +151,24 @@ func TestRedisMasterKilledAfterWritesItsReplicaMissed(t *testing.T) {
 			testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 				return testenv.Count(t, e.Standby, e.DB+".users") == 220, "the new rows have not reached the standby"
 			})
-			time.Sleep(time.Second) // the cache-applier writes them (and waits)
+			// The cache-applier has written the new rows to the master:
+			// with wait_replicas 0 every key on its slots, with 1 the first
+			// batch's (it then waits for the stopped replica).
+			testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+				held, owned := 0, 0
+				for id := 20; id < 220; id++ {
+					n, err := m.Exists(context.Background(), fmt.Sprintf("%suser:%d", e.Cfg.Cache.KeyPrefix, id)).Result()
+					if err != nil && strings.HasPrefix(err.Error(), "MOVED") {
+						continue // another master's slot
+					}
+					if err != nil {
+						return false, err.Error()
+					}
+					owned++
+					held += int(n)
+				}
+				return held == owned || (wait > 0 && held > 0), fmt.Sprintf("the master holds %d of its %d new keys", held, owned)
+			})
 			signal(t, master.PID, syscall.SIGKILL)
 			signal(t, replica.PID, syscall.SIGCONT)
 			continued = true
@@ -191,7 +205,7 @@ func signal(t *testing.T, pid int, sig syscall.Signal) {
 // reading key and version together never sees either go back, and the
 // cache equals the standby at the end.
 func TestCacheOnRedisClusterWhileSlotsMove(t *testing.T) {
-	e := testenv.NewOnCluster(t)
+	e := testenv.NewOnClusterAlone(t)
 	withRules(e)
 	startPipeline(t, e)
 	createTables(t, e)

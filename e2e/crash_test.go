@@ -42,6 +42,9 @@ func TestKill9InEachWindow(t *testing.T) {
 			createTables(t, e)
 			procs := map[string]**proc{"producer": &p.producer, "storage-applier": &p.applier, "cache-applier": &p.cacheApplier}
 			victim := procs[c.service]
+			if c.service == "producer" {
+				p.producer.stopTailing(e.Primary, e.Cfg.Producer.ServerID)
+			}
 			(*victim).stop(syscall.SIGTERM)
 			point := c.point
 			bigTxn := point == crashpoint.ProducerMidTxn+"-large"
@@ -50,7 +53,7 @@ func TestKill9InEachWindow(t *testing.T) {
 			}
 			*victim = startEnv(t, p.cfgPath, c.service, []string{fmt.Sprintf("LOCKSTEP_CRASHPOINT=%s:%d", point, c.hit)})
 			if c.service == "producer" {
-				(*victim).waitLog("tailing binlog")
+				(*victim).waitTailing(e.Primary, e.Cfg.Producer.ServerID)
 			}
 			if bigTxn {
 				testenv.Exec(t, e.Primary, fmt.Sprintf("INSERT INTO %s.items SELECT seq, 'big', seq, NOW(6) FROM %s", e.DB, e.Seq(20000)))

@@ -4,15 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -38,14 +37,11 @@ func (p *proc) finish(within time.Duration, wantOK bool) string {
 	case <-time.After(within):
 		p.t.Fatalf("%s still runs after %s; it should have ended", p.name, within)
 	}
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		p.t.Fatal(err)
-	}
+	b := p.logText()
 	if (p.err == nil) != wantOK {
 		p.t.Fatalf("%s exited with %v, want success %v:\n%s", p.name, p.err, wantOK, b[max(0, len(b)-4000):])
 	}
-	return string(b)
+	return b
 }
 
 func mustContain(t *testing.T, log string, wants ...string) {
@@ -83,17 +79,14 @@ func TestHotSpareTakesOver(t *testing.T) {
 // refuses it, names the topic, and applies nothing.
 func TestRecreatedTopicStopsTheApplier(t *testing.T) {
 	e := newEnv(t)
-	p := startPipeline(t, e)
-	createTables(t, e)
-	writeBatch(t, e, 0, 20)
-	consistent(t, e, 30*time.Second)
-	p.producer.stop(syscall.SIGTERM)
+	p := caughtUp(t, e, 20)
+	p.producer.stopTailing(e.Primary, e.Cfg.Producer.ServerID)
 	p.applier.stop(syscall.SIGTERM)
 
 	deleteTopic(t, e, e.Cfg.Kafka.PrimaryTopic)
 	// The producer finds an empty topic and starts a new stream.
 	p.producer = start(t, p.cfgPath, "producer")
-	p.producer.waitLog("tailing binlog")
+	p.producer.waitTailing(e.Primary, e.Cfg.Producer.ServerID)
 	writeBatch(t, e, 20, 50)
 	before := testenv.Count(t, e.Standby, e.DB+".items")
 
@@ -108,10 +101,7 @@ func TestRecreatedTopicStopsTheApplier(t *testing.T) {
 // says which GTID it needed; it never skips ahead.
 func TestPurgedBinlogStopsTheProducer(t *testing.T) {
 	e := newEnv(t)
-	p := startPipeline(t, e)
-	createTables(t, e)
-	writeBatch(t, e, 0, 10)
-	consistent(t, e, 30*time.Second)
+	p := caughtUp(t, e, 10)
 	p.producer.stop(syscall.SIGTERM)
 	writeBatch(t, e, 10, 10) // changes the producer has not published
 	testenv.Exec(t, e.Primary, "FLUSH BINARY LOGS")
@@ -189,14 +179,14 @@ func binlogCount(t *testing.T, db *sql.DB) int {
 // themselves and nothing is lost or doubled.
 func TestKafkaRestartWhileRunning(t *testing.T) {
 	e := newEnv(t)
-	startPipeline(t, e)
-	createTables(t, e)
-	writeBatch(t, e, 0, 50)
-	consistent(t, e, 30*time.Second)
+	caughtUp(t, e, 50)
 
 	werr := make(chan error, 1)
 	go func() { werr <- writeSlowly(e, 50, 300, 3*time.Millisecond) }()
-	time.Sleep(300 * time.Millisecond)
+	// The restart comes while the writer writes: after its first rows.
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		return testenv.Count(t, e.Primary, e.DB+".items") >= 60, "the writer has not started"
+	})
 	e.RestartKafka(t, 2*time.Second)
 	if err := <-werr; err != nil {
 		t.Fatal(err)
@@ -221,10 +211,7 @@ func writeSlowly(e *testenv.Env, from, n int, pause time.Duration) error {
 // standby, so that cache == standby again with no further writes.
 func TestRedisDataLossRebuildsTheCache(t *testing.T) {
 	e := newEnv(t)
-	startPipeline(t, e)
-	createTables(t, e)
-	writeBatch(t, e, 0, 100)
-	consistent(t, e, 30*time.Second)
+	caughtUp(t, e, 100)
 
 	ctx := context.Background()
 	// Only this test's keys and marker: other tests share the Redis server.
@@ -253,7 +240,7 @@ func craft(t *testing.T, e *testenv.Env, recs ...*schemas.Record) {
 	}
 	defer cl.Close()
 	ctx := context.Background()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, nil, e.Cfg.Kafka.PrimaryTopic); err != nil {
+	if _, err := admin(t, e).CreateTopic(ctx, 1, -1, nil, e.Cfg.Kafka.PrimaryTopic); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range recs {
@@ -344,13 +331,11 @@ func ptr(s string) *string { return &s }
 
 // The standby log deleted and re-created: the storage-applier fills it again
 // from the primary log (its outbox), and the cache-applier, whose committed
-// offsets belong to the old topic, stops and says how to reset them.
+// offsets belong to the old topic, follows the new one: it rebuilds the
+// cache from the standby and reads the new log from its start.
 func TestRecreatedStandbyTopic(t *testing.T) {
 	e := newEnv(t)
-	p := startPipeline(t, e)
-	createTables(t, e)
-	writeBatch(t, e, 0, 30)
-	consistent(t, e, 30*time.Second)
+	p := caughtUp(t, e, 30)
 	p.applier.stop(syscall.SIGTERM)
 	p.cacheApplier.stop(syscall.SIGTERM)
 	deleteTopic(t, e, e.Cfg.Kafka.StandbyTopic)
@@ -362,17 +347,14 @@ func TestRecreatedStandbyTopic(t *testing.T) {
 	})
 	assertExactlyOnce(t, e)
 	cache := start(t, p.cfgPath, "cache-applier")
-	mustContain(t, cache.waitExit(30*time.Second), "was deleted and re-created", "--reset-offsets --to-earliest")
+	cache.waitLog("the standby log is new")
+	writeBatch(t, e, 30, 10)
+	consistent(t, e, 30*time.Second)
 }
 
 func deleteTopic(t *testing.T, e *testenv.Env, topic string) {
 	t.Helper()
-	cl, err := kgo.NewClient(clientOpts(t, e)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).DeleteTopic(context.Background(), topic); err != nil {
+	if _, err := admin(t, e).DeleteTopic(context.Background(), topic); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -383,18 +365,14 @@ func deleteTopic(t *testing.T, e *testenv.Env, topic string) {
 // naming topic, partition and offsets; nothing is applied.
 func TestTopicsThatWentBackStopTheServices(t *testing.T) {
 	e := newEnv(t)
-	p := startPipeline(t, e)
-	createTables(t, e)
-	writeBatch(t, e, 0, 20)
-	consistent(t, e, 30*time.Second)
+	p := caughtUp(t, e, 20)
 	for _, s := range []*proc{p.producer, p.applier, p.cacheApplier} {
 		s.stop(syscall.SIGTERM)
 	}
-	cl, err := kgo.NewClient(clientOpts(t, e)...)
+	adm, err := kafka.Admin(clientOpts(t, e))
 	if err != nil {
 		t.Fatal(err)
 	}
-	adm := kadm.NewClient(cl)
 	ctx := context.Background()
 	for _, topic := range []string{e.Cfg.Kafka.PrimaryTopic, e.Cfg.Kafka.StandbyTopic} {
 		ends, err := adm.ListEndOffsets(ctx, topic)
@@ -405,7 +383,7 @@ func TestTopicsThatWentBackStopTheServices(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cl.Close()
+	adm.Close()
 	e.RestartKafka(t, 0)
 
 	applier := start(t, p.cfgPath, "storage-applier")

@@ -3,16 +3,19 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.yaml.in/yaml/v3"
 
@@ -173,10 +176,26 @@ func (p *proc) exited() (bool, error) {
 	}
 }
 
+// logText is what the service has logged so far.
+func (p *proc) logText() string {
+	p.t.Helper()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return string(b)
+}
+
 // waitLog waits until the service's log contains text.
 func (p *proc) waitLog(text string) {
 	p.t.Helper()
-	testenv.Eventually(p.t, 30*time.Second, func() (bool, string) {
+	p.waitLogWithin(text, 30*time.Second)
+}
+
+// waitLogWithin waits up to within until the service's log contains text.
+func (p *proc) waitLogWithin(text string, within time.Duration) {
+	p.t.Helper()
+	testenv.Eventually(p.t, within, func() (bool, string) {
 		if done, err := p.exited(); done {
 			return false, fmt.Sprintf("%s exited (%v) before logging %q", p.name, err, text)
 		}
@@ -196,6 +215,32 @@ func (p *proc) waitLog(text string) {
 	})
 }
 
+// waitTailing waits until the primary streams its binlog to the producer
+// p (a client registered with its server id), so that every later write
+// on the primary is carried.
+func (p *proc) waitTailing(primary *sql.DB, serverID uint32) {
+	p.t.Helper()
+	testenv.Eventually(p.t, 30*time.Second, func() (bool, string) {
+		if done, err := p.exited(); done {
+			return false, fmt.Sprintf("%s exited (%v) before it tailed the binlog", p.name, err)
+		}
+		ids := testenv.BinlogClients(p.t, primary)
+		return slices.Contains(ids, serverID), fmt.Sprintf("the primary streams its binlog to server ids %v, not yet to %s's %d", ids, p.name, serverID)
+	})
+}
+
+// stopTailing stops the producer p and waits until the primary no longer
+// lists it (its dump thread notices within a heartbeat): waitTailing on a
+// producer started after it then sees that one's registration.
+func (p *proc) stopTailing(primary *sql.DB, serverID uint32) {
+	p.t.Helper()
+	p.stop(syscall.SIGTERM)
+	testenv.Eventually(p.t, 30*time.Second, func() (bool, string) {
+		ids := testenv.BinlogClients(p.t, primary)
+		return !slices.Contains(ids, serverID), fmt.Sprintf("the primary still streams its binlog to server id %d", serverID)
+	})
+}
+
 // pipeline is the three services of one test.
 type pipeline struct {
 	cfgPath                         string
@@ -208,9 +253,21 @@ func startPipeline(t testing.TB, e *testenv.Env) *pipeline {
 	t.Helper()
 	p := &pipeline{cfgPath: writeConfig(t, e.Cfg)}
 	p.producer = start(t, p.cfgPath, "producer")
-	p.producer.waitLog("tailing binlog")
+	p.producer.waitTailing(e.Primary, e.Cfg.Producer.ServerID)
 	p.applier = start(t, p.cfgPath, "storage-applier")
 	p.cacheApplier = start(t, p.cfgPath, "cache-applier")
+	return p
+}
+
+// caughtUp starts the pipeline, creates the tables, writes n transactions
+// and waits until the standby and the cache hold them: where most tests
+// begin.
+func caughtUp(t *testing.T, e *testenv.Env, n int) *pipeline {
+	t.Helper()
+	p := startPipeline(t, e)
+	createTables(t, e)
+	writeBatch(t, e, 0, n)
+	consistent(t, e, 60*time.Second)
 	return p
 }
 
@@ -248,4 +305,14 @@ func clientOpts(t testing.TB, e *testenv.Env) []kgo.Opt {
 		t.Fatal(err)
 	}
 	return opts
+}
+
+// admin is an admin client of the test's broker, closed when the test ends.
+func admin(t testing.TB, e *testenv.Env) *kadm.Client {
+	adm, err := kafka.Admin(clientOpts(t, e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(adm.Close)
+	return adm
 }

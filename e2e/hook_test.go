@@ -75,6 +75,27 @@ func (a *app) set(failing bool, stall time.Duration) {
 	a.mu.Unlock()
 }
 
+// total counts every call the application got.
+func (a *app) total() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, c := range a.calls {
+		n += c
+	}
+	return n
+}
+
+// retried waits until the application got two more calls than it had at
+// n: the cache-applier is calling it again, so the change it waits on is
+// not in the cache (a batch's cache writes come after its hook calls).
+func (a *app) retried(n int) {
+	a.t.Helper()
+	testenv.Eventually(a.t, 30*time.Second, func() (bool, string) {
+		return a.total() >= n+2, fmt.Sprintf("the hook got %d calls, want at least %d", a.total(), n+2)
+	})
+}
+
 func (a *app) attempts(version string) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -133,9 +154,10 @@ func TestWebhookRunsBeforeTheCache(t *testing.T) {
 
 	// The application fails: the change waits, retried, then goes through.
 	a.set(true, 0)
+	calls := a.total()
 	testenv.Exec(t, e.Primary, "UPDATE "+e.DB+".users SET name = 'blocked' WHERE id = 1")
 	p.cacheApplier.waitLog("the cache waits for it (cache.hook.on_failure=block)")
-	time.Sleep(time.Second)
+	a.retried(calls)
 	if got := hget(t, e, "user:1", "name"); got == "blocked" {
 		t.Fatal("the cache holds a change the failing hook has not taken")
 	}
@@ -175,7 +197,7 @@ func TestGoHookOfAnEmbeddingProgram(t *testing.T) {
 	a := newApp(t, e)
 	cfgPath := writeConfig(t, e.Cfg)
 	producer := start(t, cfgPath, "producer")
-	producer.waitLog("tailing binlog")
+	producer.waitTailing(e.Primary, e.Cfg.Producer.ServerID)
 	start(t, cfgPath, "storage-applier")
 
 	a.set(true, 0) // down at first: nothing reaches the cache
@@ -203,7 +225,7 @@ func TestGoHookOfAnEmbeddingProgram(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		return testenv.Count(t, e.Standby, e.DB+".users") == 10, "standby lacks the users"
 	})
-	time.Sleep(time.Second)
+	a.retried(a.total())
 	if exists(t, e, "user:0") {
 		t.Fatal("the cache was written while the Go hook failed")
 	}

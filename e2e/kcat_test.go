@@ -4,7 +4,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -14,10 +13,7 @@ import (
 // their headers.
 func TestKcatReadsBothTopics(t *testing.T) {
 	e := newEnv(t)
-	startPipeline(t, e)
-	createTables(t, e)
-	writeBatch(t, e, 0, 5)
-	consistent(t, e, 60*time.Second)
+	caughtUp(t, e, 5)
 	broker := e.Cfg.Kafka.Brokers[0]
 	kcat := func(args ...string) string {
 		t.Helper()

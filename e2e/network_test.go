@@ -26,10 +26,7 @@ import (
 func TestServicesListenOnlyForMetricsOnLoopback(t *testing.T) {
 	e := newEnv(t)
 	e.Cfg.Metrics.Listen = "127.0.0.1:0"
-	p := startPipeline(t, e)
-	createTables(t, e)
-	writeBatch(t, e, 0, 5)
-	consistent(t, e, 60*time.Second)
+	p := caughtUp(t, e, 5)
 	for _, s := range []*proc{p.producer, p.applier, p.cacheApplier} {
 		got := listening(t, s.cmd.Process.Pid)
 		if len(got) != 1 || !strings.HasPrefix(got[0], "127.0.0.1:") {
@@ -49,7 +46,7 @@ func TestServicesListenOnlyForMetricsOnLoopback(t *testing.T) {
 	writeBatch(t, e, 5, 5)
 	consistent(t, e, 60*time.Second)
 	want := map[*proc][]string{
-		p.producer: {`lockstep_rows_total{stage="published"}`, `lockstep_transactions_total{stage="published"}`},
+		p.producer: {`lockstep_rows_total{stage="published"}`, `lockstep_transactions_total{stage="published"}`, `lockstep_binlog_retention_seconds`},
 		p.applier: {`lockstep_rows_total{stage="applied"}`, `lockstep_apply_seconds_count{stage="applied"}`,
 			`lockstep_end_to_end_seconds_count{stage="applied"}`, `lockstep_consumer_lag_records{partition="0",stage="applied"}`,
 			`lockstep_rows_total{stage="republished"}`},
@@ -110,11 +107,7 @@ func hasPositive(body, series string) bool {
 // its log.
 func (p *proc) metricsAddr() string {
 	p.t.Helper()
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	m := regexp.MustCompile(`msg=metrics .*listen=(\S+)`).FindSubmatch(b)
+	m := regexp.MustCompile(`msg=metrics .*listen=(\S+)`).FindStringSubmatch(p.logText())
 	if m == nil {
 		p.t.Fatalf("%s did not log its metrics address", p.name)
 	}

@@ -45,7 +45,7 @@ func createTables(t *testing.T, e *testenv.Env) {
 // consistent waits until standby == primary and cache == standby.
 func consistent(t *testing.T, e *testenv.Env, timeout time.Duration) {
 	t.Helper()
-	rules := cacherule.Compile(e.Cfg.Cache)
+	rules := cacherule.Compile(e.Cfg.Cache, e.Cfg.Primary.Databases)
 	testenv.Eventually(t, timeout, func() (bool, string) {
 		ctx := context.Background()
 		tables, err := verify.Databases(ctx, e.Primary, e.Standby, e.Cfg.Primary.Databases, 0, nil)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/status"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/internal/verify"
 )
@@ -18,12 +19,14 @@ import (
 func TestPrimarySiteCache(t *testing.T) {
 	e := newEnv(t)
 	e.Cfg.Cache.Topic = e.Cfg.Kafka.PrimaryTopic
+	e.Cfg.Metrics.Listen = "127.0.0.1:0"
+	e.Cfg.Metrics.RPOInterval = 200 * time.Millisecond
 	cfgPath := writeConfig(t, e.Cfg)
 	producer := start(t, cfgPath, "producer")
-	producer.waitLog("tailing binlog")
+	producer.waitTailing(e.Primary, e.Cfg.Producer.ServerID)
 	cacheApplier := start(t, cfgPath, "cache-applier")
 	mixedChanges(t, e)
-	rules := cacherule.Compile(e.Cfg.Cache)
+	rules := cacherule.Compile(e.Cfg.Cache, e.Cfg.Primary.Databases)
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
 		c, err := verify.CacheAgainst(context.Background(), e.Primary, e.Redis, rules, e.Cfg.Primary.Databases, nil)
 		if err != nil {
@@ -36,6 +39,12 @@ func TestPrimarySiteCache(t *testing.T) {
 		t.Error("an evict rule wrote a key at the primary site")
 	}
 	cacheApplier.waitLog("Redis holds no lockstep marker")
+	// Its RPO is measured against the primary log it reads.
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		n, ok := cacheApplier.gauge("lockstep_rpo_transactions", status.RPOCached)
+		return ok && n == 0, fmt.Sprintf("caught up, lockstep_rpo_transactions{stage=cached} = %v (exported: %v)", n, ok)
+	})
+
 	// Nothing went through the standby.
 	if n := testenv.Count(t, e.Standby, "information_schema.schemata WHERE schema_name = '"+e.DB+"'"); n != 0 {
 		t.Errorf("the standby has database %s: the primary-site cache must not need it", e.DB)

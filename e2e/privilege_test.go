@@ -10,7 +10,6 @@ import (
 
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
-	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 // Each service as a user with only the privileges the README's grants give
@@ -29,7 +28,7 @@ func TestServicesRunWithLeastPrivilege(t *testing.T) {
 		binlog, standby = "REPLICATION SLAVE, REPLICATION CLIENT", "CONNECTION_ADMIN, SET_ANY_DEFINER, ALLOW_NONEXISTENT_DEFINER, SYSTEM_USER"
 	}
 	user := func(name string) string { return fmt.Sprintf("'%s_%s'@'127.0.0.1'", e.DB, name) }
-	testenv.Exec(t, e.Standby, schemas.CheckpointSQL)
+	testenv.Exec(t, e.Standby, mysql.CheckpointSQL)
 	grants := map[string][]string{
 		"primary": {
 			"CREATE USER " + user("producer") + " IDENTIFIED BY '" + pw + "'",
@@ -70,7 +69,7 @@ func TestServicesRunWithLeastPrivilege(t *testing.T) {
 	cfg.Standby.User = e.DB + "_applier"
 	p.cfgPath = writeConfig(t, &cfg)
 	p.producer = start(t, p.cfgPath, "producer")
-	p.producer.waitLog("tailing binlog")
+	p.producer.waitTailing(e.Primary, e.Cfg.Producer.ServerID)
 	p.applier = start(t, p.cfgPath, "storage-applier")
 	cfg.Standby.User = e.DB + "_cache"
 	p.cacheApplier = start(t, writeConfig(t, &cfg), "cache-applier")

@@ -16,6 +16,7 @@ import (
 	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
+	"github.com/lockstep-dr/lockstep/internal/testtool"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -86,10 +87,7 @@ func seedUsers(t *testing.T, e *testenv.Env, n int) {
 // filled by triggers and a chunked copy, the atomic swap and the drop reach
 // the standby and the cache as they happened on the primary.
 func TestOnlineSchemaChangeWithPerconaToolkit(t *testing.T) {
-	tool, err := exec.LookPath("pt-online-schema-change")
-	if err != nil {
-		t.Fatal("pt-online-schema-change (Debian's percona-toolkit) is not installed: scripts/test.sh installs it")
-	}
+	tool := testtool.Path(t, "pt-online-schema-change", "percona-toolkit")
 	e := newEnv(t)
 	p := startPipeline(t, e)
 	createTables(t, e)

@@ -21,10 +21,7 @@ import (
 // forward.
 func TestRewindRebuildsALostStandby(t *testing.T) {
 	e := newEnv(t)
-	p := startPipeline(t, e)
-	createTables(t, e)
-	writeBatch(t, e, 0, 40)
-	consistent(t, e, 60*time.Second)
+	p := caughtUp(t, e, 40)
 	rewind := func(wantOK bool, args ...string) string {
 		t.Helper()
 		out, err := exec.Command(filepath.Join(binDir, "storage-applier"), append([]string{"rewind", "--config", p.cfgPath}, args...)...).CombinedOutput()

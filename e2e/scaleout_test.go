@@ -12,10 +12,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/cache"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 )
 
@@ -87,12 +86,12 @@ func underLoad(t *testing.T, e *testenv.Env, users int, fn func()) {
 // assignment lists the partitions each member of the cache group holds.
 func assignment(t *testing.T, e *testenv.Env) [][]int32 {
 	t.Helper()
-	cl, err := kgo.NewClient(clientOpts(t, e)...)
+	adm, err := kafka.Admin(clientOpts(t, e))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	gs, err := kadm.NewClient(cl).DescribeGroups(context.Background(), e.Cfg.Cache.Group)
+	defer adm.Close()
+	gs, err := adm.DescribeGroups(context.Background(), e.Cfg.Cache.Group)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func TestHugeTransactionAndBigBlob(t *testing.T) {
 	)
 	cfgPath := writeConfig(t, e.Cfg)
 	producer := start(t, cfgPath, filepath.Join(dir, "producer"))
-	producer.waitLog("tailing binlog")
+	producer.waitTailing(e.Primary, e.Cfg.Producer.ServerID)
 	services := []*proc{producer, start(t, cfgPath, filepath.Join(dir, "storage-applier")), start(t, cfgPath, filepath.Join(dir, "cache-applier"))}
 	testenv.Exec(t, e.Primary,
 		"CREATE DATABASE "+e.DB,

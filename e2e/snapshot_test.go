@@ -63,7 +63,7 @@ func TestSnapshotBootstrapsAStandbyDuringWrites(t *testing.T) {
 	}
 	during := writes.Load()
 
-	start(t, cfgPath, filepath.Join(bin, "producer")).waitLog("tailing binlog")
+	start(t, cfgPath, filepath.Join(bin, "producer")).waitTailing(e.Primary, e.Cfg.Producer.ServerID)
 	start(t, cfgPath, filepath.Join(bin, "storage-applier"))
 	start(t, cfgPath, filepath.Join(bin, "cache-applier"))
 	testenv.Eventually(t, time.Minute, func() (bool, string) {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
@@ -28,10 +27,7 @@ func TestEverythingOverTLS(t *testing.T) {
 	e, sec := testenv.NewTLS(t)
 	withRules(e)
 	e.Cfg.Metrics.Listen = "127.0.0.1:0"
-	p := startPipeline(t, e)
-	createTables(t, e)
-	writeBatch(t, e, 0, 50)
-	consistent(t, e, 60*time.Second)
+	p := caughtUp(t, e, 50)
 
 	secrets := []string{testenv.DBPassword, testenv.RedisPassword, testenv.KafkaPassword}
 	for _, s := range []*proc{p.producer, p.applier, p.cacheApplier} {
@@ -114,12 +110,12 @@ func listTopics(t *testing.T, c config.Kafka) (kadm.TopicDetails, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(opts...)
+	adm, err := kafka.Admin(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	defer adm.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return kadm.NewClient(cl).ListTopics(ctx)
+	return adm.ListTopics(ctx)
 }

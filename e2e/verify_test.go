@@ -4,7 +4,6 @@ import (
 	"context"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 )
@@ -14,10 +13,7 @@ import (
 // replay from the standby log.
 func TestVerifyAndWarm(t *testing.T) {
 	e := newEnv(t)
-	p := startPipeline(t, e)
-	createTables(t, e)
-	writeBatch(t, e, 0, 20)
-	consistent(t, e, 60*time.Second)
+	p := caughtUp(t, e, 20)
 	run := func(wantOK bool, args ...string) string { t.Helper(); return p.run(t, wantOK, args...) }
 	// The report, and on standard error the progress's last line.
 	mustContain(t, run(true, "storage-applier", "verify", "storage"), e.DB+".users", "equal", "verify storage: 40 rows in ")

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -32,7 +31,7 @@ func main() {
 			return run(ctx, cfg, log, fromStart)
 		})
 	cmd.Flags().BoolVar(&fromStart, "from-start", false, "on an empty primary log, start from the oldest binlog instead of the current position")
-	cmd.AddCommand(snapshotCommand(), status.Command(), status.HealthCommand("producer"), verify.Command())
+	cmd.AddCommand(snapshotCommand(), reseedCommand(), status.Command(), status.HealthCommand("producer"), verify.Command())
 	service.Main(cmd)
 }
 
@@ -65,19 +64,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 		// own, before anything is read: a producer that dies before its
 		// first transaction then resumes here, not at whatever is "current"
 		// when it comes back.
-		start, err := kafka.NewItem(cfg.Kafka.PrimaryTopic, 0, positionRecord(pos.GTIDSet))
-		if err != nil {
-			return service.Permanent(err)
-		}
-		one := make(chan kafka.Item, 1)
-		one <- start
-		close(one)
-		if err := w.Run(ctx, one); err != nil || ctx.Err() != nil {
+		if err := commitStart(ctx, w, cfg.Kafka.PrimaryTopic, pos.GTIDSet); err != nil || ctx.Err() != nil {
 			return err
 		}
 		log.Info("primary log was empty: started a new stream", "from_gtid", pos.GTIDSet, "from_start", fromStart)
 	}
-	records, items := make(chan *schemas.Record, 512), make(chan kafka.Item, 4096)
+	records, items := make(chan *schemas.Record, 512), kafka.Queue(cfg.Producer.BatchRows)
 	cs, err := loadCharsets(ctx, db)
 	if err != nil {
 		return err
@@ -88,6 +80,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return t.run(ctx) })
+	g.Go(func() error { watchRetention(ctx, db, t, log); return nil })
 	g.Go(func() error { return encode(ctx, cfg.Kafka.PrimaryTopic, records, items) })
 	g.Go(func() error { return w.Run(ctx, items) })
 	return g.Wait()
@@ -133,7 +126,7 @@ func newWriter(cfg *config.Config, opts []kgo.Opt, log *slog.Logger) (*kafka.Txn
 	if err != nil {
 		return nil, service.Permanent(err)
 	}
-	return &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Log: log, CrashPoint: crashpoint.ProducerMidTxn, Stage: "published", MaxBytes: cfg.Kafka.MaxMessageBytes}, nil
+	return &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Timeout: cfg.Kafka.TransactionTimeout, Log: log, CrashPoint: crashpoint.ProducerMidTxn, Stage: "published", MaxBytes: cfg.Kafka.MaxMessageBytes}, nil
 }
 
 // partitionZero pins every record to partition 0: the primary log is one
@@ -144,12 +137,11 @@ var partitionZero = kgo.RecordPartitioner(kgo.ManualPartitioner())
 // of the primary log: what it holds through, and where to read the binlog
 // from; nil when the log is empty.
 func resumePosition(ctx context.Context, cfg *config.Config, opts []kgo.Opt) (*schemas.Source, error) {
-	cl, err := kgo.NewClient(opts...)
+	adm, err := kafka.Admin(opts)
 	if err != nil {
-		return nil, service.Permanent(err)
+		return nil, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer adm.Close()
 	topic := cfg.Kafka.PrimaryTopic
 	info, err := kafka.EnsureTopic(ctx, adm, topic, 1, cfg.Kafka.MaxMessageBytes)
 	if err != nil {
@@ -198,6 +190,19 @@ func loadCharsets(ctx context.Context, db *sql.DB) (charsets, error) {
 		cs[id] = name
 	}
 	return cs, rows.Err()
+}
+
+// commitStart commits the start position pos of a new stream to the
+// primary log, in a Kafka transaction of its own.
+func commitStart(ctx context.Context, w *kafka.TxnWriter, topic, pos string) error {
+	start, err := kafka.NewItem(topic, 0, positionRecord(pos))
+	if err != nil {
+		return service.Permanent(err)
+	}
+	one := make(chan kafka.Item, 1)
+	one <- start
+	close(one)
+	return w.Run(ctx, one)
 }
 
 // positionRecord marks where a new stream starts: the GTID set pos.

@@ -76,7 +76,7 @@ func snapshot(ctx context.Context, cfg *config.Config, log *slog.Logger, chunkRo
 		return err
 	}
 	defer w.Client.Close()
-	items := make(chan kafka.Item, 4096)
+	items := kafka.Queue(cfg.Producer.BatchRows)
 	meter := progress.New(progressOut, "snapshot", "rows", estimate)
 	s := &snapshotter{cfg: cfg, conn: conn, snap: snap, chunkRows: chunkRows, out: items, meter: meter, live: newLiveSchema(db)}
 	g, gctx := errgroup.WithContext(ctx)

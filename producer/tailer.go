@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -44,6 +45,18 @@ type tailer struct {
 	published *mysql.GTIDSet
 	file      string
 	checksum  bool
+	// eventMS is the time of the last event read (binlog seconds, in ms).
+	eventMS int64
+	// readFile and readMS are, for watchRetention, the binlog read and the
+	// time of the last transaction read.
+	readFile atomic.Pointer[string]
+	readMS   atomic.Int64
+	// beyond: the position moved past the last record sent, by groups with
+	// nothing in scope; lastOut is when a record last went out. A position
+	// record then moves the primary log's position on, so that the stages'
+	// RPO does not count transactions lockstep does not carry.
+	beyond  bool
+	lastOut time.Time
 	// tables are what the table maps describe, by table id; kept across
 	// transactions while a table's map stays the same, forgotten at DDL.
 	tables map[uint64]*mappedTable
@@ -104,50 +117,11 @@ func newTailer(cfg config.Config, log *slog.Logger, flavor mysql.Flavor, cs char
 }
 
 func (t *tailer) run(ctx context.Context) error {
-	host, portStr, err := net.SplitHostPort(t.cfg.Primary.Address)
+	syncer, stream, err := openBinlog(t.cfg, t.flavor, t.pos, t.log)
 	if err != nil {
-		return service.Permanentf("primary.address = %s: %w", t.cfg.Primary.Address, err)
+		return err
 	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return service.Permanentf("primary.address = %s: bad port: %w", t.cfg.Primary.Address, err)
-	}
-	tlsCfg, err := t.cfg.Primary.TLS.Build("primary.tls", t.cfg.Primary.Address)
-	if err != nil {
-		return service.Permanent(err)
-	}
-	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID:                t.cfg.Producer.ServerID,
-		Flavor:                  t.flavor.Syncer(),
-		Host:                    host,
-		Port:                    uint16(port),
-		User:                    t.cfg.Primary.User,
-		Password:                t.cfg.Primary.Password,
-		TLSConfig:               tlsCfg,
-		TimestampStringLocation: time.UTC,
-		RenderJSONAsMySQLText:   true, // MySQL's JSON: see mysqlJSON
-		HeartbeatPeriod:         5 * time.Second,
-		ReadTimeout:             30 * time.Second,
-		// A broken connection is the supervisor's to handle: it resumes from
-		// the primary log, the one source of truth for the position.
-		DisableRetrySync: true,
-		Logger:           t.log.With("component", "binlog"),
-	})
 	defer syncer.Close()
-	stream, err := syncer.StartSyncGTID(t.pos.Stream(t.flavor))
-	var denied *gomysql.MyError
-	if errors.As(err, &denied) && (denied.Code == gomysql.ER_ACCESS_DENIED_ERROR || denied.Code == gomysql.ER_SPECIFIC_ACCESS_DENIED_ERROR) {
-		// The password worked for the preflight: the privilege is missing.
-		privileges := "REPLICATION SLAVE, BINLOG MONITOR"
-		if t.flavor == mysql.MySQL {
-			privileges = "REPLICATION SLAVE, REPLICATION CLIENT"
-		}
-		return service.Permanentf("start binlog stream from GTID %s: %w: the primary user %s may not read the binlog; GRANT %s ON *.* TO it, then restart the producer",
-			t.pos, err, t.cfg.Primary.User, privileges)
-	}
-	if err != nil {
-		return mysql.Classify(fmt.Errorf("start binlog stream from GTID %s: %w", t.pos, err))
-	}
 	t.log.Info("tailing binlog", "primary", t.cfg.Primary.Address, "flavor", t.flavor, "from_gtid", t.pos.String())
 	for {
 		ev, err := stream.GetEvent(ctx)
@@ -161,6 +135,60 @@ func (t *tailer) run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// openBinlog starts the primary's binlog stream after the GTID set pos, as
+// the producer reads it.
+func openBinlog(cfg config.Config, flavor mysql.Flavor, pos mysql.GTIDSet, log *slog.Logger) (*replication.BinlogSyncer, *replication.BinlogStreamer, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Primary.Address)
+	if err != nil {
+		return nil, nil, service.Permanentf("primary.address = %s: %w", cfg.Primary.Address, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, nil, service.Permanentf("primary.address = %s: bad port: %w", cfg.Primary.Address, err)
+	}
+	tlsCfg, err := cfg.Primary.TLS.Build("primary.tls", cfg.Primary.Address)
+	if err != nil {
+		return nil, nil, service.Permanent(err)
+	}
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID:                cfg.Producer.ServerID,
+		Flavor:                  flavor.Syncer(),
+		Host:                    host,
+		Port:                    uint16(port),
+		User:                    cfg.Primary.User,
+		Password:                cfg.Primary.Password,
+		TLSConfig:               tlsCfg,
+		TimestampStringLocation: time.UTC,
+		RenderJSONAsMySQLText:   true, // MySQL's JSON: see mysqlJSON
+		// An idle binlog sends one a second: the tailer publishes its
+		// position on it (sendPosition).
+		HeartbeatPeriod: time.Second,
+		// Ten heartbeats missed: the link is down or half-open.
+		ReadTimeout: 10 * time.Second,
+		// A broken connection is the supervisor's to handle: it resumes from
+		// the primary log, the one source of truth for the position.
+		DisableRetrySync: true,
+		Logger:           log.With("component", "binlog"),
+	})
+	stream, err := syncer.StartSyncGTID(pos.Stream(flavor))
+	var denied *gomysql.MyError
+	if errors.As(err, &denied) && (denied.Code == gomysql.ER_ACCESS_DENIED_ERROR || denied.Code == gomysql.ER_SPECIFIC_ACCESS_DENIED_ERROR) {
+		// The password worked for the preflight: the privilege is missing.
+		privileges := "REPLICATION SLAVE, BINLOG MONITOR"
+		if flavor == mysql.MySQL {
+			privileges = "REPLICATION SLAVE, REPLICATION CLIENT"
+		}
+		syncer.Close()
+		return nil, nil, service.Permanentf("start binlog stream from GTID %s: %w: the primary user %s may not read the binlog; GRANT %s ON *.* TO it, then restart the producer",
+			pos, err, cfg.Primary.User, privileges)
+	}
+	if err != nil {
+		syncer.Close()
+		return nil, nil, mysql.Classify(fmt.Errorf("start binlog stream from GTID %s: %w", pos, err))
+	}
+	return syncer, stream, nil
 }
 
 // classifyStreamError turns the server's refusals into errors an operator
@@ -178,11 +206,16 @@ func classifyStreamError(err error, pos string) error {
 // passed over because it changes nothing by itself, or refused.
 func (t *tailer) handle(ctx context.Context, ev *replication.BinlogEvent) error {
 	h := ev.Header
+	if h.Timestamp != 0 { // 0 on heartbeats and the server's fake rotations
+		t.eventMS = int64(h.Timestamp) * 1000
+	}
 	switch e := ev.Event.(type) {
 	case *replication.FormatDescriptionEvent:
 		t.checksum = e.ChecksumAlgorithm == replication.BINLOG_CHECKSUM_ALG_CRC32
 	case *replication.RotateEvent:
-		t.file = string(e.NextLogName)
+		file := string(e.NextLogName)
+		t.file = file
+		t.readFile.Store(&file)
 	case *replication.MariadbGTIDEvent:
 		return t.beginMariaDB(e, eventBody(ev, t.checksum))
 	case *replication.GTIDEvent:
@@ -213,8 +246,13 @@ func (t *tailer) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 			clear(t.tables)
 		}
 		t.tables[e.TableID] = &mappedTable{body: string(body), event: e}
+	case *replication.HeartbeatEvent:
+		// The binlog is idle.
+		if t.beyond && t.gtid == "" {
+			return t.sendPosition(ctx)
+		}
 	case *replication.MariadbAnnotateRowsEvent, *replication.MariadbGTIDListEvent,
-		*replication.MariadbBinlogCheckPointEvent, *replication.HeartbeatEvent,
+		*replication.MariadbBinlogCheckPointEvent,
 		*replication.PreviousGTIDsEvent, *replication.RowsQueryEvent:
 		// Markers and comments.
 	case *replication.IntVarEvent, *replication.BeginLoadQueryEvent:
@@ -666,6 +704,7 @@ func (t *tailer) commit(ctx context.Context) error {
 	if t.gtid == "" {
 		return nil
 	}
+	t.readMS.Store(t.eventMS)
 	if err := t.pos.Extend(t.gtid); err != nil {
 		return service.Permanentf("advance GTID position %s by %s: %w", t.pos, t.gtid, err)
 	}
@@ -676,9 +715,16 @@ func (t *tailer) commit(ctx context.Context) error {
 	out = append(out, t.held...)
 	replay := t.replay
 	t.gtid, t.pending, t.held, t.savepoints, t.xid, t.replay = "", nil, nil, nil, "", false
-	if len(out) == 0 || replay {
-		return nil // nothing in scope, or published already
+	if replay {
+		return nil // published already
 	}
+	if len(out) == 0 { // nothing in scope
+		if t.beyond = true; time.Since(t.lastOut) >= positionEvery {
+			return t.sendPosition(ctx)
+		}
+		return nil
+	}
+	t.beyond, t.lastOut = false, time.Now()
 	last := out[len(out)-1]
 	last.Txn.Last = true
 	last.Source.GTIDSet = t.pos.String()
@@ -689,6 +735,29 @@ func (t *tailer) commit(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// reading is the binlog the tailer reads and the time of the last
+// transaction it read there; "" before the stream starts.
+func (t *tailer) reading() (string, int64) {
+	f := t.readFile.Load()
+	if f == nil {
+		return "", 0
+	}
+	return *f, t.readMS.Load()
+}
+
+// positionEvery is how often at most the tailer publishes its position
+// while the transactions it reads have nothing in scope.
+const positionEvery = time.Second
+
+// sendPosition publishes the position the tailer has read through, with
+// the time of its last event.
+func (t *tailer) sendPosition(ctx context.Context) error {
+	r := positionRecord(t.pos.String())
+	r.Source.File, r.Source.CommitTimeMS, r.Source.Resume = t.file, t.eventMS, t.xa.resume()
+	t.beyond, t.lastOut = false, time.Now()
+	return t.send(ctx, r)
 }
 
 func (t *tailer) send(ctx context.Context, r *schemas.Record) error {

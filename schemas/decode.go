@@ -88,6 +88,8 @@ func fastDecode(b []byte) (r *Record, ok bool) {
 					return d.int64(&r.Standby.CommitTimeMS)
 				case "primary_offset":
 					return d.int64(&r.Standby.PrimaryOffset)
+				case "epoch":
+					return d.int64(&r.Standby.Epoch)
 				case "primary_partition":
 					var n int64
 					ok := d.int64(&n) && int64(int32(n)) == n

@@ -37,5 +37,7 @@
 // with that GTID position follows, where the binlog stream continues.
 //
 // A record's version, used for compare-and-set in the cache, is its position
-// in primary commit order: the primary-log offset it was read from.
+// in primary commit order: the primary-log offset it was read from, after
+// the epoch of that primary log (standby.epoch: a primary log started anew
+// after Kafka was lost has a greater one), see FormatVersion.
 package schemas

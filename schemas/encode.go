@@ -116,6 +116,10 @@ func appendStandby(b []byte, s *Standby) []byte {
 	b = strconv.AppendInt(b, s.PrimaryOffset, 10)
 	b = append(b, `,"primary_partition":`...)
 	b = strconv.AppendInt(b, int64(s.PrimaryPartition), 10)
+	if s.Epoch != 0 {
+		b = append(b, `,"epoch":`...)
+		b = strconv.AppendInt(b, s.Epoch, 10)
+	}
 	if s.Cascade != nil {
 		b = append(b, `,"cascade":{"foreign_key":`...)
 		b = appendString(b, s.Cascade.ForeignKey)

@@ -86,7 +86,12 @@ type Standby struct {
 	// CommitTimeMS is when the standby committed the transaction.
 	CommitTimeMS int64 `json:"commit_time_ms"`
 	// PrimaryOffset is the primary-log offset of the record.
-	PrimaryOffset    int64 `json:"primary_offset"`
+	PrimaryOffset int64 `json:"primary_offset"`
+	// Epoch numbers the primary log PrimaryOffset is an offset of: it grows
+	// each time the standby moves to a primary log started anew (producer
+	// reseed), so a change's place in primary commit order is the pair
+	// (Epoch, PrimaryOffset). 0 for the first log, and then left out.
+	Epoch            int64 `json:"epoch,omitempty"`
 	PrimaryPartition int32 `json:"primary_partition"`
 	// Cascade is set on a change the standby made itself, which no primary
 	// record carries: a foreign key's ON DELETE/ON UPDATE action run by the
@@ -261,10 +266,18 @@ func (r *Record) Image() Row {
 	return r.After
 }
 
-// FormatVersion renders a primary-log offset (a change's position in primary
-// commit order) as a cache version: fixed-width, so that Redis can compare
-// two versions as strings.
-func FormatVersion(offset int64) string { return fmt.Sprintf("%020d", offset) }
+// FormatVersion renders a change's position in primary commit order, the
+// epoch of its primary log and its offset there, as a cache version that
+// Redis compares as a string: the offset in 20 digits in epoch 0 (the form
+// caches of earlier versions hold), "e" and the epoch in 10 digits, ".",
+// and the offset in 20 digits after. "e" sorts after every digit, so
+// every version of a later epoch is greater than every one of epoch 0.
+func FormatVersion(epoch, offset int64) string {
+	if epoch == 0 {
+		return fmt.Sprintf("%020d", offset)
+	}
+	return fmt.Sprintf("e%010d.%020d", epoch, offset)
+}
 
 // Bytes returns a column's raw value: base64 decoded for binary columns.
 // ok is false for NULL or a missing column.

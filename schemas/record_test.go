@@ -52,7 +52,18 @@ func TestRecordRoundTripsAndValidates(t *testing.T) {
 	if err := ValidatePrimary(b); err == nil {
 		t.Fatal("a standby section must not pass as a primary record")
 	}
-	if v := FormatVersion(r.Standby.PrimaryOffset); v != "00000000000000000007" {
+	if v := FormatVersion(r.Standby.Epoch, r.Standby.PrimaryOffset); v != "00000000000000000007" {
+		t.Fatalf("version %q", v)
+	}
+	r.Standby.Epoch = 2
+	b, _ = Encode(r)
+	if err := ValidateStandby(b); err != nil {
+		t.Fatalf("standby record with an epoch does not match standby.schema.json: %v", err)
+	}
+	if d, err := Decode(b); err != nil || d.Standby.Epoch != 2 {
+		t.Fatalf("decoded standby section %+v, %v: want epoch 2", d.Standby, err)
+	}
+	if v := FormatVersion(r.Standby.Epoch, r.Standby.PrimaryOffset); v != "e0000000002.00000000000000000007" {
 		t.Fatalf("version %q", v)
 	}
 	if string(r.KafkaKey()) != `{"database":"shop","table":"users","key":{"id":"18446744073709551615"}}` {

@@ -12,9 +12,6 @@ import (
 //go:embed *.schema.json
 var schemaFiles embed.FS
 
-//go:embed checkpoint.sql
-var CheckpointSQL string
-
 const schemaBase = "https://lockstep.dev/schemas/"
 
 var compiled struct {

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Speed, side by side with the baselines, on a private stack (.dev/bench,
-# ports 33307-33311/36380/37001-37006/39092): a sysbench oltp_write_only backlog applied
+# Speed, side by side with the baselines, on a private stack (the bench row
+# of scripts/lib.sh's stack table): a sysbench oltp_write_only backlog applied
 # by MariaDB's own replication (three replicas: serial, conservative and
 # optimistic parallel, each applying the same backlog) and by lockstep; the producer
 # against go-mysql's raw decode; the cache-applier against plain pipelined
 # HSET, on a single Redis and on a Redis Cluster; the end-to-end lag at a steady rate; peak memory.
 #   scripts/bench.sh [--quick] [--reps N] [--backlog N] [--lag-time 5m]
 # Prints a table (median, min, max) and one RESULT line.
+# Across a simulated WAN (toxiproxy, in the benchmark's process) instead:
+#   scripts/bench.sh --wan 50ms [--placement binlog|kafka|consume|all] [--wan-rate 10MB]
+# the pipeline's throughput and lag at RTT 0 and at each RTT asked.
 set -euo pipefail
 # Its own folder and ports always: the run starts by wiping them.
-export LOCKSTEP_DEV_DIR="$(cd "$(dirname "$0")/.." && pwd)/.dev/bench"
-export LOCKSTEP_PRIMARY_PORT=33307 LOCKSTEP_STANDBY_PORT=33308 LOCKSTEP_REDIS_PORT=36380 LOCKSTEP_KAFKA_PORT=39092 LOCKSTEP_REDIS=single
-REPLICA_PORT=33309 # and the next two
-CLUSTER_PORT=37001 # and the next five
+OWN_STACK=bench
+export LOCKSTEP_REDIS=single # and the cluster on CLUSTER_PORT
 MODES=(serial conservative optimistic)
 source "$(dirname "$0")/lib.sh"
+REPLICA_PORT="$EXTRA_PORT" # and the next two
 # The baselines are MariaDB replicas of a MariaDB primary.
 [ "$FLAVOR" = mariadb ] || die "the benchmark measures against MariaDB's own replication: run it without LOCKSTEP_FLAVOR=$FLAVOR"
 

@@ -8,6 +8,7 @@ for svc in cache-applier storage-applier producer; do
 	stop "$DEV/$svc/$svc.pid" TERM
 done
 stop "$DEV/kafka/kafka.pid" TERM
+stop "$DEV/wan/wan.pid" TERM
 stop_redis
 stop "$DEV/standby/server.pid" TERM
 stop "$DEV/primary/server.pid" TERM

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Start the private dev stack under .dev/: MariaDB (LOCKSTEP_FLAVOR=mysql:
 # MySQL 9.7) primary and standby, Redis (LOCKSTEP_REDIS=cluster: a Redis
-# Cluster of 3 masters and 3 replicas),
+# Cluster of 3 masters and 3 replicas; LOCKSTEP_WAN=50ms: two sites, the
+# producer reading the binlog across a simulated WAN link),
 # the embedded Kafka broker, and with --services the three lockstep services.
-# Idempotent: only what is not running is started.
+# Idempotent: only what is not running is started. LOCKSTEP_PRODUCER_SET
+# (space-separated key=value) gives the producer settings of its own, for a
+# producer at another site than the rest (e.g. kafka.connect_via).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -22,6 +25,10 @@ start_standby
 start_redis
 build_tools
 start_kafka
+start_wan
+if [ -n "$WAN_SHAPE" ]; then
+	export LOCKSTEP_PRODUCER_SET="primary.address=127.0.0.1:$WAN_PORT ${LOCKSTEP_PRODUCER_SET:-}"
+fi
 
 config="${LOCKSTEP_CONFIG:-$ROOT/lockstep.example.yaml}"
 
@@ -33,7 +40,10 @@ if [ "$services" = 1 ]; then
 		log "starting $svc (log: $dir/$svc.log)"
 		args=(--config "$config")
 		# The dev primary is private and new: carry it from its first binlog.
-		[ "$svc" = producer ] && args+=(--from-start)
+		if [ "$svc" = producer ]; then
+			args+=(--from-start)
+			for kv in ${LOCKSTEP_PRODUCER_SET:-}; do args+=(--set "$kv"); done
+		fi
 		nohup "$DEV/bin/$svc" "${args[@]}" >>"$dir/$svc.log" 2>&1 &
 		echo $! >"$dir/$svc.pid"
 	done
@@ -46,6 +56,9 @@ lockstep dev stack is up:
   Redis $(printf %-11s "$REDIS_MODE") 127.0.0.1:$REDIS_PORT   $REDIS_CLI
   Kafka (kfake)     127.0.0.1:$KAFKA_PORT   kcat -C -b 127.0.0.1:$KAFKA_PORT -t lockstep.primary -f '%k %s\n'
 INFO
+if [ -n "$WAN_SHAPE" ]; then
+	echo "  WAN link          127.0.0.1:$WAN_PORT -> the primary, $WAN_SHAPE round trip: the producer reads the binlog across it"
+fi
 if [ "$services" = 1 ]; then
 	echo "  services          producer, storage-applier, cache-applier (config $config; logs $DEV/<service>/)"
 fi

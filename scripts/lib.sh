@@ -12,14 +12,48 @@
 # the single Redis, and points the services at it.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEV="${LOCKSTEP_DEV_DIR:-$ROOT/.dev}"
-PRIMARY_PORT="${LOCKSTEP_PRIMARY_PORT:-3307}"
-STANDBY_PORT="${LOCKSTEP_STANDBY_PORT:-3308}"
+
+# The stacks the scripts start, each in a folder and on ports of its own, so
+# that they run side by side: the one table of them. Every port is below the
+# kernel's ephemeral range (32768-), where a client connection may hold one
+# (CI once saw a Redis node fail to start on 37006), a cluster node's bus
+# port (its port + 10000) too. LOCKSTEP_STACK picks one (default dev);
+# LOCKSTEP_DEV_DIR and LOCKSTEP_*_PORT override it, except in a script that
+# owns its stack (OWN_STACK=test before sourcing): there the table alone says
+# where the stack lives, whatever the caller's shell holds.
+#   stack  folder      primary standby redis cluster kafka extra
+#   dev    .dev          3307    3308   6380   7001   9092     0  the demo, dev-up.sh
+#   test   .dev/test    13307   13308  16380  17101      0 13317  MySQL pair on extra, +1; Kafka in-process
+#   chaos  .dev/chaos   23307   23308  26380  21001  29092     0
+#   bench  .dev/bench   24307   24308  24380  22001  24092 24309  replicas on extra..+2, pprof on +3..+5
+if [ -n "${OWN_STACK:-}" ]; then
+	unset LOCKSTEP_DEV_DIR LOCKSTEP_PRIMARY_PORT LOCKSTEP_STANDBY_PORT LOCKSTEP_REDIS_PORT LOCKSTEP_KAFKA_PORT
+	export LOCKSTEP_STACK="$OWN_STACK"
+fi
+STACK="${LOCKSTEP_STACK:-dev}"
+case "$STACK" in
+dev) stack=(.dev 3307 3308 6380 7001 9092 0) ;;
+test) stack=(.dev/test 13307 13308 16380 17101 0 13317) ;;
+chaos) stack=(.dev/chaos 23307 23308 26380 21001 29092 0) ;;
+bench) stack=(.dev/bench 24307 24308 24380 22001 24092 24309) ;;
+*) printf 'error: LOCKSTEP_STACK=%s: want dev (the default), test, chaos or bench\n' "$STACK" >&2; exit 1 ;;
+esac
+DEV="${LOCKSTEP_DEV_DIR:-$ROOT/${stack[0]}}"
+PRIMARY_PORT="${LOCKSTEP_PRIMARY_PORT:-${stack[1]}}"
+# Another server id lets a second primary (a shard, or a site the roles
+# reverse to) write GTIDs of its own.
+PRIMARY_SERVER_ID="${LOCKSTEP_PRIMARY_SERVER_ID:-1}"
+STANDBY_PORT="${LOCKSTEP_STANDBY_PORT:-${stack[2]}}"
 REDIS_MODE="${LOCKSTEP_REDIS:-single}"
-# A cluster's nodes also listen on their port + 10000 (the cluster bus): its
-# default ports stay clear of the other stacks' (test.sh, chaos, bench).
-REDIS_PORT="${LOCKSTEP_REDIS_PORT:-$([ "$REDIS_MODE" = cluster ] && echo 7001 || echo 6380)}"
-KAFKA_PORT="${LOCKSTEP_KAFKA_PORT:-9092}"
+CLUSTER_PORT="${stack[4]}"
+REDIS_PORT="${LOCKSTEP_REDIS_PORT:-$([ "$REDIS_MODE" = cluster ] && echo "$CLUSTER_PORT" || echo "${stack[3]}")}"
+KAFKA_PORT="${LOCKSTEP_KAFKA_PORT:-${stack[5]}}"
+EXTRA_PORT="${stack[6]}"
+# LOCKSTEP_WAN=50ms (a round trip, as devtool wan --shape takes it) makes the
+# dev stack two sites: the producer, at the standby site with Kafka, reads
+# the primary's binlog across a simulated WAN link on LOCKSTEP_WAN_PORT.
+WAN_SHAPE="${LOCKSTEP_WAN:-}"
+WAN_PORT="${LOCKSTEP_WAN_PORT:-$((PRIMARY_PORT + 10))}"
 FLAVOR="${LOCKSTEP_FLAVOR:-mariadb}"
 MYSQL_ROOT="${LOCKSTEP_MYSQL_ROOT:-/var/cache/lockstep/mysql-9.7}"
 case "$FLAVOR" in
@@ -179,11 +213,11 @@ server_ready() {
 # GTIDs on; on MySQL, GTID mode.
 start_primary() {
 	if [ "$FLAVOR" = mysql ]; then
-		start_mysql primary "$PRIMARY_PORT" 1 --log-bin=binlog --gtid-mode=ON --enforce-gtid-consistency=ON \
+		start_mysql primary "$PRIMARY_PORT" "$PRIMARY_SERVER_ID" --log-bin=binlog --gtid-mode=ON --enforce-gtid-consistency=ON \
 			--binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL
 		return
 	fi
-	start_mariadb primary "$PRIMARY_PORT" 1 --log-bin="$DEV/primary/data/binlog" --binlog-format=ROW \
+	start_mariadb primary "$PRIMARY_PORT" "$PRIMARY_SERVER_ID" --log-bin="$DEV/primary/data/binlog" --binlog-format=ROW \
 		--binlog-row-image=FULL --binlog-row-metadata=FULL --gtid-strict-mode=1 --log-slave-updates=1
 }
 
@@ -290,6 +324,18 @@ start_kafka() {
 	nohup "$DEV/bin/devkafka" --port "$KAFKA_PORT" --data "$dir/data" >>"$dir/kafka.log" 2>&1 &
 	echo $! >"$dir/kafka.pid"
 	wait_for "Kafka (kfake) on 127.0.0.1:$KAFKA_PORT" bash -c "exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT"
+}
+
+# start_wan: the WAN link between the sites (LOCKSTEP_WAN), if asked for.
+start_wan() {
+	[ -n "$WAN_SHAPE" ] || return 0
+	local dir="$DEV/wan"
+	if alive "$dir/wan.pid"; then return 0; fi
+	mkdir -p "$dir"
+	[ -x "$DEV/bin/devtool" ] || build_tools
+	nohup "$DEV/bin/devtool" wan --listen "127.0.0.1:$WAN_PORT" --to "127.0.0.1:$PRIMARY_PORT" --shape "$WAN_SHAPE" >>"$dir/wan.log" 2>&1 &
+	echo $! >"$dir/wan.pid"
+	wait_for "the WAN link on 127.0.0.1:$WAN_PORT" bash -c "exec 3<>/dev/tcp/127.0.0.1/$WAN_PORT"
 }
 
 # stop PIDFILE SIGNAL: stop the process a pid file names and wait for it to go.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
-	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 // checkpoint is the standby's applied position in the primary log, kept in
@@ -26,27 +25,21 @@ type checkpoint struct {
 	// rewindEnd is, after a rewind, the last primary offset the standby
 	// log held then; -1 otherwise.
 	rewindEnd int64
+	// epoch numbers the primary log offset belongs to (schemas.Standby.Epoch).
+	epoch int64
 }
 
 // loadCheckpoint creates lockstep's table if needed and reads (or creates)
 // the checkpoint row.
 func loadCheckpoint(ctx context.Context, db *sql.DB, name, topic string) (*checkpoint, error) {
-	if _, err := db.ExecContext(ctx, schemas.CheckpointSQL); err != nil {
-		return nil, fmt.Errorf("create lockstep.checkpoint on the standby (the user needs CREATE on lockstep.*): %w", err)
-	}
-	var has int
-	err := db.QueryRowContext(ctx, sqlHasRewindEnd).Scan(&has)
-	if err == nil && has == 0 {
-		_, err = db.ExecContext(ctx, sqlAddRewindEnd)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("add column rewind_end to lockstep.checkpoint on the standby (the user needs ALTER on lockstep.*): %w", err)
+	if err := mysql.PrepareCheckpoint(ctx, db); err != nil {
+		return nil, err
 	}
 	cp := &checkpoint{name: name}
 	var gtids string
-	err = db.QueryRowContext(ctx, sqlSelectCheckpoint, name).Scan(&cp.offset, &cp.ddlOffset, &gtids, &cp.topicID, &cp.rewindEnd)
+	err := db.QueryRowContext(ctx, sqlSelectCheckpoint, name).Scan(&cp.offset, &cp.ddlOffset, &gtids, &cp.topicID, &cp.rewindEnd, &cp.epoch)
 	if errors.Is(err, sql.ErrNoRows) {
-		if _, err := db.ExecContext(ctx, sqlInsertCheckpoint, name, topic); err != nil {
+		if _, err := db.ExecContext(ctx, sqlInsertCheckpoint, name, topic, 0); err != nil {
 			return nil, fmt.Errorf("create checkpoint %q: %w", name, err)
 		}
 		cp.offset, cp.ddlOffset, cp.rewindEnd = -1, -1, -1
@@ -103,7 +96,7 @@ func (cp *checkpoint) checkTopic(ctx context.Context, db *sql.DB, topic, id stri
 		cp.topicID = id
 		return err
 	default:
-		return service.Permanentf("topic %s was deleted and re-created (its id is %s, the standby checkpoint %q was written for %s at offset %d): its offsets are not the ones applied. Nothing was applied; re-bootstrap the standby",
+		return service.Permanentf("topic %s was deleted and re-created (its id is %s, the standby checkpoint %q was written for %s at offset %d): its offsets are not the ones applied. Nothing was applied. If Kafka lost the primary log, start it again at what the standby holds with producer reseed --from-standby; otherwise re-bootstrap the standby",
 			topic, id, cp.name, cp.topicID, cp.offset)
 	}
 }

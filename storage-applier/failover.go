@@ -42,16 +42,11 @@ func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out, 
 		return err
 	}
 	defer standby.Close()
-	opts, err := kafka.Connect(ctx, cfg.Kafka)
+	opts, adm, err := kafka.ConnectAdmin(ctx, cfg.Kafka)
 	if err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl) // one client for every poll below
+	defer adm.Close()
 	fmt.Fprintf(out, "failover to the standby %s (checkpoint %q)\n", cfg.Standby.Address, cfg.Applier.Name)
 
 	fence, err := fencePrimaryLog(ctx, cfg, opts, adm)
@@ -64,16 +59,16 @@ func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out, 
 	deadline := time.Now().Add(wait)
 	var applied string
 	took, err := waitFor(ctx, deadline, func() (bool, error) {
-		off, gtids, err := mysql.Checkpoint(ctx, standby, cfg.Applier.Name)
-		applied = gtids
-		if err != nil || off < fence.offset {
+		cp, err := mysql.Checkpoint(ctx, standby, cfg.Applier.Name)
+		applied = cp.GTIDs
+		if err != nil || cp.Offset < fence.offset {
 			return false, err
 		}
 		sb, err := kafka.PartitionBounds(ctx, adm, cfg.Kafka.StandbyTopic)
 		if err != nil {
 			return false, err
 		}
-		published, _, err := lastPublished(ctx, opts, cfg.Kafka.StandbyTopic, sb)
+		published, _, err := status.LastPublished(ctx, opts, cfg.Kafka.StandbyTopic, sb)
 		return published >= fence.offset, err
 	})
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -32,8 +31,9 @@ func main() {
 	cmd := service.Command("storage-applier", "Apply the primary log to the standby database, then republish to the standby log",
 		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return run(ctx, cfg, log, carefully)
-		})
-	cmd.AddCommand(rewindCommand(), failoverCommand(), status.Command(), status.HealthCommand("storage-applier"), verify.Command())
+		},
+		status.RPOWatcher(status.RPOApplied))
+	cmd.AddCommand(rewindCommand(), failoverCommand(), reverseCommand(), status.Command(), status.HealthCommand("storage-applier"), verify.Command())
 	service.Main(cmd)
 }
 
@@ -62,16 +62,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, carefully *c
 		return err
 	}
 
-	opts, err := kafka.Connect(ctx, cfg.Kafka)
+	opts, adm, err := kafka.ConnectAdmin(ctx, cfg.Kafka)
 	if err != nil {
 		return err
 	}
-	admCl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return service.Permanent(err)
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
+	defer adm.Close()
 	ptopic, err := kafka.EnsureTopic(ctx, adm, primaryTopic, 1, cfg.Kafka.MaxMessageBytes)
 	if err != nil {
 		return err
@@ -95,7 +90,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, carefully *c
 	if err != nil {
 		return err
 	}
-	published, publishedGTID, err := lastPublished(ctx, opts, standbyTopic, sb)
+	published, publishedGTID, err := status.LastPublished(ctx, opts, standbyTopic, sb)
 	if err != nil {
 		return err
 	}
@@ -120,13 +115,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, carefully *c
 		return service.Permanent(err)
 	}
 	defer pub.Close()
-	items := make(chan kafka.Item, 4096)
-	rp := &republisher{topic: standbyTopic, out: items, source: primaryTopic, opts: opts, changes: &standbyChanges{db: db, name: cfg.Applier.Name}}
+	items := kafka.Queue(cfg.Applier.BatchRows)
+	rp := &republisher{topic: standbyTopic, out: items, source: primaryTopic, opts: opts, changes: &standbyChanges{db: db, name: cfg.Applier.Name}, epoch: cp.epoch}
 	rp.published.Store(published)
 	if err := rp.changes.prune(ctx, min(published, cp.offset), cp.offset); err != nil {
 		return err
 	}
-	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Log: log, Stage: "republished", MaxBytes: cfg.Kafka.MaxMessageBytes,
+	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Timeout: cfg.Kafka.TransactionTimeout, Log: log, Stage: "republished", MaxBytes: cfg.Kafka.MaxMessageBytes,
 		Committed: func(mark int64) { rp.published.Store(mark) }}
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -136,7 +131,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, carefully *c
 	if _, err := conn.ExecContext(ctx, "SET "+sqltext.ApplyingVar+" = 1"); err != nil {
 		return mysql.Classify(fmt.Errorf("set up the applier's standby session: %w", err))
 	}
-	a := newApplier(db, sqlConn{conn}, carefully, cp, log, primaryTopic, newStandbyTables(db, cfg.Primary.Databases), rp, cfg.Applier.BatchRows)
+	a := newApplier(db, sqlConn{conn}, carefully, cp, log, primaryTopic, newStandbyTables(db, cfg.Primary.Databases), rp, cfg.Applier.GroupRows)
 	defer a.tx.rollback()
 
 	g, ctx := errgroup.WithContext(ctx)

@@ -30,12 +30,15 @@ type republisher struct {
 	// published is the highest primary offset of a committed standby-log
 	// transaction.
 	published atomic.Int64
+	// epoch is the checkpoint's: the standby section names it beside each
+	// primary offset.
+	epoch int64
 }
 
 // publish sends the transaction in o to the standby log and empties o: its
 // records, with the changes the standby made itself before the last one
 // (so that the last record of every transaction in the standby log is the
-// one with its highest primary offset, as lastPublished expects).
+// one with its highest primary offset, as status.LastPublished expects).
 func (p *republisher) publish(ctx context.Context, o *outbox, committedAt time.Time) error {
 	defer o.reset()
 	made := o.made
@@ -99,7 +102,7 @@ func (p *republisher) sendPrimary(ctx context.Context, w *kgo.Record, committedA
 		}
 		return p.send(ctx, r, w.Offset, committedAt, index, last)
 	}
-	v, err := schemas.WithStandby(w.Value, &schemas.Standby{PrimaryOffset: w.Offset, CommitTimeMS: committedAt.UnixMilli()})
+	v, err := schemas.WithStandby(w.Value, &schemas.Standby{PrimaryOffset: w.Offset, Epoch: p.epoch, CommitTimeMS: committedAt.UnixMilli()})
 	if err != nil {
 		return service.Permanentf("republish %s offset %d: %w", p.source, w.Offset, err)
 	}
@@ -116,7 +119,7 @@ func (p *republisher) send(ctx context.Context, r *schemas.Record, offset int64,
 	if r.Standby != nil {
 		st = *r.Standby
 	}
-	st.CommitTimeMS = committedAt.UnixMilli()
+	st.CommitTimeMS, st.Epoch = committedAt.UnixMilli(), p.epoch
 	sr.Txn.Index, sr.Txn.Last, sr.Standby = index, last, &st
 	// The partition comes from the key: the standby client hashes it.
 	it, err := kafka.NewItem(p.topic, -1, &sr)
@@ -200,35 +203,6 @@ func (o *outbox) reset() {
 	clear(o.made)
 	o.wires, o.bytes, o.spilled = o.wires[:0], 0, false
 	o.made, o.madeCount, o.madeBytes, o.madeSpilled = o.made[:0], 0, 0, false
-}
-
-// lastPublished is the highest primary-log offset already in the standby
-// log, and the GTID of its transaction. Every Kafka transaction there holds
-// whole database transactions in primary order, so everything up to it has
-// been published. -1 when empty.
-func lastPublished(ctx context.Context, opts []kgo.Opt, topic string, bounds map[int32]kafka.Bounds) (int64, string, error) {
-	last, gtid := int64(-1), ""
-	for p, b := range bounds {
-		rec, err := kafka.LastCommitted(ctx, opts, topic, p, b)
-		if err != nil {
-			return 0, "", err
-		}
-		if rec == nil {
-			continue
-		}
-		r, err := schemas.Decode(rec.Value)
-		if err == nil && r.Standby == nil {
-			err = fmt.Errorf("it has no standby section")
-		}
-		if err != nil {
-			return 0, "", service.Permanentf("last record of %s[%d] at offset %d: %w", topic, p, rec.Offset, err)
-		}
-		if r.Standby.PrimaryOffset > last && r.Binlog() {
-			gtid = r.Txn.GTID
-		}
-		last = max(last, r.Standby.PrimaryOffset)
-	}
-	return last, gtid, nil
 }
 
 // standbyChanges reads lockstep.standby_changes: the changes the standby

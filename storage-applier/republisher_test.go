@@ -15,7 +15,7 @@ import (
 
 // The changes the standby made itself go out inside their transaction,
 // before its last record: the standby log's last record of a transaction
-// stays the one with its highest primary offset (lastPublished relies on
+// stays the one with its highest primary offset (status.LastPublished relies on
 // it), and each record keeps its own version.
 func TestMadeChangesArePublishedBeforeTheLastRecord(t *testing.T) {
 	out := make(chan kafka.Item, 10)
@@ -50,7 +50,7 @@ func TestMadeChangesArePublishedBeforeTheLastRecord(t *testing.T) {
 		if it.Last != r.Txn.Last || it.Mark != r.Standby.PrimaryOffset {
 			t.Errorf("item of %s: Last %v Mark %d, record last %v offset %d", r.Table, it.Last, it.Mark, r.Txn.Last, r.Standby.PrimaryOffset)
 		}
-		got = append(got, r.Table+"@"+schemas.FormatVersion(r.Standby.PrimaryOffset)[18:]+map[bool]string{true: " last"}[r.Txn.Last]+
+		got = append(got, r.Table+"@"+schemas.FormatVersion(0, r.Standby.PrimaryOffset)[18:]+map[bool]string{true: " last"}[r.Txn.Last]+
 			map[bool]string{true: " made"}[r.Standby.Cascade != nil])
 		if r.Txn.Index != len(got)-1 {
 			t.Errorf("record %d has index %d", len(got)-1, r.Txn.Index)

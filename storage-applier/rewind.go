@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/internal/status"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
 
@@ -63,16 +63,11 @@ func rewind(ctx context.Context, cfg *config.Config, fromOffset int64, since tim
 		return err
 	}
 
-	opts, err := kafka.Connect(ctx, cfg.Kafka)
+	opts, adm, err := kafka.ConnectAdmin(ctx, cfg.Kafka)
 	if err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer adm.Close()
 	bounds, err := kafka.PartitionBounds(ctx, adm, topic)
 	if err != nil {
 		return err
@@ -100,7 +95,7 @@ func rewind(ctx context.Context, cfg *config.Config, fromOffset int64, since tim
 	if err != nil {
 		return err
 	}
-	published, _, err := lastPublished(ctx, opts, cfg.Kafka.StandbyTopic, sb)
+	published, _, err := status.LastPublished(ctx, opts, cfg.Kafka.StandbyTopic, sb)
 	if err != nil {
 		return err
 	}

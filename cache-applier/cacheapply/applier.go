@@ -39,7 +39,8 @@ func Main(hook Hook) { service.Main(Command(hook)) }
 // Command is the cache-applier command, for callers that run it themselves.
 func Command(hook Hook) *cobra.Command {
 	cmd := service.Command("cache-applier", "Refresh or evict Redis keys from the standby log",
-		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error { return run(ctx, cfg, log, hook) })
+		func(ctx context.Context, cfg *config.Config, log *slog.Logger) error { return run(ctx, cfg, log, hook) },
+		status.RPOWatcher(status.RPOCached))
 	cmd.AddCommand(status.Command(), status.HealthCommand("cache-applier"), verify.Command(), warmCommand(), replayCommand())
 	return cmd
 }
@@ -77,11 +78,25 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 	if err := a.rebuild.checkRules(ctx, nil); err != nil {
 		return err
 	}
+	if cfg.Cache.SampleRate > 0 {
+		if a.primaryTopic {
+			log.Warn("cache.sample_rate is set, but the sampler measures from the standby's commit: a cache fed from the primary log is not sampled")
+		} else {
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			if a.sampler, err = newSampler(sctx, cfg, rdb, log); err != nil {
+				return err
+			}
+		}
+	}
 	info, err := waitForTopic(ctx, opts, topic, log)
 	if err != nil || ctx.Err() != nil {
 		return err
 	}
 	a.rebuild.topicID = info.ID
+	if err := a.rebuild.follow(ctx, opts); err != nil {
+		return err
+	}
 	// Instances of one group share the topic's partitions; which one holds
 	// which is worth a line when it changes.
 	moved := func(what string) func(context.Context, *kgo.Client, map[string][]int32) {
@@ -137,6 +152,11 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 		// kgo resets a partition whose log went back and reports it; we
 		// stop before reading anything past the reset.
 		var lost *kgo.ErrDataLoss
+		if errors.As(err, &lost) || errors.Is(err, kerr.OffsetOutOfRange) {
+			if err := a.recreated(ctx, cl, topic); err != nil {
+				return err
+			}
+		}
 		if errors.As(err, &lost) {
 			return service.Permanentf("topic %s went back below the committed position of group %s (partition %d: consumed to offset %d, the topic now starts over at %d): it was truncated or re-created. Nothing was applied; reset the group's offsets and delete the Redis key %s to rebuild the cache",
 				topic, a.rebuild.cfg.Cache.Group, lost.Partition, lost.ConsumedTo, lost.ResetTo, markerKey(a.rebuild.cfg.Cache.Group))
@@ -210,10 +230,10 @@ func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic str
 // its rules, its writer, its rebuilder (no floor until it reads the
 // marker) and the hooks it hands changes to.
 func newCacheApplier(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, hooks *hooks) *cacheApplier {
-	rules := cacherule.Compile(cfg.Cache)
+	rules := cacherule.Compile(cfg.Cache, cfg.Primary.Databases)
 	w := &writer{rdb: rdb, tombstoneTTL: cfg.Cache.TombstoneTTL, waitReplicas: cfg.Cache.WaitReplicas, waitTimeout: cfg.Cache.WaitTimeout}
 	return &cacheApplier{rules: rules, w: w, log: log, primaryTopic: cfg.CacheTopic() == cfg.Kafka.PrimaryTopic, hooks: hooks,
-		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log, floor: -1}}
+		rebuild: &rebuilder{cfg: cfg, rules: rules, w: w, log: log}}
 }
 
 // cacheApplier turns a batch of records into guarded Redis writes.
@@ -232,6 +252,8 @@ type cacheApplier struct {
 	inFlight *writing
 	// marks finds writes a Redis Cluster lost; nil on a single Redis.
 	marks *watermarks
+	// sampler follows some changes into the cache; nil when off.
+	sampler *sampler
 }
 
 func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) (err error) {
@@ -255,21 +277,21 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) (err error
 			continue
 		}
 		// The version is the change's place in primary commit order: its
-		// primary-log offset, which the standby log carries.
-		pos := kr.Offset
+		// primary log's epoch and offset, which the standby log carries.
+		var epoch, pos int64 = 0, kr.Offset
 		if !a.primaryTopic {
 			if r.Standby == nil {
 				return service.Permanentf("record at %s[%d] offset %d has no standby section: is cache.topic the primary log?", kr.Topic, kr.Partition, kr.Offset)
 			}
-			pos = r.Standby.PrimaryOffset
+			epoch, pos = r.Standby.Epoch, r.Standby.PrimaryOffset
 		}
-		version := schemas.FormatVersion(pos)
+		version := schemas.FormatVersion(epoch, pos)
 		// The application first: the batch's cache writes come after. It
 		// sees every change, also those a rebuilt cache already holds.
 		if err := a.hooks.hand(ctx, Change{Version: version, Record: r, Value: kr.Value}); err != nil {
 			return err
 		}
-		if pos <= a.rebuild.floor {
+		if version <= a.rebuild.floor {
 			continue // in the snapshot the cache was rebuilt from
 		}
 		if r.Op == schemas.OpDDL {
@@ -284,12 +306,16 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) (err error
 			}
 			continue
 		}
+		planned := len(ops)
 		for _, rule := range a.rules.Match(r.Database, r.Table) {
 			o, err := plan(rule, r, version)
 			if err != nil {
 				return service.Permanentf("record at %s[%d] offset %d: %w", kr.Topic, kr.Partition, kr.Offset, err)
 			}
 			ops = append(ops, o...)
+		}
+		if a.sampler != nil && len(ops) > planned {
+			a.sampler.offer(ops[planned].key, version, r.Standby.CommitTimeMS)
 		}
 		if len(ops) >= batchOps {
 			// Redis writes these while the next records are decoded.
@@ -353,12 +379,11 @@ func (a *cacheApplier) settle() error {
 func waitForTopic(ctx context.Context, opts []kgo.Opt, topic string, log *slog.Logger) (kafka.Topic, error) {
 	// Metadata younger than 5 s (kgo's default) would hide a topic created
 	// meanwhile for that long, and delay the first changes as much.
-	cl, err := kgo.NewClient(append(opts[:len(opts):len(opts)], kgo.MetadataMinAge(200*time.Millisecond))...)
+	adm, err := kafka.Admin(opts, kgo.MetadataMinAge(200*time.Millisecond))
 	if err != nil {
-		return kafka.Topic{}, service.Permanent(err)
+		return kafka.Topic{}, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer adm.Close()
 	for logged := false; ; logged = true {
 		t, ok, err := kafka.Describe(ctx, adm, topic)
 		if err != nil || ok {
@@ -373,6 +398,17 @@ func waitForTopic(ctx context.Context, opts []kgo.Opt, topic string, log *slog.L
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// recreated is an error (not permanent: the next run follows the new
+// topic, see rebuilder.follow) when topic is not the one this run started
+// on: Kafka lost it and it was created again.
+func (a *cacheApplier) recreated(ctx context.Context, cl *kgo.Client, topic string) error {
+	info, ok, err := kafka.Describe(ctx, kadm.NewClient(cl), topic)
+	if err != nil || !ok || info.ID == a.rebuild.topicID {
+		return err
+	}
+	return fmt.Errorf("topic %s was re-created (its id is %s, this run started on %s): starting on the new one", topic, info.ID, a.rebuild.topicID)
 }
 
 // wentBack builds the error for a committed position beyond a topic's end.

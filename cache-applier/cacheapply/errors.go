@@ -2,6 +2,7 @@ package cacheapply
 
 import (
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -23,6 +24,12 @@ var redisPermanent = map[string]string{
 	"ERR":       "",
 }
 
+// redisPassingErr are ERR replies that pass: too many clients, and a
+// script's key that a slot migration has just moved off the node (Redis
+// Cluster answers a script so where a command would get ASK; the retry
+// finds the key's node).
+var redisPassingErr = []string{"max number of clients", "non local key"}
+
 // classifyRedis sorts an error from Redis into retry (returned as is) and
 // stop (service.Permanent), in one place for every path that writes Redis.
 func classifyRedis(err error) error {
@@ -33,7 +40,7 @@ func classifyRedis(err error) error {
 	msg := re.Error()
 	prefix, _, _ := strings.Cut(msg, " ")
 	hint, ok := redisPermanent[prefix]
-	if !ok || strings.Contains(msg, "max number of clients") {
+	if !ok || slices.ContainsFunc(redisPassingErr, func(s string) bool { return strings.Contains(msg, s) }) {
 		return err
 	}
 	return service.PermanentTodo(err, hint)

@@ -29,6 +29,7 @@ func TestClassifyRedis(t *testing.T) {
 		{Err: replyError("CLUSTERDOWN The cluster is down")},
 		{Err: replyError("ERR unknown command 'FCALL'"), Permanent: true},
 		{Err: replyError("ERR max number of clients reached")},
+		{Err: replyError("ERR Script attempted to access a non local key in a cluster node script: f64e5a0d, on @user_script:32.")},
 		{Err: replyError("LOADING Redis is loading the dataset in memory")},
 		{Err: replyError("READONLY You can't write against a read only replica.")},
 		{Err: replyError("BUSY Redis is busy running a script")},

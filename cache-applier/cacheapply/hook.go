@@ -17,8 +17,10 @@ import (
 // Change is one change handed to a hook before the cache is touched.
 type Change struct {
 	// Version is the change's place in primary commit order, the version
-	// its cache writes carry. After a restart a hook may see a change
-	// again, with the same version: process each version once.
+	// its cache writes carry (schemas.FormatVersion: its primary log's
+	// epoch and offset; compare versions as strings). After a restart a
+	// hook may see a change again, with the same version: process each
+	// version once.
 	Version string
 	Record  *schemas.Record
 	// Value is the record as the topic holds it (JSON), what the webhook

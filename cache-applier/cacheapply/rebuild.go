@@ -3,6 +3,7 @@ package cacheapply
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,11 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/cache"
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/redisconn"
 	"github.com/lockstep-dr/lockstep/internal/service"
@@ -31,13 +36,20 @@ import (
 // version and wins. V is kept in the marker as a floor: records at or below
 // it are skipped, so replaying the log after a rebuild never shows an older
 // value, not even for a moment.
+//
+// A standby log started anew (its topic id is not the marker's: Kafka was
+// lost, and producer reseed started the logs again) is followed the same
+// way: the records of the old one the cache had not read are gone, so the
+// cache is rebuilt from the standby, whose checkpoint is of the new epoch
+// and so greater than every version the cache holds.
 type rebuilder struct {
 	cfg   *config.Config
 	rules *cacherule.Set
 	w     *writer
 	log   *slog.Logger
-	// floor is the version the cache was last rebuilt at; -1 for none.
-	floor int64
+	// floor is the version (schemas.FormatVersion) the cache was last
+	// rebuilt at; "" for none.
+	floor string
 	// topicID is the identity of the topic consumed; the marker remembers
 	// the one the cache was built from.
 	topicID string
@@ -59,20 +71,19 @@ func (b *rebuilder) check(ctx context.Context) error {
 		return fmt.Errorf("read the cache marker %s in Redis %s: %w", key, b.cfg.Redis.Address, err)
 	}
 	if len(m) > 0 {
-		if m["topic_id"] != b.topicID && m["topic_id"] != "" && b.topicID != "" {
-			return service.Permanentf("topic %s was deleted and re-created (its id is %s; the cache was built from %s): the committed offsets of group %s belong to the old topic. Reset them to the earliest offset (kafka-consumer-groups --group %s --topic %s --reset-offsets --to-earliest --execute) and delete the Redis key %s; the cache is then rebuilt from the standby",
-				b.cfg.CacheTopic(), b.topicID, m["topic_id"], b.cfg.Cache.Group, b.cfg.Cache.Group, b.cfg.CacheTopic(), key)
+		if b.newTopic(m["topic_id"]) {
+			// Noticed while consuming: the next run starts on it (follow).
+			return fmt.Errorf("topic %s was deleted and re-created while the cache-applier read it (its id is %s, the cache was built from %s)", b.cfg.CacheTopic(), b.topicID, m["topic_id"])
 		}
-		b.floor, err = strconv.ParseInt(m["floor"], 10, 64)
-		if err != nil {
-			return service.Permanentf("Redis key %s holds floor %q, not a number: delete the key to rebuild the cache", key, m["floor"])
+		if b.floor, err = parseFloor(m["floor"]); err != nil {
+			return service.Permanentf("Redis key %s: %w; delete the key to rebuild the cache", key, err)
 		}
 		if m["layout"] != keyLayout {
 			return b.renameVersionKeys(ctx, key)
 		}
 		return nil
 	}
-	floor := int64(-1)
+	floor := ""
 	if b.cfg.CacheTopic() == b.cfg.Kafka.PrimaryTopic {
 		b.log.Warn("Redis holds no lockstep marker (new, or its data was lost); at the primary site there is no standby snapshot to rebuild from, so keys refill as rows change")
 	} else {
@@ -81,11 +92,88 @@ func (b *rebuilder) check(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := b.w.rdb.HSet(ctx, key, "floor", floor, "topic_id", b.topicID, "layout", keyLayout).Err(); err != nil {
+	// No floor is written -1, as earlier versions wrote and read it: an
+	// instance of one still running in the group (a rolling upgrade) reads
+	// it too.
+	marked := floor
+	if marked == "" {
+		marked = "-1"
+	}
+	if err := b.w.rdb.HSet(ctx, key, "floor", marked, "topic_id", b.topicID, "layout", keyLayout).Err(); err != nil {
 		return fmt.Errorf("write the cache marker: %w", err)
 	}
 	b.floor = floor
 	return nil
+}
+
+// newTopic reports whether the topic consumed is not the one the cache was
+// built from (marked: the id in the marker).
+func (b *rebuilder) newTopic(marked string) bool {
+	return marked != b.topicID && marked != "" && b.topicID != ""
+}
+
+// parseFloor reads the marker's floor: a version, or an offset (-1: none),
+// which is epoch 0 (what markers held before versions had epochs).
+func parseFloor(s string) (string, error) {
+	if strings.HasPrefix(s, "e") {
+		var epoch, offset int64
+		if _, err := fmt.Sscanf(s, "e%d.%d", &epoch, &offset); err != nil || schemas.FormatVersion(epoch, offset) != s {
+			return "", fmt.Errorf("floor %q is not a version", s)
+		}
+		return s, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("floor %q is not a version", s)
+	case n < 0:
+		return "", nil
+	}
+	return schemas.FormatVersion(0, n), nil
+}
+
+// follow starts the cache on a standby log started anew: the group's
+// offsets there are reset to its start, and the marker removed, so that
+// check rebuilds the cache from the standby.
+func (b *rebuilder) follow(ctx context.Context, opts []kgo.Opt) error {
+	key := markerKey(b.cfg.Cache.Group)
+	marked, err := b.w.rdb.HGet(ctx, key, "topic_id").Result()
+	if errors.Is(err, redis.Nil) || (err == nil && !b.newTopic(marked)) {
+		return nil
+	}
+	if err != nil {
+		return classifyRedis(fmt.Errorf("read the cache marker %s in Redis %s: %w", key, b.cfg.Redis.Address, err))
+	}
+	topic, group := b.cfg.CacheTopic(), b.cfg.Cache.Group
+	if topic == b.cfg.Kafka.PrimaryTopic {
+		// No standby to rebuild from, and the new log's versions (its
+		// offsets, epoch 0) are below those the cache holds.
+		return service.Permanentf("topic %s was deleted and re-created (its id is %s; the cache was built from %s): at the primary site there is nothing to rebuild the cache from, and the new log's offsets are below the versions the cache holds. Delete this cache's keys and the Redis key %s, reset group %s's offsets to the earliest (kafka-consumer-groups --group %s --topic %s --reset-offsets --to-earliest --execute), then start the cache-applier",
+			topic, b.topicID, marked, key, group, group, topic)
+	}
+	b.log.Warn("the standby log is new (Kafka lost, or the topic re-created): its records the cache had not read are gone, so the cache is rebuilt from the standby and the group reads the new log from its start",
+		"topic", topic, "topic_id", b.topicID, "cache_built_from", marked, "group", group)
+	adm, err := kafka.Admin(opts)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	bounds, err := kafka.PartitionBounds(ctx, adm, topic)
+	if err != nil {
+		return err
+	}
+	start := make(kadm.Offsets)
+	for p, bd := range bounds {
+		start.Add(kadm.Offset{Topic: topic, Partition: p, At: bd.Start, LeaderEpoch: -1})
+	}
+	resp, err := adm.CommitOffsets(ctx, group, start)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return kafka.Classify(fmt.Errorf("reset the offsets of group %s on the new topic %s to its start (is another instance of the group running? every instance does this on start): %w", group, topic, err))
+	}
+	return b.w.rdb.Del(ctx, key).Err()
 }
 
 // renameVersionKeys gives the version keys of a cache written by an earlier
@@ -196,27 +284,27 @@ func (b *rebuilder) checkRules(ctx context.Context, q cacherule.Querier) error {
 // the standby, at the snapshot's checkpoint as version, evicts every key of
 // a rule that no row of the snapshot explains, and returns that version. Newer writes win over it, so it is safe beside a running
 // cache-applier.
-func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
+func (b *rebuilder) rebuild(ctx context.Context) (string, error) {
 	db, err := b.database(ctx)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 	// The first read fixes the snapshot; the rows below are read in it.
-	applied, _, err := mysql.Checkpoint(ctx, tx, b.cfg.Applier.Name)
+	applied, err := mysql.Checkpoint(ctx, tx, b.cfg.Applier.Name)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	// The rules fit the tables as of the snapshot: its DDL statements are
 	// below the floor, and not checked again.
 	if err := b.checkRules(ctx, tx); err != nil {
-		return 0, err
+		return "", err
 	}
-	version := schemas.FormatVersion(applied)
+	version := schemas.FormatVersion(applied.Epoch, applied.Offset)
 	out := &batch{w: b.w}
 	evicted := 0
 	for _, r := range b.rules.Rules() {
@@ -224,11 +312,11 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 		if r.Refresh() {
 			tables, err := r.Tables(ctx, tx, nil)
 			if err != nil {
-				return 0, err
+				return "", err
 			}
 			for _, name := range tables {
 				if err := refill(ctx, tx, out, r, name, version, true, keys); err != nil {
-					return 0, fmt.Errorf("rebuild the cache of %s: %w", name, err)
+					return "", fmt.Errorf("rebuild the cache of %s: %w", name, err)
 				}
 			}
 		}
@@ -237,15 +325,15 @@ func (b *rebuilder) rebuild(ctx context.Context) (int64, error) {
 		// key an application filled) goes now.
 		n, err := evictUnexplained(ctx, out, r, keys, version, true)
 		if err != nil {
-			return 0, fmt.Errorf("rebuild the cache of %s: %w", r.Table, err)
+			return "", fmt.Errorf("rebuild the cache of %s: %w", r.Table, err)
 		}
 		evicted += n
 	}
 	if err := out.flush(ctx); err != nil {
-		return 0, err
+		return "", err
 	}
-	b.log.Info("cache rebuilt from the standby", "written", out.written-evicted, "evicted", evicted, "version", applied)
-	return applied, nil
+	b.log.Info("cache rebuilt from the standby", "written", out.written-evicted, "evicted", evicted, "version", version)
+	return version, nil
 }
 
 // refill writes a rule's keys for every row of a table ("db.table") as q
@@ -287,7 +375,7 @@ func warmCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(out, "cache warmed from the standby at version %d (applier %q): every key the rules define written and every key of theirs no row explains evicted, unless Redis holds a newer version\n", v, cfg.Applier.Name)
+			_, err = fmt.Fprintf(out, "cache warmed from the standby at version %s (applier %q): every key the rules define written and every key of theirs no row explains evicted, unless Redis holds a newer version\n", v, cfg.Applier.Name)
 			return err
 		})
 }

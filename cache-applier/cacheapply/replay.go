@@ -34,16 +34,11 @@ func replayCommand() *cobra.Command {
 }
 
 func replay(ctx context.Context, cfg *config.Config, fromOffset int64, since time.Time, out io.Writer) error {
-	opts, err := kafka.Connect(ctx, cfg.Kafka)
+	opts, adm, err := kafka.ConnectAdmin(ctx, cfg.Kafka)
 	if err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer adm.Close()
 	topic := cfg.CacheTopic()
 	bounds, err := kafka.PartitionBounds(ctx, adm, topic)
 	if err != nil {

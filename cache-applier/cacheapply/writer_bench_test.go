@@ -30,7 +30,7 @@ func BenchmarkWrite(b *testing.B) {
 		w := &writer{rdb: e.Redis, tombstoneTTL: time.Hour}
 		for n := 0; b.Loop(); n++ {
 			for i := range ops {
-				ops[i].version = schemas.FormatVersion(int64(n))
+				ops[i].version = schemas.FormatVersion(0, int64(n))
 			}
 			if _, err := w.write(ctx, ops); err != nil {
 				b.Fatal(err)

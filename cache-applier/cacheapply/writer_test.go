@@ -32,19 +32,25 @@ func TestOlderVersionNeverOverwritesNewer(t *testing.T) {
 		version int64
 		applied int
 		want    string // the name field after the step; "" means no key
+		epoch   int64  // of the primary log version is an offset of
 	}{
-		{"first write", hash("v5"), 5, 1, "v5"},
-		{"older write is ignored", hash("v3"), 3, 0, "v5"},
-		{"replay of the same version is ignored", hash("v5-replayed"), 5, 0, "v5"},
-		{"newer write wins", hash("v9"), 9, 1, "v9"},
-		{"eviction", op{key: key, mode: modeDelete}, 10, 1, ""},
-		{"late older write cannot undo the eviction", hash("v7"), 7, 0, ""},
-		{"newer write after the eviction", hash("v11"), 11, 1, "v11"},
-		{"a snapshot at the same version may write again", snap("v11-snapshot"), 11, 1, "v11-snapshot"},
-		{"an older snapshot may not", snap("v10-snapshot"), 10, 0, "v11-snapshot"},
+		{"first write", hash("v5"), 5, 1, "v5", 0},
+		{"older write is ignored", hash("v3"), 3, 0, "v5", 0},
+		{"replay of the same version is ignored", hash("v5-replayed"), 5, 0, "v5", 0},
+		{"newer write wins", hash("v9"), 9, 1, "v9", 0},
+		{"eviction", op{key: key, mode: modeDelete}, 10, 1, "", 0},
+		{"late older write cannot undo the eviction", hash("v7"), 7, 0, "", 0},
+		{"newer write after the eviction", hash("v11"), 11, 1, "v11", 0},
+		{"a snapshot at the same version may write again", snap("v11-snapshot"), 11, 1, "v11-snapshot", 0},
+		{"an older snapshot may not", snap("v10-snapshot"), 10, 0, "v11-snapshot", 0},
+		{"a write of a later epoch wins whatever its offset", hash("e1-v2"), 2, 1, "e1-v2", 1},
+		{"one of the earlier epoch no longer does", hash("v1000"), 1000, 0, "e1-v2", 0},
+		{"nor an older one of the same epoch", hash("e1-v1"), 1, 0, "e1-v2", 1},
+		{"offsets of an epoch compare as numbers", hash("e1-v10"), 10, 1, "e1-v10", 1},
+		{"and epochs too", hash("e10-v0"), 0, 1, "e10-v0", 10},
 	}
 	for _, s := range steps {
-		s.op.version = schemas.FormatVersion(s.version)
+		s.op.version = schemas.FormatVersion(s.epoch, s.version)
 		n, err := w.write(ctx, []op{s.op})
 		if err != nil {
 			t.Fatalf("%s: %v", s.what, err)
@@ -58,7 +64,7 @@ func TestOlderVersionNeverOverwritesNewer(t *testing.T) {
 		}
 	}
 	// Versions compare as numbers although Redis compares strings.
-	if v, _ := e.Redis.Get(ctx, cache.VersionKey(key)).Result(); v != schemas.FormatVersion(11) {
+	if v, _ := e.Redis.Get(ctx, cache.VersionKey(key)).Result(); v != schemas.FormatVersion(10, 0) {
 		t.Fatalf("version key = %q", v)
 	}
 }
@@ -72,7 +78,7 @@ func TestWriterReloadsScriptAfterFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := e.Cfg.Cache.KeyPrefix + "k"
-	n, err := w.write(ctx, []op{{key: key, version: schemas.FormatVersion(1), mode: modeString, ttl: time.Minute, payload: []any{"v"}}})
+	n, err := w.write(ctx, []op{{key: key, version: schemas.FormatVersion(0, 1), mode: modeString, ttl: time.Minute, payload: []any{"v"}}})
 	if err != nil || n != 1 {
 		t.Fatalf("write after SCRIPT FLUSH: %d, %v", n, err)
 	}
@@ -116,7 +122,7 @@ func TestOldVersionKeysAreRenamed(t *testing.T) {
 }
 
 func TestFoldKeepsTheNewestOpOfEachKey(t *testing.T) {
-	v := schemas.FormatVersion
+	v := func(offset int64) string { return schemas.FormatVersion(0, offset) }
 	ops := []op{
 		{key: "a", version: v(12), mode: modeHash},
 		{key: "b", version: v(3), mode: modeHash},
@@ -133,6 +139,23 @@ func TestFoldKeepsTheNewestOpOfEachKey(t *testing.T) {
 	for i := range want {
 		if got[i].key != want[i].key || got[i].version != want[i].version || got[i].mode != want[i].mode {
 			t.Errorf("op %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestFloorOfEveryMarker(t *testing.T) {
+	for in, want := range map[string]string{
+		"-1":                               "",
+		"42":                               schemas.FormatVersion(0, 42), // a marker from before epochs
+		"e0000000003.00000000000000000009": schemas.FormatVersion(3, 9),
+	} {
+		if got, err := parseFloor(in); err != nil || got != want {
+			t.Errorf("parseFloor(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "e3.9", "e0000000003-00000000000000000009"} {
+		if got, err := parseFloor(bad); err == nil {
+			t.Errorf("parseFloor(%q) = %q, want an error", bad, got)
 		}
 	}
 }

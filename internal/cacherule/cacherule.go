@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -85,10 +86,16 @@ type Set struct {
 	byTbl map[string][]*Rule
 }
 
-// Compile builds the rules of the cache section (validated by config).
-func Compile(c config.Cache) *Set {
+// Compile builds the rules of the cache section (validated by config) that
+// may cover a table of the databases dbs, the replicated ones (every rule
+// when dbs is empty: every database is). The rules of another shard's
+// databases are not this pipeline's: its versions are of another log.
+func Compile(c config.Cache, dbs []string) *Set {
 	s := &Set{byTbl: make(map[string][]*Rule)}
 	for _, cr := range c.Rules {
+		if !inDatabases(cr.Table, dbs) {
+			continue
+		}
 		r := &Rule{Rule: cr, prefix: c.KeyPrefix}
 		if len(cr.Columns) > 0 {
 			r.columns = make(map[string]bool)
@@ -99,6 +106,19 @@ func Compile(c config.Cache) *Set {
 		s.rules = append(s.rules, r)
 	}
 	return s
+}
+
+// inDatabases reports whether the table pattern "db.table" may match a
+// table of one of dbs; with dbs empty, of any.
+func inDatabases(table string, dbs []string) bool {
+	db, _, _ := strings.Cut(table, ".")
+	if len(dbs) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(dbs, func(d string) bool {
+		ok, _ := path.Match(db, d)
+		return ok
+	})
 }
 
 // Rules lists every rule.

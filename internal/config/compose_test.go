@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lockstep-dr/lockstep/internal/testtool"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -114,13 +115,7 @@ func TestComposeFileMatchesTheCode(t *testing.T) {
 		t.Errorf("the Dockerfile's final image runs as root (want a USER line naming another user)")
 	}
 
-	bin, err := exec.LookPath("docker-compose")
-	if err != nil {
-		if os.Getenv("LOCKSTEP_TEST_REQUIRE") != "" {
-			t.Fatal("docker-compose is not installed (scripts/test.sh installs Debian's package)")
-		}
-		t.Skip("docker-compose not installed")
-	}
+	bin := testtool.Path(t, "docker-compose", "docker-compose")
 	out, err := exec.Command(bin, "-f", "../../docker-compose.yml", "config", "-q").CombinedOutput()
 	if err != nil {
 		t.Fatalf("docker-compose config: %v\n%s", err, out)

@@ -60,6 +60,9 @@ func TestBadConfigNamesKeyAndValue(t *testing.T) {
 		{"applier:\n  linger: 7s\n", "applier.linger = 7s: want 0 (no waiting) to a tenth of kafka.transaction_timeout (6s)"},
 		{"producer:\n  linger: -1ms\n", "producer.linger = -1ms"},
 		{"kafka:\n  brokerz: [a:1]\n", "brokerz"},
+		{"kafka:\n  connect_via: [\"kafka-1:9092\"]\n", "kafka.connect_via = kafka-1:9092: want advertised=dial, both host:port"},
+		{"kafka:\n  connect_via: [\"kafka-1:9092=tunnel\"]\n", "kafka.connect_via = kafka-1:9092=tunnel: want advertised=dial"},
+		{"metrics:\n  rpo_interval: 10ms\n", "metrics.rpo_interval = 10ms: want 0 (no RPO measured) or 100ms and more"},
 		{"redis:\n  address: a:1,b:2\n", "redis.address = a:1,b:2: several addresses name the nodes of a Redis Cluster: set redis.cluster: true"},
 		{"redis:\n  address: a:1,b\n  cluster: true\n", "redis.address = a:1,b: want host:port"},
 		{"redis:\n  address: a:1\n  cluster: true\n  db: 2\n", "redis.db = 2: Redis Cluster has database 0 only"},
@@ -141,5 +144,56 @@ func TestCarriedAccounts(t *testing.T) {
 	bad.Standby.Accounts = []string{"x"}
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "primary.accounts") || !strings.Contains(err.Error(), "standby.accounts") {
 		t.Fatalf("Validate: %v", err)
+	}
+}
+
+func TestShardsFromOneConfig(t *testing.T) {
+	file := write(t, `
+primary: {user: repl}
+kafka: {primary_topic: shop.primary, standby_topic: shop.standby}
+applier: {name: shop}
+cache: {group: shop-cache}
+producer: {transactional_id: shop-producer}
+shards:
+  eu: {address: "10.0.0.1:3306", databases: [shop_eu]}
+  us: {address: "10.0.0.2:3306", databases: [shop_us, audit_us]}
+`)
+	t.Setenv("LOCKSTEP_SHARD", "us")
+	c, err := Load(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{c.Primary.Address, strings.Join(c.Primary.Databases, ","), c.Primary.User, c.Kafka.PrimaryTopic, c.Kafka.StandbyTopic, c.Applier.Name, c.Cache.Group, c.Producer.TransactionalID, c.MetricsAddress("cache-applier")}
+	want := []string{"10.0.0.2:3306", "shop_us,audit_us", "repl", "shop.primary-us", "shop.standby-us", "shop-us", "shop-cache-us", "shop-producer-us", "127.0.0.1:9113"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("shard us: %v, want %v", got, want)
+	}
+	if err := c.OneSource(); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv("LOCKSTEP_SHARD", "")
+	all, err := Load(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := all.OneSource(); err == nil || !strings.Contains(err.Error(), "eu, us") {
+		t.Fatalf("a config of shards naming none: %v, want an error naming them", err)
+	}
+	eu, err := all.ForShard("eu")
+	if err != nil || eu.Kafka.PrimaryTopic != "shop.primary-eu" || eu.MetricsAddress("producer") != "127.0.0.1:9101" {
+		t.Fatalf("ForShard(eu) = %+v, %v", eu, err)
+	}
+
+	for _, bad := range []struct{ body, want string }{
+		{"shards:\n  eu: {address: 'a:1', databases: [x]}\n  us: {address: 'b:1', databases: [x]}\n", "shards.us.databases: x is shard eu's too"},
+		{"shards:\n  eu: {databases: [x]}\n", "shards.eu: needs address and databases"},
+		{"shards:\n  eu: {address: 'a:1', databases: [x]}\nshard: asia\n", `shard "asia": not one of the configured shards (eu)`},
+		{"shard: eu\n", `shard = "eu", but no shards are configured`},
+		{"shards:\n  'e/u': {address: 'a:1', databases: [x]}\n", `shards: name "e/u"`},
+	} {
+		if _, err := Load(write(t, bad.body), nil); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: %v, want an error with %q", bad.body, err, bad.want)
+		}
 	}
 }

@@ -5,7 +5,9 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -56,6 +58,30 @@ func Connect(ctx context.Context, c config.Kafka) ([]kgo.Opt, error) {
 	return opts, nil
 }
 
+// Admin is an admin client on the connection options of Connect (and
+// extra ones); closing it closes its Kafka client.
+func Admin(opts []kgo.Opt, extra ...kgo.Opt) (*kadm.Client, error) {
+	cl, err := kgo.NewClient(append(opts[:len(opts):len(opts)], extra...)...)
+	if err != nil {
+		return nil, service.Permanent(err)
+	}
+	return kadm.NewClient(cl), nil
+}
+
+// ConnectAdmin is Connect, and an admin client over the same options (one
+// for every request of a command), which the caller closes.
+func ConnectAdmin(ctx context.Context, c config.Kafka) ([]kgo.Opt, *kadm.Client, error) {
+	opts, err := Connect(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	adm, err := Admin(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return opts, adm, nil
+}
+
 // Options are the connection options every client of the config shares.
 func Options(c config.Kafka) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{
@@ -74,7 +100,10 @@ func Options(c config.Kafka) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tlsCfg != nil {
+	switch via := c.Via(); {
+	case len(via) > 0:
+		opts = append(opts, kgo.Dialer(dialVia(via, tlsCfg)))
+	case tlsCfg != nil:
 		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
 	}
 	switch c.SASL.Mechanism {
@@ -86,6 +115,32 @@ func Options(c config.Kafka) ([]kgo.Opt, error) {
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASL.User, Pass: c.SASL.Password}.AsSha512Mechanism()))
 	}
 	return opts, nil
+}
+
+// dialVia dials a broker at the address kafka.connect_via gives for it,
+// with TLS checked against the broker's own name.
+func dialVia(via map[string]string, tlsCfg *tls.Config) func(context.Context, string, string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 10 * time.Second} // kgo's own default
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		to, ok := via[addr]
+		if !ok {
+			to = addr
+		}
+		conn, err := d.DialContext(ctx, network, to)
+		if err != nil || tlsCfg == nil {
+			return conn, err
+		}
+		cfg := tlsCfg.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS with broker %s at %s: %w", addr, to, err)
+		}
+		return tc, nil
+	}
 }
 
 // Topic is what a service checks of a topic it uses.
@@ -232,30 +287,58 @@ func Scan(ctx context.Context, opts []kgo.Opt, topic string, partition int32, fr
 // LastCommitted returns the last committed data record of a partition whose
 // records end at end (a last stable offset), or nil when it has none.
 func LastCommitted(ctx context.Context, opts []kgo.Opt, topic string, partition int32, b Bounds) (*kgo.Record, error) {
-	// Read backwards in growing windows: the last record is usually within
-	// the last few offsets, behind at most a commit marker.
+	return LastWhere(ctx, opts, topic, partition, b, func(*kgo.Record) bool { return true })
+}
+
+// Holds returns a committed data record of topic (the last of the first
+// partition that has one), or nil when the topic is missing or has none:
+// whether it is empty, as a command that starts a log anew needs it.
+func Holds(ctx context.Context, opts []kgo.Opt, adm *kadm.Client, topic string) (*kgo.Record, error) {
+	if _, ok, err := Describe(ctx, adm, topic); err != nil || !ok {
+		return nil, err
+	}
+	bounds, err := PartitionBounds(ctx, adm, topic)
+	if err != nil {
+		return nil, err
+	}
+	for p, b := range bounds {
+		if rec, err := LastCommitted(ctx, opts, topic, p, b); err != nil || rec != nil {
+			return rec, err
+		}
+	}
+	return nil, nil
+}
+
+// LastWhere returns the last committed data record within b that keep
+// accepts, or nil when none does.
+func LastWhere(ctx context.Context, opts []kgo.Opt, topic string, partition int32, b Bounds, keep func(*kgo.Record) bool) (*kgo.Record, error) {
+	// Read backwards in growing windows: the record is usually within the
+	// last few offsets, behind at most a commit marker.
 	for window := int64(64); ; window *= 8 {
 		from := max(b.Start, b.End-window)
 		var last *kgo.Record
 		err := Scan(ctx, opts, topic, partition, from, b.End, func(r *kgo.Record) error {
-			last = r
+			if keep(r) {
+				last = r
+			}
 			return nil
 		})
 		if err != nil || last != nil || from == b.Start {
 			return last, err
 		}
+		b.End = from
 	}
 }
 
 // ScanTopic delivers the committed records of every partition of a topic,
 // partition by partition, each with its decoded lockstep record.
 func ScanTopic(ctx context.Context, opts []kgo.Opt, topic string, fn func(*kgo.Record, *schemas.Record) error) error {
-	cl, err := kgo.NewClient(opts...)
+	adm, err := Admin(opts)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	bounds, err := PartitionBounds(ctx, kadm.NewClient(cl), topic)
+	defer adm.Close()
+	bounds, err := PartitionBounds(ctx, adm, topic)
 	if err != nil {
 		return err
 	}

@@ -176,9 +176,9 @@ func TestTxnWriterLingersForMoreTransactions(t *testing.T) {
 	if _, err := EnsureTopic(ctx, adm, "log", 1, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	var commits []int64
+	commits := make(chan int64, 10)
 	w := &TxnWriter{Client: cl, BatchRows: 1000, Linger: 500 * time.Millisecond, Log: slog.Default(),
-		Committed: func(mark int64) { commits = append(commits, mark) }}
+		Committed: func(mark int64) { commits <- mark }}
 	in := make(chan Item)
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx, in) }()
@@ -191,15 +191,53 @@ func TestTxnWriterLingersForMoreTransactions(t *testing.T) {
 		in <- it
 	}
 	send(1)
-	time.Sleep(100 * time.Millisecond) // within the linger
+	time.Sleep(100 * time.Millisecond) // the second arrives apart, within the linger
 	send(2)
-	time.Sleep(time.Second) // past it: the first Kafka transaction ends
+	// The linger passes with nothing more: the first Kafka transaction ends
+	// with both, and the third starts the next.
+	select {
+	case mark := <-commits:
+		if mark != 2 {
+			t.Fatalf("the first Kafka transaction ended after mark %d, want 2", mark)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first Kafka transaction did not end within 10 s of a 500 ms linger")
+	}
 	send(3)
 	close(in)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(commits) != "[2 3]" {
-		t.Fatalf("Kafka transactions ended after marks %v, want [2 3]", commits)
+	if mark := <-commits; mark != 3 || len(commits) != 0 {
+		t.Fatalf("the second Kafka transaction ended after mark %d (and %d more ended), want 3 alone", mark, len(commits))
+	}
+}
+
+// What is queued already goes into the open Kafka transaction past Linger,
+// up to BatchRows: a backlog fills whole transactions (across a WAN, each
+// commit costs round trips).
+func TestTxnWriterFillsTransactionsFromTheQueue(t *testing.T) {
+	ctx, _, cl, adm := transactional(t, "w")
+	if _, err := EnsureTopic(ctx, adm, "log", 1, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	var commits []int64
+	w := &TxnWriter{Client: cl, BatchRows: 100, Linger: time.Nanosecond, Log: slog.Default(),
+		Committed: func(mark int64) { commits = append(commits, mark) }}
+	in := Queue(w.BatchRows)
+	for seq := 1; seq <= 250; seq++ {
+		it, err := NewItem("log", 0, record(fmt.Sprintf("0-1-%d", seq), 0, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		it.Mark = int64(seq)
+		in <- it
+	}
+	close(in)
+	if err := w.Run(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(commits) != "[100 200 250]" {
+		t.Fatalf("Kafka transactions ended after marks %v, want [100 200 250]", commits)
 	}
 }

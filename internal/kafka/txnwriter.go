@@ -47,6 +47,12 @@ func NewItem(topic string, partition int32, r *schemas.Record) (Item, error) {
 	}}, nil
 }
 
+// Queue is the channel a TxnWriter reads from: it holds a whole Kafka
+// transaction (batchRows records) while the one before commits, so that
+// the next one is full. Across a WAN a commit takes two round trips, and
+// what queues meanwhile is all the next transaction carries.
+func Queue(batchRows int) chan Item { return make(chan Item, max(4096, batchRows)) }
+
 // TxnWriter publishes items inside Kafka transactions, so that a database
 // transaction's records become visible all together or not at all. Under
 // load several whole database transactions share one Kafka transaction,
@@ -55,11 +61,16 @@ func NewItem(topic string, partition int32, r *schemas.Record) (Item, error) {
 type TxnWriter struct {
 	Client *kgo.Client
 	// A Kafka transaction ends after the database transaction that brings
-	// it to BatchRows records, or once Linger has passed since it began:
-	// it waits that long for more.
+	// it to BatchRows records, or once Linger has passed since it began
+	// and nothing more is queued: it waits that long for more.
 	BatchRows int
 	Linger    time.Duration
-	Log       *slog.Logger
+	// Timeout is kafka.transaction_timeout: a Kafka transaction the broker
+	// has not acknowledged by then fails the writer (the broker aborts it
+	// then anyway), so that a half-open link is found, not waited on; 0
+	// waits for ever.
+	Timeout time.Duration
+	Log     *slog.Logger
 	// CrashPoint names this writer's crash point (see package crashpoint).
 	CrashPoint string
 	// Stage labels the writer's metrics ("published", "republished").
@@ -152,15 +163,19 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 		if it.Last {
 			txns++
 		}
-		if it.Last && (rows >= w.BatchRows || time.Since(started) >= w.Linger) {
-			break
-		}
 		// Between database transactions, the Kafka transaction waits up
 		// to Linger for more: under a steady load each Kafka transaction
 		// (a flush, a commit marker, a fetch and a commit downstream)
-		// carries many database transactions, not one.
+		// carries many database transactions, not one. What is queued
+		// already goes in past Linger, up to BatchRows: a backlog, or what
+		// queued while the transaction before committed (two round trips
+		// across a WAN), fills whole transactions.
+		queued := len(in) > 0
+		if it.Last && (rows >= w.BatchRows || (!queued && time.Since(started) >= w.Linger)) {
+			break
+		}
 		var lingered <-chan time.Time
-		if it.Last {
+		if it.Last && !queued {
 			if linger == nil {
 				linger = time.NewTimer(w.Linger - time.Since(started))
 				defer linger.Stop()
@@ -182,17 +197,31 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 		}
 		it = next
 	}
-	if err := w.Client.Flush(ctx); err != nil {
-		return fmt.Errorf("flush %d records: %w", rows, err)
+	tctx, cancel := ctx, context.CancelFunc(func() {})
+	if w.Timeout > 0 {
+		tctx, cancel = context.WithDeadline(ctx, started.Add(w.Timeout))
 	}
-	mu.Lock()
-	err := firstErr
-	mu.Unlock()
+	defer cancel()
+	err := w.Client.Flush(tctx)
+	if err == nil {
+		mu.Lock()
+		err = firstErr
+		mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if err = w.Client.EndTransaction(tctx, kgo.TryCommit); err != nil {
+			err = fmt.Errorf("commit Kafka transaction of %d records up to %s %s: %w", rows, schemas.HeaderGTID, header(it.Rec, schemas.HeaderGTID), err)
+		}
+	} else {
+		err = fmt.Errorf("flush %d records: %w", rows, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("the Kafka transaction of %d records up to %s %s was not acknowledged within kafka.transaction_timeout (%s), after which the broker aborts it: the link to the broker is down, half-open or too slow for transactions this big (producer/applier batch_rows): %w",
+			rows, schemas.HeaderGTID, header(it.Rec, schemas.HeaderGTID), w.Timeout, err)
+	}
 	if err != nil {
 		return err
-	}
-	if err := w.Client.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return fmt.Errorf("commit Kafka transaction of %d records up to %s %s: %w", rows, schemas.HeaderGTID, header(it.Rec, schemas.HeaderGTID), err)
 	}
 	if w.Committed != nil {
 		w.Committed(it.Mark)

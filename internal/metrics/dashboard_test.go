@@ -42,16 +42,7 @@ func TestDashboardChartsEveryMetric(t *testing.T) {
 			}
 		}
 	}
-	exported := map[string]bool{}
-	ch := make(chan *prometheus.Desc, 64)
-	for _, c := range []prometheus.Collector{Rows, Transactions, CacheOps, HookCalls, Lag, EndToEnd, Apply, ConsumerLag, Errors} {
-		c.Describe(ch)
-	}
-	close(ch)
-	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
-	for d := range ch {
-		exported[fq.FindStringSubmatch(d.String())[1]] = true
-	}
+	exported := exportedNames(t)
 	for m := range charted {
 		if !exported[m] {
 			t.Errorf("the dashboard charts %s, which no service exports", m)
@@ -67,7 +58,25 @@ func TestDashboardChartsEveryMetric(t *testing.T) {
 	if len(missing) > 0 {
 		t.Errorf("the dashboard does not chart %v", missing)
 	}
-	if len(exported) < 9 {
-		t.Fatalf("found %d exported metrics, want the 9 described", len(exported))
+}
+
+// exportedNames are the names of the metrics the services export.
+func exportedNames(t *testing.T) map[string]bool {
+	t.Helper()
+	exported := map[string]bool{}
+	ch := make(chan *prometheus.Desc, 64)
+	for _, c := range []prometheus.Collector{Rows, Transactions, CacheOps, HookCalls, Lag, EndToEnd, Apply, ConsumerLag, Errors,
+		RPOTransactions, RPOSeconds, RPOMeasured, BinlogOlder, BinlogSecondsLeft, BinlogBytesLeft, BinlogRisk,
+		ConsistencyRatio, ConsistencyChecks, CacheAhead} {
+		c.Describe(ch)
 	}
+	close(ch)
+	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
+	for d := range ch {
+		exported[fq.FindStringSubmatch(d.String())[1]] = true
+	}
+	if len(exported) < 19 {
+		t.Fatalf("found %d exported metrics, want the 19 described", len(exported))
+	}
+	return exported
 }

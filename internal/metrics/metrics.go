@@ -63,12 +63,69 @@ var (
 	ConsumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "lockstep_consumer_lag_records", Help: "Offsets of the input topic not read yet, by stage and partition.",
 	}, []string{"stage", "partition"})
+	// RPOTransactions counts the transactions the primary has committed
+	// that a stage (applied: the standby database, cached: the cache) does
+	// not hold: what a loss of the primary site now would lose there.
+	RPOTransactions = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lockstep_rpo_transactions", Help: "Transactions committed on the primary that the stage does not hold yet, by stage (applied, cached); the last value measured.",
+	}, []string{"stage"})
+	// RPOSeconds is the age of the oldest of them.
+	RPOSeconds = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lockstep_rpo_seconds", Help: "Age of the oldest transaction committed on the primary that the stage does not hold, by stage; 0 when none; the last value measured.",
+	}, []string{"stage"})
+	// RPOMeasured says when the two were measured: it stops moving while
+	// the primary (or Kafka, or the standby) cannot be read.
+	RPOMeasured = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lockstep_rpo_measured_timestamp_seconds", Help: "Unix time of the last RPO measurement, by stage; it stops moving while the primary cannot be read.",
+	}, []string{"stage"})
+	// ConsistencyRatio is the share of the sampled changes the cache held
+	// (that change or a later one of its key) a window after the standby
+	// committed them, over the last checks of that window.
+	ConsistencyRatio = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lockstep_cache_consistency_ratio", Help: fmt.Sprintf("Share of the last %d sampled changes the cache held the given time after their standby commit, by window (cache.sample_rate > 0).", ConsistencyHistory),
+	}, []string{"within"})
+	// ConsistencyChecks counts the sampler's checks: held, or not yet.
+	ConsistencyChecks = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "lockstep_cache_consistency_checks_total", Help: "Sampled changes looked up in the cache, by window after their standby commit and result (held, not yet).",
+	}, []string{"within", "result"})
+	// CacheAhead counts cached versions the sampler found beyond the
+	// standby's applied checkpoint: a cache ahead of its database. 0.
+	CacheAhead = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "lockstep_cache_ahead_total", Help: "Cached versions the sampler found beyond the standby's applied checkpoint (the cache ahead of the standby database): must stay 0.",
+	})
+	// BinlogOlder counts the binlogs the primary keeps that are older than
+	// the one the producer reads.
+	BinlogOlder = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "lockstep_binlog_retention_older_files", Help: "Binlogs the primary keeps that are older than the one the producer reads.",
+	})
+	// BinlogSecondsLeft is how long until the primary's expiry may purge
+	// the binlog the producer reads; +Inf when nothing expires it.
+	BinlogSecondsLeft = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "lockstep_binlog_retention_seconds", Help: "Time until binlog_expire_logs_seconds may purge the binlog the producer reads (the expiry less the age of its position); +Inf when none or while it reads the binlog the primary writes.",
+	})
+	// BinlogBytesLeft is how much more binlog the primary writes before
+	// its size limit purges the one the producer reads; +Inf without one.
+	BinlogBytesLeft = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "lockstep_binlog_retention_bytes", Help: "Bytes of binlog the primary may write before max_binlog_total_size purges the binlog the producer reads; +Inf when none.",
+	})
+	// BinlogRisk is 1 while the producer warns that the binlog it reads is
+	// about to be purged (within a fifth of the retention), else 0.
+	BinlogRisk = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "lockstep_binlog_retention_risk", Help: "1 while the binlog the producer reads is within a fifth of the primary's retention from being purged.",
+	})
 	// Errors counts stage failures: transient ones restart the stage from
 	// its durable position, permanent ones stop the service.
 	Errors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "lockstep_errors_total", Help: "Stage failures, by kind: transient (restarted) or permanent (stopped).",
 	}, []string{"kind"})
 )
+
+// ConsistencyWindows are the times after a change's standby commit at
+// which the cache-applier's sampler looks it up in the cache, and
+// ConsistencyHistory how many checks of a window its ratio covers.
+var ConsistencyWindows = []time.Duration{100 * time.Millisecond, time.Second, 10 * time.Second}
+
+const ConsistencyHistory = 1000
 
 // stage is what /readyz reports: whether the service's stage runs.
 var stage struct {

@@ -119,21 +119,6 @@ func ApplierLock(applier string) string {
 	return n[:min(len(n), 64)] // the server's limit on lock names
 }
 
-// Checkpoint reads the storage-applier's checkpoint on the standby: the
-// primary-log offset and the GTID set applied, or -1 and "" when nothing
-// was applied yet (no row, or no checkpoint table).
-func Checkpoint(ctx context.Context, q RowQuerier, applier string) (int64, string, error) {
-	applied, gtid := int64(-1), ""
-	err := q.QueryRowContext(ctx, "SELECT applied_offset, gtid FROM lockstep.checkpoint WHERE name = ?", applier).Scan(&applied, &gtid)
-	if errors.Is(err, sql.ErrNoRows) || ErrorNumber(err) == 1146 {
-		return -1, "", nil
-	}
-	if err != nil {
-		return -1, "", fmt.Errorf("read the standby checkpoint %q (applier.name): %w", applier, err)
-	}
-	return applied, gtid, nil
-}
-
 // EstimateRows sums the server's row estimates (information_schema) of
 // tables given as "db.table": a total for progress, not a count.
 func EstimateRows(ctx context.Context, q RowQuerier, tables []string) (int64, error) {

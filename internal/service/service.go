@@ -124,11 +124,16 @@ func Logger(c config.Log, name string) *slog.Logger {
 // Stage is one life of a service: it runs until ctx ends or it fails.
 type Stage func(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 
+// Beside is work a service does beside its stage for the whole life of
+// the process, across the stage's restarts (e.g. measuring its RPO).
+type Beside func(ctx context.Context, cfg *config.Config, log *slog.Logger)
+
 // Command builds a service's root command: --config and --set flags, the
 // config loaded and logged (secrets redacted), and the stage run under
-// Supervise with a context that SIGTERM and SIGINT cancel.
-func Command(name, short string, stage Stage) *cobra.Command {
-	return withConfig(name, short, func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
+// Supervise with a context that SIGTERM and SIGINT cancel, each beside
+// in a goroutine of its own.
+func Command(name, short string, stage Stage, beside ...Beside) *cobra.Command {
+	return withConfig(name, short, false, func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
 		log := Logger(cfg.Log, name)
 		log.Info("starting", "config", fmt.Sprintf("%+v", cfg.Redacted()))
 		for _, w := range cfg.Warnings() {
@@ -137,6 +142,9 @@ func Command(name, short string, stage Stage) *cobra.Command {
 		softMemoryLimit()
 		if err := metrics.Serve(ctx, cfg.MetricsAddress(name), log); err != nil {
 			return err
+		}
+		for _, b := range beside {
+			go b(ctx, cfg, log)
 		}
 		err := Supervise(ctx, log, func(ctx context.Context) error { return stage(ctx, cfg, log) })
 		if err != nil {
@@ -148,10 +156,21 @@ func Command(name, short string, stage Stage) *cobra.Command {
 	})
 }
 
-// Subcommand is a one-shot command beside a service (e.g. status): the same
-// config flags; fn writes its report to standard output, within 2 minutes.
+// Subcommand is a one-shot command beside a service (e.g. health): the
+// same config flags; fn writes its report to standard output, within 2
+// minutes.
 func Subcommand(name, short string, fn func(ctx context.Context, cfg *config.Config, out io.Writer) error) *cobra.Command {
-	return withConfig(name, short, func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
+	return subcommand(name, short, false, fn)
+}
+
+// Overview is Subcommand for a command that, with a config of shards that
+// names none, reports on every shard (status).
+func Overview(name, short string, fn func(ctx context.Context, cfg *config.Config, out io.Writer) error) *cobra.Command {
+	return subcommand(name, short, true, fn)
+}
+
+func subcommand(name, short string, anyShard bool, fn func(ctx context.Context, cfg *config.Config, out io.Writer) error) *cobra.Command {
+	return withConfig(name, short, anyShard, func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		return fn(ctx, cfg, cmd.OutOrStdout())
@@ -163,7 +182,7 @@ func Subcommand(name, short string, fn func(ctx context.Context, cfg *config.Con
 // SIGINT stop it. fn writes its report to standard output and its progress
 // to standard error.
 func Task(name, short string, fn func(ctx context.Context, cfg *config.Config, out, progress io.Writer) error) *cobra.Command {
-	return withConfig(name, short, func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
+	return withConfig(name, short, false, func(ctx context.Context, cmd *cobra.Command, cfg *config.Config) error {
 		return fn(ctx, cfg, cmd.OutOrStdout(), cmd.ErrOrStderr())
 	})
 }
@@ -208,7 +227,7 @@ func (f *From) Parse() error {
 
 // withConfig is a command with the --config and --set flags whose run gets
 // the loaded config and a context that SIGTERM and SIGINT cancel.
-func withConfig(name, short string, run func(context.Context, *cobra.Command, *config.Config) error) *cobra.Command {
+func withConfig(name, short string, anyShard bool, run func(context.Context, *cobra.Command, *config.Config) error) *cobra.Command {
 	var file string
 	var sets []string
 	cmd := &cobra.Command{
@@ -219,6 +238,9 @@ func withConfig(name, short string, run func(context.Context, *cobra.Command, *c
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(file, sets)
+			if err == nil && !anyShard {
+				err = cfg.OneSource()
+			}
 			if err != nil {
 				return err
 			}

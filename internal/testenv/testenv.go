@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,9 +55,27 @@ func startKafka(port int, dir string, opts []kfake.Opt) (*kfake.Cluster, error) 
 // and starts it again on the same port and data folder.
 func (e *Env) RestartKafka(t testing.TB, down time.Duration) {
 	t.Helper()
+	e.restartKafka(t, down, false)
+}
+
+// LoseKafka stops the broker, deletes its data (topics, offsets, groups)
+// and starts it again, empty, on the same port: a Kafka cluster lost and
+// built anew.
+func (e *Env) LoseKafka(t testing.TB) {
+	t.Helper()
+	e.restartKafka(t, 0, true)
+}
+
+func (e *Env) restartKafka(t testing.TB, down time.Duration, wipe bool) {
+	t.Helper()
 	_, portStr, _ := strings.Cut(e.Cfg.Kafka.Brokers[0], ":")
 	port, _ := strconv.Atoi(portStr)
 	e.Kafka.Close()
+	if wipe {
+		if err := os.RemoveAll(e.kafkaDir); err != nil {
+			t.Fatal(err)
+		}
+	}
 	time.Sleep(down)
 	c, err := startKafka(port, e.kafkaDir, e.kafkaOpts)
 	if err != nil {
@@ -100,13 +119,29 @@ func New(t testing.TB) *Env {
 
 // NewOnCluster is New with the Redis Cluster of scripts/test.sh
 // (LOCKSTEP_TEST_REDIS_CLUSTER: seed nodes, comma-separated) for the cache.
+// Tests of several packages share the cluster at once; NewOnClusterAlone
+// is for a test that kills its nodes or moves its slots.
 func NewOnCluster(t testing.TB) *Env {
+	t.Helper()
+	return onCluster(t, syscall.LOCK_SH)
+}
+
+// NewOnClusterAlone is NewOnCluster for a test that disturbs the cluster:
+// it waits until no other test (of any package) uses it, and keeps it to
+// itself until it ends.
+func NewOnClusterAlone(t testing.TB) *Env {
+	t.Helper()
+	return onCluster(t, syscall.LOCK_EX)
+}
+
+func onCluster(t testing.TB, how int) *Env {
 	t.Helper()
 	pAddr, sAddr, _ := Servers(t)
 	seeds := os.Getenv("LOCKSTEP_TEST_REDIS_CLUSTER")
 	if seeds == "" {
 		unavailable(t, "a Redis Cluster test needs LOCKSTEP_TEST_REDIS_CLUSTER (seed nodes, comma-separated): run scripts/test.sh")
 	}
+	lockCluster(t, seeds, how)
 	e := build(t, pAddr, sAddr, seeds, nil, func(c *config.Config) { c.Redis.Cluster = true })
 	// An earlier test may have failed a master over: start on a cluster
 	// whose every master serves its slots.
@@ -120,6 +155,23 @@ func NewOnCluster(t testing.TB) *Env {
 		return err == nil, fmt.Sprint(err)
 	})
 	return e
+}
+
+// lockCluster holds a lock on the cluster at seeds, shared or exclusive
+// (flock: between the test binaries go test runs side by side), until the
+// test ends.
+func lockCluster(t testing.TB, seeds string, how int) {
+	t.Helper()
+	name := filepath.Join(os.TempDir(), "lockstep-test-cluster-"+strings.NewReplacer(":", "_", ",", "-").Replace(seeds)+".lock")
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("lock the test cluster: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		t.Fatalf("lock the test cluster (%s): %v", name, err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
 }
 
 // unavailable stops a test whose servers are not configured: it fails when
@@ -140,13 +192,42 @@ func unavailable(t testing.TB, msg string) {
 func NewOwnPrimary(t testing.TB) *Env {
 	t.Helper()
 	_, sAddr, rAddr := Servers(t)
-	port := strconv.Itoa(freePorts(t, 1)[0])
-	env := append(os.Environ(), "LOCKSTEP_DEV_DIR="+t.TempDir(), "LOCKSTEP_PRIMARY_PORT="+port)
-	lib(t, env, "start_primary")
-	t.Cleanup(func() { lib(t, env, `stop "$DEV/primary/server.pid"`) })
-	e := build(t, "127.0.0.1:"+port, sAddr, rAddr, nil, func(*config.Config) {})
+	pAddr, env := ownServer(t, 1)
+	e := build(t, pAddr, sAddr, rAddr, nil, func(*config.Config) {})
 	e.ownPrimary = env
 	return e
+}
+
+// NewOwnSites is NewOwnPrimary with a standby of the test's own as well,
+// which writes a binlog (server id 2) as a primary does: the roles of the
+// two sites can reverse.
+func NewOwnSites(t testing.TB) *Env {
+	t.Helper()
+	_, _, rAddr := Servers(t)
+	pAddr, env := ownServer(t, 1)
+	sAddr := OwnServer(t, 2)
+	e := build(t, pAddr, sAddr, rAddr, nil, func(*config.Config) {})
+	e.ownPrimary = env
+	return e
+}
+
+// OwnServer starts a server of the test's own as scripts/lib.sh starts a
+// primary (binlog on), with that server id, and returns its address; it is
+// stopped when the test ends. A second standby, or a second primary.
+func OwnServer(t testing.TB, serverID int) string {
+	t.Helper()
+	addr, _ := ownServer(t, serverID)
+	return addr
+}
+
+// ownServer is OwnServer, with the environment of lib.sh for the server.
+func ownServer(t testing.TB, serverID int) (string, []string) {
+	t.Helper()
+	port := strconv.Itoa(FreePorts(t, 1)[0])
+	env := append(os.Environ(), "LOCKSTEP_DEV_DIR="+t.TempDir(), "LOCKSTEP_PRIMARY_PORT="+port, "LOCKSTEP_PRIMARY_SERVER_ID="+strconv.Itoa(serverID))
+	lib(t, env, "start_primary")
+	t.Cleanup(func() { lib(t, env, `stop "$DEV/primary/server.pid"`) })
+	return "127.0.0.1:" + port, env
 }
 
 // KillPrimary kills the test's own primary server with SIGKILL, as a
@@ -263,6 +344,45 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// BinlogClients are the server ids of the clients the primary streams its
+// binlog to (replicas, producers), as they registered.
+func BinlogClients(t testing.TB, primary *sql.DB) []uint32 {
+	t.Helper()
+	flavor, err := mysql.ServerFlavor(context.Background(), primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := "SHOW REPLICA HOSTS"
+	if flavor == mysql.MySQL {
+		query = "SHOW REPLICAS"
+	}
+	rows, err := primary.Query(query)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint32
+	for rows.Next() {
+		var id uint32
+		rest := make([]any, len(cols)-1)
+		for i := range rest {
+			rest[i] = new(sql.RawBytes)
+		}
+		if err := rows.Scan(append([]any{&id}, rest...)...); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return ids
 }
 
 // Count is SELECT COUNT(*) of a table, -1 while the table does not exist;

@@ -101,7 +101,7 @@ func NewTLS(t testing.TB) (*Env, Secure) {
 	Servers(t) // the requirement and the record that an integration test ran
 	s := Secure{Certs: NewCerts(t), KafkaPlainUser: "plain", KafkaPlainPassword: "plain-pw-91ac"}
 	dev := t.TempDir()
-	ports := freePorts(t, 3)
+	ports := FreePorts(t, 3)
 	env := append(os.Environ(), "LOCKSTEP_DEV_DIR="+dev, "LOCKSTEP_TLS_DIR="+s.Certs.Dir,
 		"LOCKSTEP_PRIMARY_PORT="+strconv.Itoa(ports[0]), "LOCKSTEP_STANDBY_PORT="+strconv.Itoa(ports[1]), "LOCKSTEP_REDIS_PORT="+strconv.Itoa(ports[2]))
 	users := fmt.Sprintf(`CREATE USER 'lockstep'@'127.0.0.1' IDENTIFIED BY '%s' REQUIRE X509; GRANT ALL ON *.* TO 'lockstep'@'127.0.0.1'`, DBPassword)
@@ -145,7 +145,9 @@ func lib(t testing.TB, env []string, script string) {
 	}
 }
 
-func freePorts(t testing.TB, n int) []int {
+// FreePorts are n TCP ports on 127.0.0.1 that nothing listened on a moment
+// ago, for a server the test starts.
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
 	for range n {

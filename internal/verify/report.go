@@ -62,7 +62,7 @@ func Check(ctx context.Context, cfg *config.Config, what What, dbs []string, wai
 			return false, 0, err
 		}
 		defer rdb.Close()
-		rules := cacherule.Compile(cfg.Cache)
+		rules := cacherule.Compile(cfg.Cache, cfg.Primary.Databases)
 		compares = append(compares, func() (string, bool, error) {
 			c, err := CacheAgainst(ctx, standby, rdb, rules, dbs, progress)
 			if err != nil {

@@ -24,6 +24,8 @@ type results struct {
 	cpuPer1000                       map[string]float64
 
 	catchUp, nativeCatchUp time.Duration
+
+	wan []wanResult // with --wan
 }
 
 func newResults() *results {
@@ -68,6 +70,10 @@ var rows = []struct{ name, what, unit string }{
 }
 
 func (r *results) print(w io.Writer, o options) {
+	if len(r.wan) > 0 {
+		r.printWAN(w, o)
+		return
+	}
 	if len(r.samples) > 0 {
 		r.printRates(w)
 	}
@@ -142,4 +148,34 @@ func (r *results) printRates(w io.Writer) {
 		fmt.Fprintf(tw, f, row.what, row.unit, median(v), slices.Min(v), slices.Max(v), len(v))
 	}
 	tw.Flush()
+}
+
+// printWAN is the WAN phase's table and RESULT line: each placement at
+// each RTT against RTT 0 (the LAN) in the same run.
+func (r *results) printWAN(w io.Writer, o options) {
+	fmt.Fprintf(w, "\nacross a simulated WAN (toxiproxy; jitter ±10%% of the RTT; %d KB/s each way): a %d-transaction backlog primary -> cache, then %d txn/s requested for %s\n",
+		o.wanRate/1000, o.wanBacklog, o.wanLagRate, o.wanLagTime)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "PLACEMENT\tRTT\tBACKLOG TXN/S\tVS LAN\tKAFKA TXN/S\tKEPT TXN/S\tSTANDBY P99 MS\tCACHE P50 MS\tCACHE P99 MS\tNATIVE P50 MS\tNATIVE P99 MS\tPROBES\t")
+	lan := map[string]float64{}
+	for _, x := range r.wan {
+		if x.shape.RTT == 0 {
+			lan[x.placement] = x.txnPerS
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d/%d\t\n", x.placement, x.shape.RTT, x.txnPerS, ratio(x.txnPerS, lan[x.placement]),
+			x.kafkaTxnPerS, x.lagRate, quantile(x.standbyLag, .99), quantile(x.cacheLag, .5), quantile(x.cacheLag, .99), quantile(x.replicaLag, .5), quantile(x.replicaLag, .99), x.probes, x.probesPlanned)
+	}
+	tw.Flush()
+	for _, p := range o.placements {
+		fmt.Fprintf(w, "  %s: %s\n", p.name, p.what)
+	}
+	// The RESULT line: the first placement at the last RTT asked.
+	var x wanResult
+	for _, c := range r.wan {
+		if c.placement == o.placements[0].name {
+			x = c
+		}
+	}
+	fmt.Fprintf(w, "\nRESULT wan_placement=%s wan_rtt_ms=%d wan_txn_per_s=%.0f wan_vs_lan=%.2f wan_lag_p99_ms=%.0f wan_kafka_txn_per_s=%.1f native_wan_lag_p99_ms=%.0f\n",
+		x.placement, x.shape.RTT.Milliseconds(), x.txnPerS, ratio(x.txnPerS, lan[x.placement]), quantile(x.cacheLag, .99), x.kafkaTxnPerS, quantile(x.replicaLag, .99))
 }

@@ -51,11 +51,13 @@ type stack struct {
 	rdb              *redis.Client
 	cluster          redis.UniversalClient // with --redis-cluster
 	opts             []kgo.Opt
-	kcl              *kgo.Client
 	adm              *kadm.Client
 	running          map[string]*exec.Cmd
 	profiled         map[string]bool
-	started          bool // the producer ran once (later runs resume from the primary log)
+	// siteEnv is each service's environment for where it runs in the WAN
+	// phase: its connections that cross the WAN go through the links.
+	siteEnv map[string][]string
+	started bool // the producer ran once (later runs resume from the primary log)
 }
 
 func newStack(ctx context.Context, o options, log *slog.Logger) (*stack, error) {
@@ -90,10 +92,9 @@ func newStack(ctx context.Context, o options, log *slog.Logger) (*stack, error) 
 	if s.opts, err = kafka.Connect(ctx, cfg.Kafka); err != nil {
 		return nil, err
 	}
-	if s.kcl, err = kgo.NewClient(s.opts...); err != nil {
+	if s.adm, err = kafka.Admin(s.opts); err != nil {
 		return nil, err
 	}
-	s.adm = kadm.NewClient(s.kcl)
 	return s, nil
 }
 
@@ -101,7 +102,7 @@ func (s *stack) close() {
 	for name := range s.running {
 		s.stop(name, nil)
 	}
-	s.kcl.Close()
+	s.adm.Close()
 	s.rdb.Close()
 	if s.cluster != nil {
 		s.cluster.Close()
@@ -238,7 +239,7 @@ func (s *stack) start(name string) error {
 		args = append(args, "--from-start") // the primary is new: carry it from its first binlog
 		s.started = true
 	}
-	bin, env := name, os.Environ()
+	bin, env := name, append(os.Environ(), s.siteEnv[name]...)
 	if name == clusterCache {
 		bin = "cache-applier"
 		env = append(env, "LOCKSTEP_REDIS_ADDRESS="+s.o.redisCluster, "LOCKSTEP_REDIS_CLUSTER=true", "LOCKSTEP_CACHE_GROUP="+clusterGroup(s.cfg))
@@ -246,7 +247,7 @@ func (s *stack) start(name string) error {
 	cmd := exec.Command(filepath.Join(s.o.dev, "bin", bin), args...)
 	cmd.Stdout, cmd.Stderr, cmd.Env = f, f, env
 	if s.o.profile != "" && slices.Contains(services, name) {
-		cmd.Env = append(cmd.Env, "LOCKSTEP_METRICS_LISTEN="+profileAddr(name))
+		cmd.Env = append(cmd.Env, "LOCKSTEP_METRICS_LISTEN="+s.profileAddr(name))
 	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
@@ -256,8 +257,8 @@ func (s *stack) start(name string) error {
 }
 
 // profileAddr is where a service serves /debug/pprof with --profile.
-func profileAddr(name string) string {
-	return fmt.Sprintf("127.0.0.1:%d", 39101+slices.Index(services, name))
+func (s *stack) profileAddr(name string) string {
+	return fmt.Sprintf("127.0.0.1:%d", s.o.replicaPort+3+slices.Index(services, name))
 }
 
 // profileCPU saves a 3 s CPU profile of a service, once per service.
@@ -268,7 +269,7 @@ func (s *stack) profileCPU(name string) {
 	s.profiled[name] = true
 	go func() {
 		time.Sleep(300 * time.Millisecond) // past the start-up
-		resp, err := http.Get("http://" + profileAddr(name) + "/debug/pprof/profile?seconds=3")
+		resp, err := http.Get("http://" + s.profileAddr(name) + "/debug/pprof/profile?seconds=3")
 		if err == nil {
 			defer resp.Body.Close()
 			var f *os.File
@@ -341,11 +342,11 @@ func (s *stack) head(ctx context.Context) (int64, error) {
 
 // applied is the sequence number of the last transaction on the standby.
 func (s *stack) applied(ctx context.Context) (int64, error) {
-	_, gtid, err := mysql.Checkpoint(ctx, s.standby, s.cfg.Applier.Name)
+	cp, err := mysql.Checkpoint(ctx, s.standby, s.cfg.Applier.Name)
 	if err != nil {
 		return 0, err
 	}
-	return parseSeq(gtid)
+	return parseSeq(cp.GTIDs)
 }
 
 // gtidSeq reads a GTID position of the one replication domain the private

@@ -38,7 +38,7 @@ type final struct {
 func (s *stack) check(ctx context.Context, timeout time.Duration) (*final, error) {
 	f := &final{}
 	start := time.Now()
-	rules := cacherule.Compile(s.cfg.Cache)
+	rules := cacherule.Compile(s.cfg.Cache, s.cfg.Primary.Databases)
 	for {
 		var err error
 		if f.tables, err = verify.Databases(ctx, s.primary, s.standby, []string{"chaos"}, 0, nil); err == nil {
@@ -115,16 +115,25 @@ func (s *stack) countOnce(ctx context.Context, f *final) error {
 	if behind != 0 {
 		f.problems = append(f.problems, fmt.Sprintf("the standby applied through %s, the primary is at %s: %d transactions behind", applied, binlog, behind))
 	}
-	f.skipped = countInLogs(s.o.dev, "transaction already applied")
+	f.skipped = countInLogs(s.o.dev, "transaction already applied", "storage-applier/storage-applier.log", "storage-applier-spare/storage-applier.log")
+	// The cache-applier's consistency sampler (cache.sample_rate) logs
+	// each cached version it finds ahead of the standby.
+	const cacheLog = "cache-applier/cache-applier.log"
+	if countInLogs(s.o.dev, "sampling the cache's consistency", cacheLog) == 0 {
+		f.problems = append(f.problems, "the cache-applier's consistency sampler did not run (cache.sample_rate in scripts/chaos.yaml)")
+	}
+	if n := countInLogs(s.o.dev, "a cached version is ahead of the standby", cacheLog); n > 0 {
+		f.problems = append(f.problems, fmt.Sprintf("the cache-applier's sampler found %d cached versions ahead of the standby (see its log)", n))
+	}
 	sort.Strings(f.problems)
 	return nil
 }
 
-// countInLogs counts the lines of the storage-appliers' logs with text.
-func countInLogs(dev, text string) int {
+// countInLogs counts the lines with text in services' logs (paths under dev).
+func countInLogs(dev, text string, logs ...string) int {
 	n := 0
-	for _, dir := range []string{"storage-applier", "storage-applier-spare"} {
-		b, _ := os.ReadFile(filepath.Join(dev, dir, "storage-applier.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(filepath.Join(dev, l))
 		n += strings.Count(string(b), text)
 	}
 	return n

@@ -16,7 +16,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,8 +41,25 @@ func main() {
 	flag.IntVar(&o.cycles, "cycles", 12, "number of faults to inject (the first ones cover every kind)")
 	flag.DurationVar(&o.drain, "drain", 3*time.Minute, "how long to wait for the pipeline to drain after the faults")
 	flag.StringVar(&o.root, "root", ".", "the repository root")
+	flag.StringVar(&o.dev, "dev", "", "the stack's folder (scripts/chaos.sh passes the chaos stack's)")
+	only := flag.String("kinds", "", "inject only these kinds of fault (comma-separated; default every kind: "+strings.Join(kinds, ",")+")")
 	flag.Parse()
-	o.dev = filepath.Join(o.root, ".dev", "chaos")
+	// Only scripts/chaos.sh knows the chaos stack: run elsewhere, the
+	// harness would fault whatever stack the environment names.
+	if os.Getenv("LOCKSTEP_STACK") != "chaos" || o.dev == "" {
+		fmt.Fprintln(os.Stderr, "chaos: run the harness with scripts/chaos.sh, which sets up the chaos stack's environment")
+		os.Exit(2)
+	}
+	if *only != "" {
+		picked := strings.Split(*only, ",")
+		for _, k := range picked {
+			if !slices.Contains(kinds, k) {
+				fmt.Fprintf(os.Stderr, "chaos: --kinds: no fault kind %q (there are %s)\n", k, strings.Join(kinds, ", "))
+				os.Exit(2)
+			}
+		}
+		kinds = picked
+	}
 	// The clients' own reconnect chatter during faults is expected; the
 	// harness reports what matters.
 	redis.SetLogger(quiet{})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"time"
 
@@ -12,7 +11,7 @@ import (
 )
 
 // observer samples cached keys while the run goes on. A key's version is the
-// primary-log offset of the change that wrote it. Dirty: a version beyond
+// primary-log epoch and offset of the change that wrote it. Dirty: a version beyond
 // the standby's applied checkpoint read right after it (the cache ahead of
 // the standby database). Regressed: a version below one already seen for
 // the key (the cache going back to an older value).
@@ -51,8 +50,8 @@ func (o *observer) sample(ctx context.Context, key string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.reads++
-	if n, _ := strconv.ParseInt(v, 10, 64); n > applied {
-		o.viol = append(o.viol, fmt.Sprintf("dirty: %s has version %d, the standby has applied only up to %d", key, n, applied))
+	if v > applied {
+		o.viol = append(o.viol, fmt.Sprintf("dirty: %s has version %s, the standby has applied only up to %s", key, v, applied))
 	}
 	if prev, ok := o.last[key]; ok && v < prev {
 		o.viol = append(o.viol, fmt.Sprintf("regressed: %s went from version %s back to %s", key, prev, v))

@@ -17,14 +17,7 @@ import (
 
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
-)
-
-// Ports of the chaos stack: apart from the demo's and the tests'.
-const (
-	primaryPort = 23307
-	standbyPort = 23308
-	redisPort   = 26380
-	kafkaPort   = 29092
+	"github.com/lockstep-dr/lockstep/internal/wan"
 )
 
 // stack is the private servers and services the run owns, driven through
@@ -35,34 +28,38 @@ type stack struct {
 	log *slog.Logger
 	env []string
 	cfg *config.Config
+	// cfgFile is the stack's config, scripts/chaos.yaml.
+	cfgFile string
 
 	primary, standby *sql.DB
 	rdb              *redis.Client
 	spare            *exec.Cmd
 	built            bool
+	// wan is the link between the sites: the producer, at the primary
+	// site, reaches Kafka at the standby site through it.
+	wan *wan.Link
 }
 
 func newStack(ctx context.Context, o options, log *slog.Logger) (*stack, error) {
+	// The servers' addresses are in the environment scripts/chaos.sh made
+	// from the stack table: the scripts the harness runs and every command
+	// it starts read them from there too.
 	cfgFile := filepath.Join(o.root, "scripts", "chaos.yaml")
-	env := []string{
-		"LOCKSTEP_DEV_DIR=" + o.dev,
-		"LOCKSTEP_CONFIG=" + cfgFile,
-		fmt.Sprintf("LOCKSTEP_PRIMARY_PORT=%d", primaryPort),
-		fmt.Sprintf("LOCKSTEP_STANDBY_PORT=%d", standbyPort),
-		fmt.Sprintf("LOCKSTEP_REDIS_PORT=%d", redisPort),
-		fmt.Sprintf("LOCKSTEP_KAFKA_PORT=%d", kafkaPort),
-	}
-	addrs := []string{
-		fmt.Sprintf("kafka.brokers=127.0.0.1:%d", kafkaPort),
-		fmt.Sprintf("primary.address=127.0.0.1:%d", primaryPort),
-		fmt.Sprintf("standby.address=127.0.0.1:%d", standbyPort),
-		fmt.Sprintf("redis.address=127.0.0.1:%d", redisPort),
-	}
-	cfg, err := config.Load(cfgFile, addrs)
+	env := []string{"LOCKSTEP_CONFIG=" + cfgFile}
+	cfg, err := config.Load(cfgFile, nil)
 	if err != nil {
 		return nil, err
 	}
-	s := &stack{o: o, log: log, env: env, cfg: cfg}
+	broker := cfg.Kafka.Brokers[0]
+	link, err := wan.NewLink("producer-kafka", "127.0.0.1:0", broker)
+	if err != nil {
+		return nil, err
+	}
+	if err := link.Set(wanShape); err != nil {
+		return nil, err
+	}
+	env = append(env, "LOCKSTEP_PRODUCER_SET=kafka.connect_via="+broker+"="+link.Addr)
+	s := &stack{o: o, log: log, env: env, cfg: cfg, cfgFile: cfgFile, wan: link}
 	// A fresh stack every run: what a previous run left must not count.
 	_ = s.script(ctx, "dev-down.sh")
 	if err := os.RemoveAll(o.dev); err != nil {
@@ -93,11 +90,9 @@ func (s *stack) up(ctx context.Context) error {
 }
 
 func (s *stack) down() {
-	if s.spare != nil && s.spare.Process != nil {
-		_ = s.spare.Process.Signal(syscall.SIGTERM)
-		_ = s.spare.Wait()
-	}
+	s.stopSpare()
 	_ = s.script(context.Background(), "dev-down.sh")
+	s.wan.Close()
 }
 
 func (s *stack) connect(ctx context.Context) error {
@@ -130,14 +125,24 @@ func (s *stack) startSpare() error {
 	if err != nil {
 		return err
 	}
-	s.spare = exec.Command(filepath.Join(s.o.dev, "bin", "storage-applier"), "--config", filepath.Join(s.o.root, "scripts", "chaos.yaml"))
-	s.spare.Env = append(os.Environ(),
-		fmt.Sprintf("LOCKSTEP_KAFKA_BROKERS=127.0.0.1:%d", kafkaPort),
-		fmt.Sprintf("LOCKSTEP_STANDBY_ADDRESS=127.0.0.1:%d", standbyPort),
-		fmt.Sprintf("LOCKSTEP_PRIMARY_ADDRESS=127.0.0.1:%d", primaryPort),
-		fmt.Sprintf("LOCKSTEP_REDIS_ADDRESS=127.0.0.1:%d", redisPort))
+	s.spare = s.command("storage-applier")
 	s.spare.Stdout, s.spare.Stderr = f, f
 	return s.spare.Start()
+}
+
+// stopSpare stops the hot spare (if it still runs) and waits for it.
+func (s *stack) stopSpare() {
+	if s.spare != nil && s.spare.Process != nil {
+		_ = s.spare.Process.Signal(syscall.SIGTERM)
+		_ = s.spare.Wait()
+	}
+}
+
+// command is a lockstep command (a service binary and its arguments) with
+// the stack's config, pointed at its servers.
+func (s *stack) command(bin string, args ...string) *exec.Cmd {
+	args = append(args, "--config", s.cfgFile)
+	return exec.Command(filepath.Join(s.o.dev, "bin", bin), args...)
 }
 
 // pid reads a pid file of the stack: "primary/server.pid" and the like.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 const (
@@ -90,8 +91,9 @@ func (w *workload) txn(ctx context.Context) error {
 	return tx.Commit()
 }
 
-// standbyApplied reads the standby's applied primary-log offset.
-func (s *stack) standbyApplied(ctx context.Context) (int64, error) {
-	v, _, err := mysql.Checkpoint(ctx, s.standby, s.cfg.Applier.Name)
-	return v, err
+// standbyApplied reads the standby's applied position as a cache version:
+// no cached version may be above it.
+func (s *stack) standbyApplied(ctx context.Context) (string, error) {
+	cp, err := mysql.Checkpoint(ctx, s.standby, s.cfg.Applier.Name)
+	return schemas.FormatVersion(cp.Epoch, cp.Offset), err
 }

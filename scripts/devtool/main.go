@@ -1,5 +1,6 @@
-// Command devtool holds the demo's helpers: a write workload on the primary
-// and the consistency report. Development only; not one of the services.
+// Command devtool holds the demo's helpers: a write workload on the primary,
+// the consistency report and the two-site dev stack's WAN link. Development
+// only; not one of the services.
 package main
 
 import (
@@ -17,7 +18,7 @@ func main() {
 	root := &cobra.Command{Use: "devtool", Short: "lockstep demo helpers", SilenceUsage: true}
 	root.PersistentFlags().StringVarP(&file, "config", "c", os.Getenv("LOCKSTEP_CONFIG"), "YAML config file")
 	root.PersistentFlags().StringArrayVar(&sets, "set", nil, "override a config key")
-	root.AddCommand(workloadCmd(load), reportCmd(load))
+	root.AddCommand(workloadCmd(load), reportCmd(load), wanCmd())
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

@@ -14,7 +14,8 @@ func TestPlanEvictsTheOldKeyWhenAKeyColumnChanges(t *testing.T) {
 	rules := cacherule.Compile(config.Cache{KeyPrefix: "p:", Rules: []config.Rule{
 		{Table: "shop.users", Keys: []string{"user:{id}", "user:email:{email}"}, Action: "refresh", Format: "hash"},
 		{Table: "shop.*", Keys: []string{"any:{id}"}, Action: "evict"},
-	}})
+		{Table: "other.users", Keys: []string{"other:{id}"}, Action: "evict"}, // not replicated
+	}}, []string{"shop", "sh?p2"})
 	rec := &schemas.Record{
 		Op: schemas.OpUpdate, Database: "shop", Table: "users",
 		Columns: []schemas.Column{{Name: "id", Type: "int", Key: true}, {Name: "email", Type: "varchar"}, {Name: "note", Type: "text"}},
@@ -44,13 +45,13 @@ func TestPlanEvictsTheOldKeyWhenAKeyColumnChanges(t *testing.T) {
 			t.Fatalf("ops %v, want %v", got, want)
 		}
 	}
-	if len(rules.Match("other", "users")) != 0 {
-		t.Fatal("a table without a rule matched")
+	if len(rules.Match("other", "users")) != 0 || len(rules.Match("shop", "orders")) != 1 || len(rules.Rules()) != 2 {
+		t.Fatalf("the rule of a database not replicated was compiled: %d rules", len(rules.Rules()))
 	}
 }
 
 func TestPlanRefusesAKeyColumnTheTableLacks(t *testing.T) {
-	rules := cacherule.Compile(config.Cache{Rules: []config.Rule{{Table: "d.t", Keys: []string{"t:{nope}"}, Action: "evict"}}})
+	rules := cacherule.Compile(config.Cache{Rules: []config.Rule{{Table: "d.t", Keys: []string{"t:{nope}"}, Action: "evict"}}}, nil)
 	rec := &schemas.Record{Op: schemas.OpInsert, Database: "d", Table: "t",
 		Columns: []schemas.Column{{Name: "id", Type: "int"}}, After: schemas.Row{"id": s("1")}}
 	if _, err := plan(rules.Rules()[0], rec, "v"); err == nil {

@@ -18,7 +18,11 @@ CREATE TABLE IF NOT EXISTS lockstep.checkpoint (
   updated_at       DATETIME(6) NOT NULL,
   -- after storage-applier rewind: the last primary offset the standby log
   -- held then; the applier applies up to it again and republishes it
-  rewind_end       BIGINT NOT NULL DEFAULT -1
+  rewind_end       BIGINT NOT NULL DEFAULT -1,
+  -- numbers the primary log applied_offset belongs to: producer reseed
+  -- moves the standby onto a primary log started anew, in the next epoch
+  -- (the cache's versions are (epoch, offset) pairs)
+  epoch            BIGINT NOT NULL DEFAULT 0
 ) ENGINE=InnoDB;
 -- Changes the standby made itself, which no primary record carries (the
 -- cascades of foreign keys): written in the same transaction as the rows

@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockstep-dr/lockstep/internal/mysql"
+	"github.com/lockstep-dr/lockstep/internal/testenv"
+	"github.com/lockstep-dr/lockstep/internal/wan"
+)
+
+// The link between the sites in these tests: 20 ms round trip, ±10%.
+var wanShape = wan.Shape{RTT: 20 * time.Millisecond, Jitter: 2 * time.Millisecond}
+
+// wanPipeline starts the three services on two sites joined by a WAN
+// link: the storage-applier and the cache-applier at the standby site
+// with the standby, Redis and Kafka; the producer across the link from
+// what crosses — "kafka": the producer at the primary site, writing to
+// Kafka across the WAN (its connections to the broker go through the link,
+// kafka.connect_via); "binlog": the producer at the standby site, reading
+// the primary's binlog across the WAN as a native replica does.
+func wanPipeline(t *testing.T, e *testenv.Env, crosses string) (*pipeline, *wan.Link) {
+	t.Helper()
+	pcfg := *e.Cfg
+	var link *wan.Link
+	var err error
+	switch crosses {
+	case "kafka":
+		broker := e.Cfg.Kafka.Brokers[0]
+		link, err = wan.NewLink("producer-kafka", "127.0.0.1:0", broker)
+		pcfg.Kafka.ConnectVia = []string{broker + "=" + linkAddr(link, err)}
+	case "binlog":
+		link, err = wan.NewLink("producer-primary", "127.0.0.1:0", e.Cfg.Primary.Address)
+		pcfg.Primary.Address = linkAddr(link, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(link.Close)
+	if err := link.Set(wanShape); err != nil {
+		t.Fatal(err)
+	}
+	p := &pipeline{cfgPath: writeConfig(t, e.Cfg)}
+	p.producer = start(t, writeConfig(t, &pcfg), "producer")
+	p.producer.waitTailing(e.Primary, e.Cfg.Producer.ServerID)
+	p.applier = start(t, p.cfgPath, "storage-applier")
+	p.cacheApplier = start(t, p.cfgPath, "cache-applier")
+	return p, link
+}
+
+func linkAddr(l *wan.Link, err error) string {
+	if err != nil {
+		return ""
+	}
+	return l.Addr
+}
+
+// The WAN link cut under load, for 10 s and for 2 minutes (past the Kafka
+// transaction timeout): the producer fails, restarts until the link is
+// back, and resumes from the primary log; nothing lost, nothing applied
+// twice (balances grow by one per transaction), no cached value goes back.
+// A cut closes the link's connections and refuses new ones.
+func TestWANLinkCutUnderLoad(t *testing.T) {
+	for _, cut := range []time.Duration{10 * time.Second, 2 * time.Minute} {
+		t.Run(cut.String(), func(t *testing.T) {
+			e := newEnv(t)
+			_, link := wanPipeline(t, e, "kafka")
+			loaded(t, e)
+			underLoad(t, e, 21, func() {
+				time.Sleep(time.Second)
+				link.Cut()
+				// Nothing reaches the standby while the link is down.
+				time.Sleep(2 * time.Second)
+				before := checkpoint(t, e)
+				time.Sleep(cut - 2*time.Second)
+				if after := checkpoint(t, e); after != before {
+					t.Errorf("the standby's checkpoint moved from %d to %d while the link was cut: the producer does not reach Kafka through the link", before, after)
+				}
+				if err := link.Restore(); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(2 * time.Second) // the load goes on across the restored link
+			})
+		})
+	}
+}
+
+// loaded creates the test's tables and users 1..20, which underLoad
+// updates, and waits for them at both stages.
+func loaded(t *testing.T, e *testenv.Env) {
+	t.Helper()
+	createTables(t, e)
+	seedUsers(t, e, 20)
+	consistent(t, e, 60*time.Second)
+}
+
+// checkpoint is the primary-log offset the standby has applied through.
+func checkpoint(t *testing.T, e *testenv.Env) int64 {
+	t.Helper()
+	cp, err := mysql.Checkpoint(context.Background(), e.Standby, e.Cfg.Applier.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp.Offset
+}
+
+// A half-open link (connections stay open, every byte is dropped: a peer
+// gone without a reset, a firewall that forgot the connection) is found
+// by the producer within a bound, whichever link it is: it fails and
+// restarts, and resumes once the link carries bytes again.
+func TestWANHalfOpenLinkIsDetected(t *testing.T) {
+	// The bounds README "Two sites" states: on the link to Kafka,
+	// kafka.transaction_timeout (20 s here) and up to 10 s to give the
+	// transaction up; on the binlog, the read timeout (10 s) and closing the
+	// dead stream (10 s).
+	for crosses, bound := range map[string]time.Duration{"kafka": 45 * time.Second, "binlog": 25 * time.Second} {
+		t.Run(crosses, func(t *testing.T) {
+			e := newEnv(t)
+			e.Cfg.Kafka.TransactionTimeout = 20 * time.Second
+			p, link := wanPipeline(t, e, crosses)
+			loaded(t, e)
+			underLoad(t, e, 21, func() {
+				time.Sleep(time.Second)
+				if err := link.HalfOpen(); err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				p.producer.waitLogWithin("stage failed; restarting", bound)
+				t.Logf("the producer found the half-open %s link after %s", crosses, time.Since(start).Round(100*time.Millisecond))
+				link.Heal()
+				time.Sleep(2 * time.Second)
+			})
+		})
+	}
+}
+
+// A slow link (100 KB/s) under a backlog: the producer carries it at the
+// link's pace, without failing, and the sites end equal.
+func TestWANSlowLinkCarriesABacklog(t *testing.T) {
+	e := newEnv(t)
+	p, link := wanPipeline(t, e, "kafka")
+	createTables(t, e)
+	slow := wanShape
+	slow.BytesPerSec = 100_000
+	if err := link.Set(slow); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	writeBatch(t, e, 0, 3000)
+	consistent(t, e, 3*time.Minute)
+	t.Logf("3,000 transactions across a %s link in %s", slow, time.Since(start).Round(100*time.Millisecond))
+	if out := p.producer.logText(); strings.Contains(out, "stage failed") {
+		t.Errorf("the producer failed on the slow link:\n%s", out)
+	}
+}
+
+// The WAN link cut while storage-applier failover runs at the standby
+// site: the primary site (the producer's link to Kafka and the failover's
+// link to the primary) is gone mid-way. Failover still makes the standby
+// ready with what the primary log holds and says from which GTID position
+// transactions may be lost; with the primary reachable again, it counts
+// them exactly.
+func TestWANCutDuringFailover(t *testing.T) {
+	e := newEnv(t)
+	p, kafkaLink := wanPipeline(t, e, "kafka")
+	createTables(t, e)
+	writeBatch(t, e, 0, 50)
+	consistent(t, e, 60*time.Second)
+	primaryLink, err := wan.NewLink("failover-primary", "127.0.0.1:0", e.Cfg.Primary.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(primaryLink.Close)
+	standbySite := *e.Cfg
+	standbySite.Primary.Address = primaryLink.Addr
+	cfgPath := writeConfig(t, &standbySite)
+
+	// The primary's applications go on writing through the split.
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	writing := make(chan error, 1)
+	go func() {
+		for i := 50; ctx.Err() == nil; i++ {
+			if _, err := e.Primary.Exec(fmt.Sprintf("INSERT INTO %s.users VALUES (%d, 'u%d@x', 'n', 0, NULL)", e.DB, i, i)); err != nil {
+				writing <- err
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		writing <- nil
+	}()
+	time.Sleep(time.Second)
+	// Failover waits at step 2 for the stopped storage-applier to apply
+	// the primary log; the sites split meanwhile.
+	p.applier.stop(syscall.SIGTERM)
+	failover := start(t, cfgPath, "storage-applier", "failover", "--wait", "2m")
+	failover.waitLog("1/5 fenced")
+	kafkaLink.Cut()
+	primaryLink.Cut()
+	p.applier = start(t, p.cfgPath, "storage-applier")
+	out := failover.waitOK(3 * time.Minute)
+	// The primary takes writes the standby site will not see.
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		ahead := testenv.Count(t, e.Primary, e.DB+".users") - testenv.Count(t, e.Standby, e.DB+".users")
+		return ahead >= 100, fmt.Sprintf("the primary is %d users ahead of the standby", ahead)
+	})
+	stop()
+	if err := <-writing; err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, out, "storage: NOT COMPARED: the primary "+primaryLink.Addr+" is unreachable",
+		"the primary is unreachable: the standby holds everything the primary log holds, through GTID position", "READY: the standby")
+	p.applier.stop(syscall.SIGTERM) // as the runbook says
+
+	if err := primaryLink.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	primaryUsers, standbyUsers := testenv.Count(t, e.Primary, e.DB+".users"), testenv.Count(t, e.Standby, e.DB+".users")
+	again := start(t, cfgPath, "storage-applier", "failover", "--wait", "30s").waitExit(2 * time.Minute)
+	want := fmt.Sprintf("committed %d transaction(s) the standby does not have", primaryUsers-standbyUsers)
+	if primaryUsers-standbyUsers < 100 || !strings.Contains(again, want) {
+		t.Fatalf("with the primary reachable again (%d users there, %d on the standby), failover should say %q:\n%s", primaryUsers, standbyUsers, want, again)
+	}
+}
