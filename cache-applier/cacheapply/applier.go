@@ -182,7 +182,7 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 	if moved := offsetsOf(cl.UncommittedOffsets(), topic); a.marks != nil && len(moved) > 0 {
 		offsets := offsetsOf(cl.CommittedOffsets(), topic)
 		maps.Copy(offsets, moved)
-		if err := a.marks.write(ctx, a.w.rdb, offsets); err != nil {
+		if err := a.marks.write(ctx, a.w, offsets); err != nil {
 			return classifyRedis(err)
 		}
 	}
@@ -223,7 +223,7 @@ func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic str
 		}
 	}
 	metrics.CacheOps.WithLabelValues("written again after a Redis failover").Add(float64(r.applied))
-	return a.marks.write(ctx, a.w.rdb, committed)
+	return a.marks.write(ctx, a.w, committed)
 }
 
 // newCacheApplier is the cache-applier of a config over a Redis client:

@@ -46,8 +46,10 @@ func newWatermarks(group string, opts []kgo.Opt) *watermarks {
 }
 
 // write notes offsets (the next offset to read, per partition) on every
-// watermark key.
-func (m *watermarks) write(ctx context.Context, rdb redis.UniversalClient, offsets map[int32]int64) error {
+// watermark key. When the writer waits for replicas it waits for these
+// too: a replica promoted without them would report writes lost that its
+// master's replicas hold.
+func (m *watermarks) write(ctx context.Context, w *writer, offsets map[int32]int64) error {
 	if len(offsets) == 0 {
 		return nil
 	}
@@ -55,11 +57,25 @@ func (m *watermarks) write(ctx context.Context, rdb redis.UniversalClient, offse
 	for p, o := range offsets {
 		fields = append(fields, strconv.Itoa(int(p)), o)
 	}
-	pipe := rdb.Pipeline()
-	for _, k := range m.keys {
-		pipe.HSet(ctx, k, fields...)
+	hset := func(pipe redis.Pipeliner, keys []string) error {
+		for _, k := range keys {
+			pipe.HSet(ctx, k, fields...)
+		}
+		wait := w.wait(ctx, pipe)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		return w.waited(wait)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	var err error
+	if w.waitReplicas > 0 {
+		err = eachMaster(ctx, w.rdb, m.keys, func(k string) string { return k }, func(c *redis.Client, keys []string) error {
+			return hset(c.Pipeline(), keys)
+		})
+	} else {
+		err = hset(w.rdb.Pipeline(), m.keys)
+	}
+	if err != nil {
 		return fmt.Errorf("write the cache's watermarks: %w", err)
 	}
 	m.seen = true

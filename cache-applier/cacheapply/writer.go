@@ -114,10 +114,7 @@ func (w *writer) pipeline(ctx context.Context, pipe redis.Pipeliner, ops []op) (
 		}
 		cmds[i] = cas.EvalSha(ctx, pipe, keys, args...)
 	}
-	var wait *redis.Cmd
-	if w.waitReplicas > 0 {
-		wait = pipe.Do(ctx, "WAIT", w.waitReplicas, w.waitTimeout.Milliseconds())
-	}
+	wait := w.wait(ctx, pipe)
 	if _, err := pipe.Exec(ctx); err != nil {
 		// A reply about one key (WRONGTYPE, NOPERM) names the call's keys.
 		for i, c := range cmds {
@@ -128,10 +125,8 @@ func (w *writer) pipeline(ctx context.Context, pipe redis.Pipeliner, ops []op) (
 		}
 		return 0, fmt.Errorf("write %d cache keys: %w", len(ops), err)
 	}
-	if wait != nil {
-		if n, _ := wait.Int(); n < w.waitReplicas {
-			return 0, fmt.Errorf("write %d cache keys: %d of the %d replicas cache.wait_replicas asks for hold them after %s (cache.wait_timeout); the batch is written again", len(ops), n, w.waitReplicas, w.waitTimeout)
-		}
+	if err := w.waited(wait); err != nil {
+		return 0, fmt.Errorf("write %d cache keys: %w; the batch is written again", len(ops), err)
 	}
 	applied := 0
 	for _, c := range cmds {
@@ -196,33 +191,62 @@ func fold(ops []op) []op {
 	return out
 }
 
+// wait ends pipe in WAIT when the writer waits for replicas (nil
+// otherwise); waited checks its reply.
+func (w *writer) wait(ctx context.Context, pipe redis.Pipeliner) *redis.Cmd {
+	if w.waitReplicas == 0 {
+		return nil
+	}
+	return pipe.Do(ctx, "WAIT", w.waitReplicas, w.waitTimeout.Milliseconds())
+}
+
+func (w *writer) waited(wait *redis.Cmd) error {
+	if wait == nil {
+		return nil
+	}
+	if n, _ := wait.Int(); n < w.waitReplicas {
+		return fmt.Errorf("%d of the %d replicas cache.wait_replicas asks for hold them after %s (cache.wait_timeout)", n, w.waitReplicas, w.waitTimeout)
+	}
+	return nil
+}
+
 // perMaster writes the ops of each master in a pipeline of its own on one
 // connection to it, so that the WAIT at its end waits for these writes.
 func (w *writer) perMaster(ctx context.Context, ops []op) (int, error) {
+	applied := 0
+	var mu sync.Mutex
+	err := eachMaster(ctx, w.rdb, ops, func(o op) string { return o.key }, func(m *redis.Client, ops []op) error {
+		n, err := w.pipeline(ctx, m.Pipeline(), ops)
+		mu.Lock()
+		applied += n
+		mu.Unlock()
+		return err
+	})
+	return applied, err
+}
+
+// eachMaster groups items by the master of their key and runs fn on each
+// master's share, the masters in parallel.
+func eachMaster[T any](ctx context.Context, rdb redis.UniversalClient, items []T, key func(T) string, fn func(*redis.Client, []T) error) error {
 	var masters []*redis.Client
-	byMaster := make(map[*redis.Client][]op)
-	for _, o := range ops {
-		m, err := redisconn.MasterFor(ctx, w.rdb, o.key)
+	byMaster := make(map[*redis.Client][]T)
+	for _, it := range items {
+		m, err := redisconn.MasterFor(ctx, rdb, key(it))
 		if err != nil {
-			return 0, fmt.Errorf("find the master of %s: %w", o.key, err)
+			return fmt.Errorf("find the master of %s: %w", key(it), err)
 		}
 		if _, ok := byMaster[m]; !ok {
 			masters = append(masters, m)
 		}
-		byMaster[m] = append(byMaster[m], o)
+		byMaster[m] = append(byMaster[m], it)
 	}
-	applied := make([]int, len(masters))
 	errs := make([]error, len(masters))
 	var wg sync.WaitGroup
 	for i, m := range masters {
-		wg.Go(func() { applied[i], errs[i] = w.pipeline(ctx, m.Pipeline(), byMaster[m]) })
+		wg.Go(func() { errs[i] = fn(m, byMaster[m]) })
 	}
 	wg.Wait()
-	total := 0
-	for _, n := range applied {
-		total += n
-	}
-	return total, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // batchOps is how many ops a batch sends in one pipeline.
