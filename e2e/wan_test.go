@@ -160,7 +160,7 @@ func TestWANSlowLinkCarriesABacklog(t *testing.T) {
 
 // The WAN link cut while storage-applier failover runs at the standby
 // site: the primary site (the producer's link to Kafka and the failover's
-// link to the primary) is gone mid-way. Failover still makes the standby
+// link to the primary) goes as it runs. Failover still makes the standby
 // ready with what the primary log holds and says from which GTID position
 // transactions may be lost; with the primary reachable again, it counts
 // them exactly.
@@ -194,12 +194,15 @@ func TestWANCutDuringFailover(t *testing.T) {
 		writing <- nil
 	}()
 	time.Sleep(time.Second)
-	// Failover waits at step 2 for the stopped storage-applier to apply
-	// the primary log; the sites split meanwhile.
+	// The sites split as the operator fails over: the producer's link
+	// first (were it up, a fenced producer would take its transactional
+	// id back, as the runbook's "keep the producer stopped" says), then,
+	// while failover waits at step 2 for the stopped storage-applier to
+	// apply the primary log, the failover's own link to the primary.
 	p.applier.stop(syscall.SIGTERM)
+	kafkaLink.Cut()
 	failover := start(t, cfgPath, "storage-applier", "failover", "--wait", "2m")
 	failover.waitLog("1/5 fenced")
-	kafkaLink.Cut()
 	primaryLink.Cut()
 	p.applier = start(t, p.cfgPath, "storage-applier")
 	out := failover.waitOK(3 * time.Minute)
