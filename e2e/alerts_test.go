@@ -19,6 +19,7 @@ import (
 // rules (monitoring/alerts.yml): every target is up, and stopping the
 // cache-applier fires LockstepServiceDown for it, and for it alone.
 func TestPrometheusAlertsOnAStoppedService(t *testing.T) {
+	t.Parallel() // it mostly waits on timeouts (see the package comment)
 	bin := testtool.Path(t, "prometheus", "prometheus")
 	e := newEnv(t)
 	e.Cfg.Metrics.Listen = "127.0.0.1:0"

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/kafka"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -59,7 +60,12 @@ func TestHotSpareTakesOver(t *testing.T) {
 	e := newEnv(t)
 	p := startPipeline(t, e)
 	createTables(t, e)
-	p.applier.waitLog("applying")
+	// The first applier holds the standby's lock before the spare starts.
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		var holder sql.NullInt64
+		err := e.Standby.QueryRow("SELECT IS_USED_LOCK(?)", mysql.ApplierLock(e.Cfg.Applier.Name)).Scan(&holder)
+		return err == nil && holder.Valid, fmt.Sprintf("no storage-applier holds the standby's lock (%v)", err)
+	})
 	spare := start(t, p.cfgPath, "storage-applier")
 	spare.waitLog("standing by as hot spare")
 

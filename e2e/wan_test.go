@@ -65,6 +65,7 @@ func linkAddr(l *wan.Link, err error) string {
 // twice (balances grow by one per transaction), no cached value goes back.
 // A cut closes the link's connections and refuses new ones.
 func TestWANLinkCutUnderLoad(t *testing.T) {
+	t.Parallel() // it mostly waits on timeouts (see the package comment)
 	for _, cut := range []time.Duration{10 * time.Second, 2 * time.Minute} {
 		t.Run(cut.String(), func(t *testing.T) {
 			e := newEnv(t)
@@ -113,6 +114,7 @@ func checkpoint(t *testing.T, e *testenv.Env) int64 {
 // by the producer within a bound, whichever link it is: it fails and
 // restarts, and resumes once the link carries bytes again.
 func TestWANHalfOpenLinkIsDetected(t *testing.T) {
+	t.Parallel() // it mostly waits on timeouts (see the package comment)
 	// The bounds README "Two sites" states: on the link to Kafka,
 	// kafka.transaction_timeout (20 s here) and up to 10 s to give the
 	// transaction up; on the binlog, the read timeout (10 s) and closing the
