@@ -52,8 +52,11 @@ skipped() { grep -E '_test\.go:[0-9]+: .* only, the primary is' "$1" | sed 's/^ 
 
 cd "$ROOT"
 go vet ./...
+# -parallel: the e2e tests that mostly wait on timeouts run all at once
+# (e2e/doc.go); every other test runs alone.
+parallel=3
 set +e
-go test -race -count=1 -timeout 20m -v "$@" ./... 2>&1 | tee "$DEV/go-test.log" | shown
+go test -race -count=1 -timeout 20m -parallel "$parallel" -v "$@" ./... 2>&1 | tee "$DEV/go-test.log" | shown
 status=${PIPESTATUS[0]}
 set -e
 passed=$(count PASS "$DEV/go-test.log")
@@ -84,7 +87,7 @@ if [ "${LOCKSTEP_TEST_MYSQL:-1}" != 0 ]; then
 		mkdir -p "$DEV" && start_primary && start_standby) || die "the MySQL servers did not start"
 	set +e
 	LOCKSTEP_FLAVOR=mysql LOCKSTEP_TEST_PRIMARY="127.0.0.1:$mysql_primary" LOCKSTEP_TEST_STANDBY="127.0.0.1:$mysql_standby" \
-		go test -count=1 -timeout 20m -v -skip 'TestWANLinkCutUnderLoad/2m0s|TestPrometheusAlertsOnAStoppedService' "$@" ./e2e ./producer ./storage-applier ./internal/... ./cache/... ./cache-applier/... 2>&1 |
+		go test -count=1 -timeout 20m -parallel "$parallel" -v -skip 'TestWANLinkCutUnderLoad/2m0s|TestPrometheusAlertsOnAStoppedService' "$@" ./e2e ./producer ./storage-applier ./internal/... ./cache/... ./cache-applier/... 2>&1 |
 		tee "$DEV/go-test-mysql.log" | shown
 	status=${PIPESTATUS[0]}
 	set -e
