@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
-	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -93,7 +92,7 @@ type Set struct {
 func Compile(c config.Cache, dbs []string) *Set {
 	s := &Set{byTbl: make(map[string][]*Rule)}
 	for _, cr := range c.Rules {
-		if !inDatabases(cr.Table, dbs) {
+		if !cr.InDatabases(dbs) {
 			continue
 		}
 		r := &Rule{Rule: cr, prefix: c.KeyPrefix}
@@ -106,19 +105,6 @@ func Compile(c config.Cache, dbs []string) *Set {
 		s.rules = append(s.rules, r)
 	}
 	return s
-}
-
-// inDatabases reports whether the table pattern "db.table" may match a
-// table of one of dbs; with dbs empty, of any.
-func inDatabases(table string, dbs []string) bool {
-	db, _, _ := strings.Cut(table, ".")
-	if len(dbs) == 0 {
-		return true
-	}
-	return slices.ContainsFunc(dbs, func(d string) bool {
-		ok, _ := path.Match(db, d)
-		return ok
-	})
 }
 
 // Rules lists every rule.

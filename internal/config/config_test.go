@@ -180,6 +180,11 @@ shards:
 	if err := all.OneSource(); err == nil || !strings.Contains(err.Error(), "eu, us") {
 		t.Fatalf("a config of shards naming none: %v, want an error naming them", err)
 	}
+	// Rules of one shard each, their keys apart: loaded.
+	if _, err := Load(write(t, "shards:\n  eu: {address: 'a:1', databases: [shop_eu]}\n  us: {address: 'b:1', databases: [shop_us]}\n"+
+		"cache: {rules: [{table: shop_eu.users, keys: ['eu:user:{id}'], action: evict}, {table: shop_us.users, keys: ['us:user:{id}'], action: evict}]}\n"), nil); err != nil {
+		t.Fatalf("rules whose keys two shards cannot share: %v", err)
+	}
 	eu, err := all.ForShard("eu")
 	if err != nil || eu.Kafka.PrimaryTopic != "shop.primary-eu" || eu.MetricsAddress("producer") != "127.0.0.1:9101" {
 		t.Fatalf("ForShard(eu) = %+v, %v", eu, err)
@@ -191,9 +196,39 @@ shards:
 		{"shards:\n  eu: {address: 'a:1', databases: [x]}\nshard: asia\n", `shard "asia": not one of the configured shards (eu)`},
 		{"shard: eu\n", `shard = "eu", but no shards are configured`},
 		{"shards:\n  'e/u': {address: 'a:1', databases: [x]}\n", `shards: name "e/u"`},
+		{"shards:\n  eu: {address: 'a:1', databases: [shop_eu]}\n  us: {address: 'b:1', databases: [shop_us]}\ncache: {rules: [{table: shop_*.users, keys: ['user:{id}'], action: evict}]}\n",
+			"cache.rules[0] (shop_*.users): the table matches databases of shards eu and us"},
+		{"shards:\n  eu: {address: 'a:1', databases: [shop_eu]}\n  us: {address: 'b:1', databases: [shop_us]}\ncache: {rules: [{table: shop_eu.users, keys: ['user:{id}'], action: evict}, {table: shop_us.users, keys: ['u:{id}', 'user:{name}:x'], action: evict}]}\n",
+			`cache.rules[0] key "user:{id}" (shard eu) and cache.rules[1] key "user:{name}:x" (shard us) can name the same Redis key`},
 	} {
 		if _, err := Load(write(t, bad.body), nil); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s: %v, want an error with %q", bad.body, err, bad.want)
+		}
+	}
+}
+
+func TestKeyTemplatesMeet(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		meet bool
+	}{
+		{"user:{id}", "user:{id}", true},
+		{"user:{id}", "user:email:{email}", true}, // id "email:x"
+		{"eu:user:{id}", "us:user:{id}", false},
+		{"user:{id}:eu", "user:{id}:us", false},
+		{"{a}:x", "{b}:y", false},
+		{"{a}:x", "{b}x", true},
+		{"a:{x}:b:{y}", "a:{z}:c", true}, // y "1:c"
+		{"session", "session", true},
+		{"session", "sess{ion}", true},
+		{"ab", "ab{x}b", false}, // too short for both ends
+		{"item:1", "user:{id}", false},
+	} {
+		if got := mayMeet(c.a, c.b); got != c.meet {
+			t.Errorf("mayMeet(%q, %q) = %v, want %v", c.a, c.b, got, c.meet)
+		}
+		if got := mayMeet(c.b, c.a); got != c.meet {
+			t.Errorf("mayMeet(%q, %q) = %v, want %v", c.b, c.a, got, c.meet)
 		}
 	}
 }
