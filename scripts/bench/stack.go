@@ -48,7 +48,7 @@ type stack struct {
 
 	primary, standby *sql.DB
 	replicas         []replica
-	rdb              *redis.Client
+	rdb              redis.UniversalClient
 	cluster          redis.UniversalClient // with --redis-cluster
 	opts             []kgo.Opt
 	adm              *kadm.Client
@@ -83,7 +83,9 @@ func newStack(ctx context.Context, o options, log *slog.Logger) (*stack, error) 
 		}
 		s.replicas = append(s.replicas, r)
 	}
-	s.rdb = redis.NewClient(&redis.Options{Addr: cfg.Redis.Address})
+	if s.rdb, err = redisconn.Open(ctx, cfg.Redis); err != nil {
+		return nil, err
+	}
 	if o.redisCluster != "" {
 		if s.cluster, err = redisconn.Open(ctx, config.Redis{Address: o.redisCluster, Cluster: true}); err != nil {
 			return nil, err

@@ -105,6 +105,8 @@ func (s *stack) connect(ctx context.Context) error {
 	}
 	s.primary.SetConnMaxLifetime(5 * time.Second)
 	s.standby.SetConnMaxLifetime(5 * time.Second)
+	// Not redisconn.Open: the observer reads without retries, so that a
+	// Redis restart costs it skipped samples, not seconds of backoff.
 	s.rdb = redis.NewClient(&redis.Options{Addr: s.cfg.Redis.Address, MaxRetries: -1})
 	return s.rdb.Ping(ctx).Err()
 }
