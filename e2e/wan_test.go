@@ -133,6 +133,9 @@ func TestWANHalfOpenLinkIsDetected(t *testing.T) {
 				start := time.Now()
 				p.producer.waitLogWithin("stage failed; restarting", bound)
 				t.Logf("the producer found the half-open %s link after %s", crosses, time.Since(start).Round(100*time.Millisecond))
+				if crosses == "binlog" {
+					mustContain(t, p.producer.logText(), "no byte from the primary for 10s, though it sends a heartbeat each second: the link is down or half-open")
+				}
 				link.Heal()
 				time.Sleep(2 * time.Second)
 			})

@@ -163,10 +163,10 @@ func openBinlog(cfg config.Config, flavor mysql.Flavor, pos mysql.GTIDSet, log *
 		TimestampStringLocation: time.UTC,
 		RenderJSONAsMySQLText:   true, // MySQL's JSON: see mysqlJSON
 		// An idle binlog sends one a second: the tailer publishes its
-		// position on it (sendPosition).
+		// position on it (sendPosition), and a read that waits ten times
+		// as long finds a dead link (stallDialer).
 		HeartbeatPeriod: time.Second,
-		// Ten heartbeats missed: the link is down or half-open.
-		ReadTimeout: 10 * time.Second,
+		Dialer:          stallDialer(stallTimeout),
 		// A broken connection is the supervisor's to handle: it resumes from
 		// the primary log, the one source of truth for the position.
 		DisableRetrySync: true,
