@@ -69,7 +69,7 @@ func (m *watermarks) write(ctx context.Context, w *writer, offsets map[int32]int
 	}
 	var err error
 	if w.waitReplicas > 0 {
-		err = eachMaster(ctx, w.rdb, m.keys, func(k string) string { return k }, func(c *redis.Client, keys []string) error {
+		err = splitByMaster(ctx, w.rdb, m.keys, func(k string) string { return k }, func(c *redis.Client, keys []string) error {
 			return hset(c.Pipeline(), keys)
 		})
 	} else {

@@ -215,7 +215,7 @@ func (w *writer) waited(wait *redis.Cmd) error {
 func (w *writer) perMaster(ctx context.Context, ops []op) (int, error) {
 	applied := 0
 	var mu sync.Mutex
-	err := eachMaster(ctx, w.rdb, ops, func(o op) string { return o.key }, func(m *redis.Client, ops []op) error {
+	err := splitByMaster(ctx, w.rdb, ops, func(o op) string { return o.key }, func(m *redis.Client, ops []op) error {
 		n, err := w.pipeline(ctx, m.Pipeline(), ops)
 		mu.Lock()
 		applied += n
@@ -225,9 +225,9 @@ func (w *writer) perMaster(ctx context.Context, ops []op) (int, error) {
 	return applied, err
 }
 
-// eachMaster groups items by the master of their key and runs fn on each
+// splitByMaster groups items by the master of their key and runs fn on each
 // master's share, the masters in parallel.
-func eachMaster[T any](ctx context.Context, rdb redis.UniversalClient, items []T, key func(T) string, fn func(*redis.Client, []T) error) error {
+func splitByMaster[T any](ctx context.Context, rdb redis.UniversalClient, items []T, key func(T) string, fn func(*redis.Client, []T) error) error {
 	var masters []*redis.Client
 	byMaster := make(map[*redis.Client][]T)
 	for _, it := range items {
