@@ -14,7 +14,6 @@ import (
 
 	"github.com/lockstep-dr/lockstep/internal/status"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
-	"github.com/lockstep-dr/lockstep/internal/wan"
 )
 
 // status tells, for each stage, where it is, how far behind and whether it
@@ -169,11 +168,7 @@ func TestRPOIsMeasuredAndShown(t *testing.T) {
 	// A storage-applier that reaches the primary through a link that is
 	// then cut: it applies what is published, measured 2 missing, then
 	// keeps that.
-	link, err := wan.NewLink("rpo-primary", "127.0.0.1:0", e.Cfg.Primary.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(link.Close)
+	link := newLink(t, "rpo-primary", e.Cfg.Primary.Address)
 	far := *e.Cfg
 	far.Primary.Address = link.Addr
 	far.Metrics.Listen = freeAddr(t)

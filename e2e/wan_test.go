@@ -27,20 +27,15 @@ func wanPipeline(t *testing.T, e *testenv.Env, crosses string) (*pipeline, *wan.
 	t.Helper()
 	pcfg := *e.Cfg
 	var link *wan.Link
-	var err error
 	switch crosses {
 	case "kafka":
 		broker := e.Cfg.Kafka.Brokers[0]
-		link, err = wan.NewLink("producer-kafka", "127.0.0.1:0", broker)
-		pcfg.Kafka.ConnectVia = []string{broker + "=" + linkAddr(link, err)}
+		link = newLink(t, "producer-kafka", broker)
+		pcfg.Kafka.ConnectVia = []string{broker + "=" + link.Addr}
 	case "binlog":
-		link, err = wan.NewLink("producer-primary", "127.0.0.1:0", e.Cfg.Primary.Address)
-		pcfg.Primary.Address = linkAddr(link, err)
+		link = newLink(t, "producer-primary", e.Cfg.Primary.Address)
+		pcfg.Primary.Address = link.Addr
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(link.Close)
 	if err := link.Set(wanShape); err != nil {
 		t.Fatal(err)
 	}
@@ -52,11 +47,15 @@ func wanPipeline(t *testing.T, e *testenv.Env, crosses string) (*pipeline, *wan.
 	return p, link
 }
 
-func linkAddr(l *wan.Link, err error) string {
+// newLink is a WAN link to target for the test, closed when it ends.
+func newLink(t *testing.T, name, target string) *wan.Link {
+	t.Helper()
+	link, err := wan.NewLink(name, "127.0.0.1:0", target)
 	if err != nil {
-		return ""
+		t.Fatal(err)
 	}
-	return l.Addr
+	t.Cleanup(link.Close)
+	return link
 }
 
 // The WAN link cut under load, for 10 s and for 2 minutes (past the Kafka
@@ -175,11 +174,7 @@ func TestWANCutDuringFailover(t *testing.T) {
 	createTables(t, e)
 	writeBatch(t, e, 0, 50)
 	consistent(t, e, 60*time.Second)
-	primaryLink, err := wan.NewLink("failover-primary", "127.0.0.1:0", e.Cfg.Primary.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(primaryLink.Close)
+	primaryLink := newLink(t, "failover-primary", e.Cfg.Primary.Address)
 	standbySite := *e.Cfg
 	standbySite.Primary.Address = primaryLink.Addr
 	cfgPath := writeConfig(t, &standbySite)

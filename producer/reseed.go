@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -52,11 +51,11 @@ func reseed(ctx context.Context, cfg *config.Config, log *slog.Logger, confirm b
 		return fmt.Errorf("connect to the standby: %w", err)
 	}
 	defer lock.Close()
-	var got sql.NullInt64
-	if err := lock.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", mysql.ApplierLock(cfg.Applier.Name)).Scan(&got); err != nil {
-		return mysql.Classify(fmt.Errorf("take the storage-applier's lock on the standby: %w", err))
+	got, err := mysql.TryLock(ctx, lock, mysql.ApplierLock(cfg.Applier.Name))
+	if err != nil {
+		return err
 	}
-	if got.Int64 != 1 {
+	if !got {
 		return fmt.Errorf("a storage-applier %q is running (it holds the standby lock %s): stop it, then run reseed again", cfg.Applier.Name, mysql.ApplierLock(cfg.Applier.Name))
 	}
 	if err := mysql.PrepareCheckpoint(ctx, standby); err != nil {

@@ -60,11 +60,7 @@ func acquire(ctx context.Context, db *sql.DB, applier string, log *slog.Logger) 
 
 // try takes the lock if it is free.
 func (l *lock) try(ctx context.Context) (bool, error) {
-	var got sql.NullInt64
-	if err := l.conn.QueryRowContext(ctx, sqlGetLock, l.name).Scan(&got); err != nil {
-		return false, fmt.Errorf("take lock %s on the standby: %w", l.name, err)
-	}
-	return got.Int64 == 1, nil
+	return mysql.TryLock(ctx, l.conn, l.name)
 }
 
 // watch returns an error as soon as this process no longer holds the lock.

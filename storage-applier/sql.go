@@ -9,7 +9,6 @@ const (
 	// A checkpoint learns its topic's id once, before anything is applied.
 	sqlSetTopicID = `UPDATE lockstep.checkpoint SET topic_id = ? WHERE name = ? AND topic_id = ''`
 	// The hot-spare lock: held by the one applier that applies.
-	sqlGetLock          = `SELECT GET_LOCK(?, 0)`
 	sqlLockHolder       = `SELECT IS_USED_LOCK(?) = CONNECTION_ID()`
 	sqlInsertCheckpoint = `INSERT INTO lockstep.checkpoint (name, topic, topic_partition, applied_offset, gtid, updated_at, epoch)
 		VALUES (?, ?, 0, -1, '', NOW(6), ?)`

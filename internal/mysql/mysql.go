@@ -119,6 +119,16 @@ func ApplierLock(applier string) string {
 	return n[:min(len(n), 64)] // the server's limit on lock names
 }
 
+// TryLock takes the named lock on conn if it is free, without waiting;
+// the lock lasts as long as conn.
+func TryLock(ctx context.Context, conn *sql.Conn, name string) (bool, error) {
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", name).Scan(&got); err != nil {
+		return false, Classify(fmt.Errorf("take lock %s on the standby: %w", name, err))
+	}
+	return got.Int64 == 1, nil
+}
+
 // EstimateRows sums the server's row estimates (information_schema) of
 // tables given as "db.table": a total for progress, not a count.
 func EstimateRows(ctx context.Context, q RowQuerier, tables []string) (int64, error) {
