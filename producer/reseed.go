@@ -46,18 +46,11 @@ func reseed(ctx context.Context, cfg *config.Config, log *slog.Logger, confirm b
 	defer standby.Close()
 	// Holding the applier's lock keeps a storage-applier from starting
 	// while the checkpoint moves.
-	lock, err := standby.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("connect to the standby: %w", err)
-	}
-	defer lock.Close()
-	got, err := mysql.TryLock(ctx, lock, mysql.ApplierLock(cfg.Applier.Name))
+	lock, err := mysql.HoldApplierLock(ctx, standby, cfg.Applier.Name)
 	if err != nil {
 		return err
 	}
-	if !got {
-		return fmt.Errorf("a storage-applier %q is running (it holds the standby lock %s): stop it, then run reseed again", cfg.Applier.Name, mysql.ApplierLock(cfg.Applier.Name))
-	}
+	defer lock.Close()
 	if err := mysql.PrepareCheckpoint(ctx, standby); err != nil {
 		return err
 	}

@@ -60,7 +60,12 @@ func reverse(ctx context.Context, cfg *config.Config, confirm bool, out io.Write
 		return err
 	}
 	defer standby.Close()
-	if err := notApplying(ctx, standby, cfg.Applier.Name); err != nil {
+	held, err := mysql.HoldApplierLock(ctx, standby, cfg.Applier.Name)
+	if err != nil {
+		return err
+	}
+	defer held.Close()
+	if err := notApplied(ctx, standby, cfg.Applier.Name); err != nil {
 		return err
 	}
 
@@ -122,16 +127,9 @@ func lastEpoch(ctx context.Context, db *sql.DB, address string) (int64, error) {
 	return epoch.Int64, nil
 }
 
-// notApplying refuses a standby that a storage-applier of this name applies
-// to already, or has applied to.
-func notApplying(ctx context.Context, standby *sql.DB, name string) error {
-	var holder sql.NullInt64
-	if err := standby.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", mysql.ApplierLock(name)).Scan(&holder); err != nil {
-		return mysql.Classify(fmt.Errorf("look for a running storage-applier on the new standby: %w", err))
-	}
-	if holder.Valid {
-		return fmt.Errorf("a storage-applier %q is running on the new standby (connection %d holds its lock): stop it first", name, holder.Int64)
-	}
+// notApplied refuses a standby whose checkpoint of this name has applied
+// already.
+func notApplied(ctx context.Context, standby *sql.DB, name string) error {
 	cp, err := mysql.Checkpoint(ctx, standby, name)
 	if err == nil && cp.Offset >= 0 {
 		err = fmt.Errorf("checkpoint %q on the new standby has applied offset %d already: this pipeline was started; name a new applier.name for the reversed one", name, cp.Offset)

@@ -45,18 +45,11 @@ func rewind(ctx context.Context, cfg *config.Config, fromOffset int64, since tim
 		return err
 	}
 	defer db.Close()
-	conn, err := db.Conn(ctx)
+	held, err := mysql.HoldApplierLock(ctx, db, cfg.Applier.Name)
 	if err != nil {
-		return fmt.Errorf("connect to the standby: %w", err)
-	}
-	l := &lock{conn: conn, name: mysql.ApplierLock(cfg.Applier.Name)}
-	defer l.release()
-	if got, err := l.try(ctx); err != nil || !got {
-		if err == nil {
-			err = fmt.Errorf("a storage-applier %q is running on this standby (it holds lock %s): stop every storage-applier of it first", cfg.Applier.Name, l.name)
-		}
 		return err
 	}
+	defer held.Close()
 	topic := cfg.Kafka.PrimaryTopic
 	cp, err := loadCheckpoint(ctx, db, cfg.Applier.Name, topic)
 	if err != nil {

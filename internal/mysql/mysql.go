@@ -119,6 +119,28 @@ func ApplierLock(applier string) string {
 	return n[:min(len(n), 64)] // the server's limit on lock names
 }
 
+// HoldApplierLock takes, for a command that changes storage-applier
+// applier's checkpoint (rewind, reverse, reseed), the lock the active
+// storage-applier holds, so that none starts meanwhile; closing the
+// connection returned releases it. While a storage-applier runs, the error
+// says so.
+func HoldApplierLock(ctx context.Context, standby *sql.DB, applier string) (*sql.Conn, error) {
+	conn, err := standby.Conn(ctx)
+	if err != nil {
+		return nil, Classify(fmt.Errorf("connect to the standby: %w", err))
+	}
+	name := ApplierLock(applier)
+	got, err := TryLock(ctx, conn, name)
+	if err == nil && !got {
+		err = fmt.Errorf("a storage-applier %q is running on this standby (it holds lock %s): stop every storage-applier of it first", applier, name)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
 // TryLock takes the named lock on conn if it is free, without waiting;
 // the lock lasts as long as conn.
 func TryLock(ctx context.Context, conn *sql.Conn, name string) (bool, error) {
