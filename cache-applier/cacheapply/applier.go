@@ -265,8 +265,10 @@ func (a *cacheApplier) apply(ctx context.Context, recs []*kgo.Record) (err error
 	}()
 	var ops []op
 	metrics.Rows.WithLabelValues("cached").Add(float64(len(recs)))
+	dec := decodeAhead(recs)
+	defer dec.close()
 	for i, kr := range recs {
-		r, err := schemas.Decode(kr.Value)
+		r, err := dec.record(i)
 		if err != nil {
 			return service.Permanentf("record at %s[%d] offset %d: %w", kr.Topic, kr.Partition, kr.Offset, err)
 		}

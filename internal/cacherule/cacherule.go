@@ -38,7 +38,8 @@ func (r Row) get(col string) (v []byte, null, found bool) {
 // FromRecord reads a record's row image as a Row: the columns SELECT *
 // shows, as a fill or a rebuild from the standby reads them (ScanTable).
 func FromRecord(rec *schemas.Record, img schemas.Row) (Row, error) {
-	var row Row
+	n := len(rec.Columns)
+	row := Row{Names: make([]string, 0, n), Values: make([][]byte, 0, n), Binary: make([]bool, 0, n)}
 	for _, c := range rec.Columns {
 		if c.Invisible {
 			continue

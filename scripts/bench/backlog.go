@@ -142,6 +142,9 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 		if err != nil {
 			return err
 		}
+		if cpu0, err = s.cpu(); err != nil {
+			return err
+		}
 		n, dt, err = s.catchUp(ctx, c.service, s.startProfiled(c.service), func(ctx context.Context) (int64, bool, error) {
 			left, err := s.cacheLeft(ctx, c.group)
 			return total - left, left == 0, err
@@ -149,15 +152,21 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 		if err != nil {
 			return err
 		}
+		if cpu1, err = s.cpu(); err != nil {
+			return err
+		}
 		if c.service == clusterCache {
 			s.stop(clusterCache, nil) // not part of the lag phase
+		} else {
+			perRow := func(name string) float64 { return (cpu1[name] - cpu0[name]) / backlogRows * 1e6 }
+			res.add("cpu_cache", perRow("cache-applier"))
+			res.add("cpu_cache_redis", perRow("redis"))
+			res.add("cpu_cache_broker", perRow("broker"))
 		}
 		res.add("cache"+c.name, rate(n, dt)*backlogRows/float64(total))
-		hsetRate, err := s.hset(ctx, standbyEnd0, c.rdb)
-		if err != nil {
+		if err := s.hset(ctx, res, c.name, standbyEnd0, c.rdb); err != nil {
 			return fmt.Errorf("plain HSET baseline: %w", err)
 		}
-		res.add("hset"+c.name, hsetRate)
 	}
 	return nil
 }
@@ -311,8 +320,9 @@ func (s *stack) decode(ctx context.Context, from, to int64) (int64, time.Duratio
 
 // hset is the baseline under the cache-applier: the backlog's rows, read
 // from the standby log beforehand, written to Redis as plain pipelined
-// HSET (DEL for deletes) in batches of 500, with no version guard.
-func (s *stack) hset(ctx context.Context, from map[int32]int64, rdb redis.UniversalClient) (float64, error) {
+// HSET (DEL for deletes) in batches of 500, with no version guard. On the
+// single Redis (name ""), the CPU it and Redis spend per row too.
+func (s *stack) hset(ctx context.Context, res *results, name string, from map[int32]int64, rdb redis.UniversalClient) error {
 	type op struct {
 		key    string
 		fields []any
@@ -321,7 +331,7 @@ func (s *stack) hset(ctx context.Context, from map[int32]int64, rdb redis.Univer
 	topic := s.cfg.Kafka.StandbyTopic
 	ends, err := s.endOffsets(ctx, topic)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	for p, end := range ends {
 		err := kafka.Scan(ctx, s.opts, topic, p, from[p], end, func(kr *kgo.Record) error {
@@ -344,8 +354,12 @@ func (s *stack) hset(ctx context.Context, from map[int32]int64, rdb redis.Univer
 			return nil
 		})
 		if err != nil {
-			return 0, err
+			return err
 		}
+	}
+	cpu0, err := s.cpu()
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	for i := 0; i < len(ops); i += 500 {
@@ -358,8 +372,15 @@ func (s *stack) hset(ctx context.Context, from map[int32]int64, rdb redis.Univer
 			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-			return 0, err
+			return err
 		}
 	}
-	return rate(int64(len(ops)), time.Since(start)), nil
+	res.add("hset"+name, rate(int64(len(ops)), time.Since(start)))
+	cpu1, err := s.cpu()
+	if err != nil || name != "" {
+		return err
+	}
+	res.add("cpu_hset", (cpu1["bench"]-cpu0["bench"])/float64(len(ops))*1e6)
+	res.add("cpu_hset_redis", (cpu1["redis"]-cpu0["redis"])/float64(len(ops))*1e6)
+	return nil
 }

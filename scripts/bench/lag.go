@@ -368,7 +368,8 @@ func (s *stack) cpu() (map[string]float64, error) {
 			pids[name] = c.Process.Pid
 		}
 	}
-	for name, file := range map[string]string{"standby": "standby/server.pid", "replica": "replica-serial/server.pid", "broker": "kafka/kafka.pid"} {
+	pids["bench"] = os.Getpid()
+	for name, file := range map[string]string{"standby": "standby/server.pid", "replica": "replica-serial/server.pid", "broker": "kafka/kafka.pid", "redis": "redis/redis.pid"} {
 		b, err := os.ReadFile(filepath.Join(s.o.dev, file))
 		if err != nil {
 			return nil, err

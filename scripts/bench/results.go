@@ -67,6 +67,11 @@ var rows = []struct{ name, what, unit string }{
 	{"cpu_native", "  CPU of the serial replica server", "s/1k txn"},
 	{"cpu_standby", "  CPU of lockstep's standby server", "s/1k txn"},
 	{"cpu_apply", "  CPU of the storage-applier", "s/1k txn"},
+	{"cpu_cache", "  CPU of the cache-applier", "µs/row"},
+	{"cpu_cache_redis", "  CPU of Redis under the cache-applier", "µs/row"},
+	{"cpu_cache_broker", "  CPU of the broker under the cache-applier", "µs/row"},
+	{"cpu_hset", "  CPU of the HSET client", "µs/row"},
+	{"cpu_hset_redis", "  CPU of Redis under HSET", "µs/row"},
 }
 
 func (r *results) print(w io.Writer, o options) {
@@ -142,8 +147,11 @@ func (r *results) printRates(w io.Writer) {
 			continue
 		}
 		f := "%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t\n"
-		if row.unit == "s/1k txn" {
+		switch row.unit {
+		case "s/1k txn":
 			f = "%s\t%s\t%.3f\t%.3f\t%.3f\t%d\t\n"
+		case "µs/row":
+			f = "%s\t%s\t%.2f\t%.2f\t%.2f\t%d\t\n"
 		}
 		fmt.Fprintf(tw, f, row.what, row.unit, median(v), slices.Min(v), slices.Max(v), len(v))
 	}
