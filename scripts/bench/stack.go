@@ -263,9 +263,10 @@ func (s *stack) profileAddr(name string) string {
 	return fmt.Sprintf("127.0.0.1:%d", s.o.replicaPort+3+slices.Index(services, name))
 }
 
-// profileCPU saves a 3 s CPU profile of a service, once per service.
+// profileCPU saves a 3 s CPU profile of a service, once per service (the
+// three of services: the cluster's cache-applier serves no profile).
 func (s *stack) profileCPU(name string) {
-	if s.o.profile == "" || s.profiled[name] {
+	if s.o.profile == "" || s.profiled[name] || !slices.Contains(services, name) {
 		return
 	}
 	s.profiled[name] = true
