@@ -139,7 +139,7 @@ func Command(name, short string, stage Stage, beside ...Beside) *cobra.Command {
 		for _, w := range cfg.Warnings() {
 			log.Warn(w)
 		}
-		softMemoryLimit()
+		gcSettings()
 		if err := metrics.Serve(ctx, cfg.MetricsAddress(name), log); err != nil {
 			return err
 		}
@@ -260,9 +260,19 @@ func withConfig(name, short string, anyShard bool, run func(context.Context, *co
 // row (tens of MiB) near the documented 256 MiB bound. It is not a cap.
 const defaultMemoryLimit = 200 << 20
 
-func softMemoryLimit() {
+// defaultGCPercent is GOGC unless the environment sets it. The services'
+// live heaps are small (a batch of records), so below the soft limit the
+// collector may let the heap grow to three times it rather than two: in
+// four pairs of benchmark runs it cut their CPU per transaction by 3-10%
+// and mostly the lag's tail with it, for 13-46 MiB more peak RSS.
+const defaultGCPercent = 200
+
+func gcSettings() {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
 	}
 }
 
