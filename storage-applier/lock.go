@@ -31,7 +31,7 @@ func acquire(ctx context.Context, db *sql.DB, applier string, log *slog.Logger) 
 	l := &lock{conn: conn, name: mysql.ApplierLock(applier)}
 	waiting := false
 	for {
-		got, err := l.try(ctx)
+		got, err := mysql.TryLock(ctx, conn, l.name)
 		if err != nil {
 			conn.Close()
 			if ctx.Err() != nil {
@@ -56,11 +56,6 @@ func acquire(ctx context.Context, db *sql.DB, applier string, log *slog.Logger) 
 		case <-time.After(lockPoll):
 		}
 	}
-}
-
-// try takes the lock if it is free.
-func (l *lock) try(ctx context.Context) (bool, error) {
-	return mysql.TryLock(ctx, l.conn, l.name)
 }
 
 // watch returns an error as soon as this process no longer holds the lock.

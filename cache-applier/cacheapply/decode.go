@@ -14,8 +14,9 @@ import (
 const decodeChunk = 64
 
 // decoded decodes a batch's records on every core, ahead of the one loop
-// that reads them in order (hooks, plans, writes): decoding is most of a
-// record's cost in the cache-applier, and is the part that needs no order.
+// that reads them in order (hooks, plans, writes): decoding is the largest
+// part of a record's cost in the cache-applier (about two fifths in a
+// catch-up profile), and the part that needs no order.
 type decoded struct {
 	recs  []*kgo.Record
 	out   []*schemas.Record
