@@ -114,14 +114,14 @@ func checkpoint(t *testing.T, e *testenv.Env) int64 {
 // restarts, and resumes once the link carries bytes again.
 func TestWANHalfOpenLinkIsDetected(t *testing.T) {
 	t.Parallel() // it mostly waits on timeouts (see the package comment)
-	// The bounds README "Two sites" states: on the link to Kafka,
-	// kafka.transaction_timeout (20 s here) and up to 10 s to give the
-	// transaction up; on the binlog, the read timeout (10 s) and closing the
-	// dead stream (10 s).
-	for crosses, bound := range map[string]time.Duration{"kafka": 45 * time.Second, "binlog": 25 * time.Second} {
+	// The bounds README "Two sites" states: on the link to Kafka, the
+	// client's deadline on a produce (its 10 s timeout and 10 s more; the
+	// default kafka.transaction_timeout, 60 s, does not come into it); on
+	// the binlog, the read timeout (10 s) and closing the dead stream
+	// (10 s).
+	for crosses, bound := range map[string]time.Duration{"kafka": 28 * time.Second, "binlog": 25 * time.Second} {
 		t.Run(crosses, func(t *testing.T) {
 			e := newEnv(t)
-			e.Cfg.Kafka.TransactionTimeout = 20 * time.Second
 			p, link := wanPipeline(t, e, crosses)
 			loaded(t, e)
 			underLoad(t, e, 21, func() {
@@ -132,8 +132,11 @@ func TestWANHalfOpenLinkIsDetected(t *testing.T) {
 				start := time.Now()
 				p.producer.waitLogWithin("stage failed; restarting", bound)
 				t.Logf("the producer found the half-open %s link after %s", crosses, time.Since(start).Round(100*time.Millisecond))
-				if crosses == "binlog" {
+				switch crosses {
+				case "binlog":
 					mustContain(t, p.producer.logText(), "no byte from the primary for 10s, though it sends a heartbeat each second: the link is down or half-open")
+				case "kafka":
+					mustContain(t, p.producer.logText(), "past the client's deadline: the link to it is down or half-open")
 				}
 				link.Heal()
 				time.Sleep(2 * time.Second)
@@ -167,8 +170,16 @@ func TestWANSlowLinkCarriesABacklog(t *testing.T) {
 // link to the primary) goes as it runs. Failover still makes the standby
 // ready with what the primary log holds and says from which GTID position
 // transactions may be lost; with the primary reachable again, it counts
-// them exactly.
+// them exactly. The link to the primary goes while failover waits for the
+// applier, or while it compares the standby with the primary (the link
+// slowed so that the comparison lasts).
 func TestWANCutDuringFailover(t *testing.T) {
+	for name, at := range map[string]string{"waiting": "1/5 fenced", "comparing": "4/5 verify:"} {
+		t.Run(name, func(t *testing.T) { cutDuringFailover(t, at) })
+	}
+}
+
+func cutDuringFailover(t *testing.T, at string) {
 	e := newEnv(t)
 	p, kafkaLink := wanPipeline(t, e, "kafka")
 	createTables(t, e)
@@ -197,14 +208,23 @@ func TestWANCutDuringFailover(t *testing.T) {
 	// The sites split as the operator fails over: the producer's link
 	// first (were it up, a fenced producer would take its transactional
 	// id back, as the runbook's "keep the producer stopped" says), then,
-	// while failover waits at step 2 for the stopped storage-applier to
-	// apply the primary log, the failover's own link to the primary.
+	// at the step at, the failover's own link to the primary.
 	p.applier.stop(syscall.SIGTERM)
 	kafkaLink.Cut()
+	if at == "4/5 verify:" {
+		if err := primaryLink.Set(wan.Shape{RTT: 300 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	failover := start(t, cfgPath, "storage-applier", "failover", "--wait", "2m")
-	failover.waitLog("1/5 fenced")
+	if at == "4/5 verify:" { // failover waits at step 2 for the applier
+		p.applier = start(t, p.cfgPath, "storage-applier")
+	}
+	failover.waitLog(at)
 	primaryLink.Cut()
-	p.applier = start(t, p.cfgPath, "storage-applier")
+	if at == "1/5 fenced" {
+		p.applier = start(t, p.cfgPath, "storage-applier")
+	}
 	out := failover.waitOK(3 * time.Minute)
 	// The primary takes writes the standby site will not see.
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {

@@ -118,15 +118,12 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*opened, e
 // id fences any other writer of the primary log (a second producer, or a
 // snapshot) that is still running.
 func newWriter(cfg *config.Config, opts []kgo.Opt, log *slog.Logger) (*kafka.TxnWriter, error) {
-	cl, err := kgo.NewClient(append(opts,
-		kgo.TransactionalID(cfg.Producer.TransactionalID),
-		kgo.TransactionTimeout(cfg.Kafka.TransactionTimeout),
-		partitionZero,
-	)...)
+	w, err := kafka.NewTxnWriter(opts, cfg.Producer.TransactionalID, cfg.Kafka, log, partitionZero)
 	if err != nil {
-		return nil, service.Permanent(err)
+		return nil, err
 	}
-	return &kafka.TxnWriter{Client: cl, BatchRows: cfg.Producer.BatchRows, Linger: cfg.Producer.Linger, Timeout: cfg.Kafka.TransactionTimeout, Log: log, CrashPoint: crashpoint.ProducerMidTxn, Stage: "published", MaxBytes: cfg.Kafka.MaxMessageBytes}, nil
+	w.BatchRows, w.Linger, w.CrashPoint, w.Stage = cfg.Producer.BatchRows, cfg.Producer.Linger, crashpoint.ProducerMidTxn, "published"
+	return w, nil
 }
 
 // partitionZero pins every record to partition 0: the primary log is one

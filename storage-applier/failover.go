@@ -91,25 +91,37 @@ func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out, 
 	if perr == nil {
 		defer primary.Close()
 	}
-	what := verify.What{Cache: true, Storage: perr == nil, Schema: perr == nil}
-	fmt.Fprintln(out, "4/5 verify:")
-	if perr != nil {
+	unreachable := func() {
 		fmt.Fprintf(out, "  storage: NOT COMPARED: the primary %s is unreachable (%v)\n  schema: NOT COMPARED either\n", cfg.Primary.Address, perr)
 	}
-	equal, _, err := verify.Check(ctx, cfg, what, cfg.Primary.Databases, 0, out, progress)
+	fmt.Fprintln(out, "4/5 verify:")
+	if perr != nil {
+		unreachable()
+	}
+	equal, _, err := verify.Check(ctx, cfg, verify.What{Cache: true, Storage: perr == nil, Schema: perr == nil}, cfg.Primary.Databases, 0, out, progress)
+	if err != nil && perr == nil {
+		// The site may go while the comparison runs: then it is as if it
+		// had gone before.
+		if perr = lost(ctx, primary, "the comparison", err); perr != nil {
+			unreachable()
+			equal, _, err = verify.Check(ctx, cfg, verify.What{Cache: true}, cfg.Primary.Databases, 0, out, progress)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("4/5 verify: %w", err)
 	}
 
 	fmt.Fprintln(out, "5/5 what may be lost:")
-	if perr != nil {
-		fmt.Fprintf(out, "  the primary is unreachable: the standby holds everything the primary log holds, through GTID position %q. Transactions the primary committed after it, before the producer published them, are not on the standby: when the old primary is back, compare its GTID position (gtid_binlog_pos on MariaDB, gtid_executed on MySQL) with that position\n", fence.gtids)
-	} else {
-		head, lost, err := mysql.Unapplied(ctx, primary, applied)
-		if err != nil {
+	if perr == nil {
+		head, n, err := mysql.Unapplied(ctx, primary, applied)
+		if err == nil {
+			fmt.Fprintf(out, "  the primary is at GTID position %q, the standby applied %q: the primary committed %d transaction(s) the standby does not have (on any database; lockstep carries only the replicated ones)\n", head, applied, n)
+		} else if perr = lost(ctx, primary, "the count", err); perr == nil {
 			return fmt.Errorf("5/5: %w", err)
 		}
-		fmt.Fprintf(out, "  the primary is at GTID position %q, the standby applied %q: the primary committed %d transaction(s) the standby does not have (on any database; lockstep carries only the replicated ones)\n", head, applied, lost)
+	}
+	if perr != nil {
+		fmt.Fprintf(out, "  the primary is unreachable: the standby holds everything the primary log holds, through GTID position %q. Transactions the primary committed after it, before the producer published them, are not on the standby: when the old primary is back, compare its GTID position (gtid_binlog_pos on MariaDB, gtid_executed on MySQL) with that position\n", fence.gtids)
 	}
 	if err := writable(ctx, standby, out); err != nil {
 		return err
@@ -121,6 +133,19 @@ func failover(ctx context.Context, cfg *config.Config, wait time.Duration, out, 
 		return errors.New("the standby is caught up but differs (see the verify above): do not serve from it before you know why")
 	}
 	fmt.Fprintf(out, "READY: the standby %s holds everything the primary log held and its cache matches it; point the applications at it. Stop this site's storage-applier (nothing more will come) and keep the old primary's producer stopped\n", cfg.Standby.Address)
+	return nil
+}
+
+// lost says whether the primary went while failover used it (for what,
+// failing with err): the site may go at any step, and is then as gone as
+// if it had gone before failover started. nil: it still answers, and err
+// is failover's own.
+func lost(ctx context.Context, primary *sql.DB, what string, err error) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if gone := primary.PingContext(ctx); gone != nil {
+		return fmt.Errorf("lost during %s: %w; %w", what, err, gone)
+	}
 	return nil
 }
 

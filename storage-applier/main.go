@@ -107,22 +107,19 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, carefully *c
 			primaryTopic, primary.Start, from)
 	}
 
-	pub, err := kgo.NewClient(append(opts,
-		kgo.TransactionalID("lockstep-"+cfg.Applier.Name),
-		kgo.TransactionTimeout(cfg.Kafka.TransactionTimeout),
-	)...)
+	w, err := kafka.NewTxnWriter(opts, "lockstep-"+cfg.Applier.Name, cfg.Kafka, log)
 	if err != nil {
-		return service.Permanent(err)
+		return err
 	}
-	defer pub.Close()
+	defer w.Client.Close()
 	items := kafka.Queue(cfg.Applier.BatchRows)
 	rp := &republisher{topic: standbyTopic, out: items, source: primaryTopic, opts: opts, changes: &standbyChanges{db: db, name: cfg.Applier.Name}, epoch: cp.epoch}
 	rp.published.Store(published)
 	if err := rp.changes.prune(ctx, min(published, cp.offset), cp.offset); err != nil {
 		return err
 	}
-	w := &kafka.TxnWriter{Client: pub, BatchRows: cfg.Applier.BatchRows, Linger: cfg.Applier.Linger, Timeout: cfg.Kafka.TransactionTimeout, Log: log, Stage: "republished", MaxBytes: cfg.Kafka.MaxMessageBytes,
-		Committed: func(mark int64) { rp.published.Store(mark) }}
+	w.BatchRows, w.Linger, w.Stage = cfg.Applier.BatchRows, cfg.Applier.Linger, "republished"
+	w.Committed = func(mark int64) { rp.published.Store(mark) }
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to the standby: %w", err)

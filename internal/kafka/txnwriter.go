@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/crashpoint"
 	"github.com/lockstep-dr/lockstep/internal/metrics"
 	"github.com/lockstep-dr/lockstep/internal/service"
@@ -67,8 +70,9 @@ type TxnWriter struct {
 	Linger    time.Duration
 	// Timeout is kafka.transaction_timeout: a Kafka transaction the broker
 	// has not acknowledged by then fails the writer (the broker aborts it
-	// then anyway), so that a half-open link is found, not waited on; 0
-	// waits for ever.
+	// then anyway), so that a link too slow for it is found, not waited on;
+	// 0 waits for ever. A request the broker leaves unanswered past the
+	// client's own deadline fails the writer sooner (NewTxnWriter).
 	Timeout time.Duration
 	Log     *slog.Logger
 	// CrashPoint names this writer's crash point (see package crashpoint).
@@ -80,6 +84,66 @@ type TxnWriter struct {
 	// Committed, if set, is called with the Mark of the last item of every
 	// Kafka transaction committed.
 	Committed func(mark int64)
+
+	unanswered unanswered
+}
+
+// NewTxnWriter is a TxnWriter on a new client of opts with transactional
+// id id, the timeout and size limit of c, and a hook that fails the
+// Kafka transaction it waits on as soon as the client gives up a request
+// the broker did not answer in time (a produce: its 10 s timeout and 10 s
+// more), where a half-open link would otherwise hold it until Timeout.
+func NewTxnWriter(opts []kgo.Opt, id string, c config.Kafka, log *slog.Logger, extra ...kgo.Opt) (*TxnWriter, error) {
+	w := &TxnWriter{Timeout: c.TransactionTimeout, MaxBytes: c.MaxMessageBytes, Log: log}
+	cl, err := kgo.NewClient(append(append(opts[:len(opts):len(opts)],
+		kgo.TransactionalID(id),
+		kgo.TransactionTimeout(c.TransactionTimeout),
+		kgo.WithHooks(&w.unanswered),
+	), extra...)...)
+	if err != nil {
+		return nil, service.Permanent(err)
+	}
+	w.Client = cl
+	return w, nil
+}
+
+var errUnanswered = errors.New("the link to it is down or half-open")
+
+// unanswered is a TxnWriter's hook on its client: a read or write that
+// ran into the connection's deadline, which the client sets from the
+// request's own timeout, cancels the wait it was given with the reason.
+type unanswered struct {
+	mu     sync.Mutex
+	cancel context.CancelCauseFunc
+}
+
+// watch has the next deadline hit cancel through cancel (nil: none).
+func (u *unanswered) watch(cancel context.CancelCauseFunc) {
+	u.mu.Lock()
+	u.cancel = cancel
+	u.mu.Unlock()
+}
+
+func (u *unanswered) hit(meta kgo.BrokerMetadata, key int16, what string, took time.Duration, err error) {
+	// A context's end also shows as a deadline on the connection, but the
+	// client reports it as the context's error, which this is not.
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.cancel != nil {
+		u.cancel(fmt.Errorf("broker %s:%d took %s without %s a %s request, past the client's deadline: %w",
+			meta.Host, meta.Port, took.Round(100*time.Millisecond), what, kmsg.NameForKey(key), errUnanswered))
+	}
+}
+
+func (u *unanswered) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, timeToRead time.Duration, err error) {
+	u.hit(meta, key, "answering", timeToRead, err)
+}
+
+func (u *unanswered) OnBrokerWrite(meta kgo.BrokerMetadata, key int16, _ int, _, timeToWrite time.Duration, err error) {
+	u.hit(meta, key, "taking", timeToWrite, err)
 }
 
 // recordOverhead bounds what a record adds to its key, value and headers
@@ -117,7 +181,12 @@ func (w *TxnWriter) Run(ctx context.Context, in <-chan Item) error {
 			return nil
 		}
 		if err := w.batch(ctx, it, in); err != nil {
-			w.abort()
+			// Across a link that does not answer, an abort would only
+			// wait out its own timeout: the broker aborts the transaction
+			// when the next writer of the id starts, or by its timeout.
+			if !errors.Is(err, errUnanswered) {
+				w.abort()
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -202,6 +271,9 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 		tctx, cancel = context.WithDeadline(ctx, started.Add(w.Timeout))
 	}
 	defer cancel()
+	tctx, unanswered := context.WithCancelCause(tctx)
+	w.unanswered.watch(unanswered)
+	defer w.unanswered.watch(nil)
 	err := w.Client.Flush(tctx)
 	if err == nil {
 		mu.Lock()
@@ -215,6 +287,9 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 		}
 	} else {
 		err = fmt.Errorf("flush %d records: %w", rows, err)
+	}
+	if cause := context.Cause(tctx); err != nil && ctx.Err() == nil && cause != nil && !errors.Is(cause, context.DeadlineExceeded) {
+		return fmt.Errorf("the Kafka transaction of %d records up to %s %s: %w", rows, schemas.HeaderGTID, header(it.Rec, schemas.HeaderGTID), cause)
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		return fmt.Errorf("the Kafka transaction of %d records up to %s %s was not acknowledged within kafka.transaction_timeout (%s), after which the broker aborts it: the link to the broker is down, half-open or too slow for transactions this big (producer/applier batch_rows): %w",
