@@ -71,7 +71,7 @@ func main() {
 	flag.StringVar(&rateCap, "wan-rate", "10MB", "with --wan: the bandwidth cap each way (e.g. 10MB, 100KB)")
 	flag.StringVar(&where, "placement", "binlog", "with --wan: where the producer and Kafka run, comma-separated or all: "+placementNames())
 	flag.IntVar(&o.wanBacklog, "wan-backlog", 20000, "with --wan: sysbench transactions of the backlog at each RTT")
-	flag.IntVar(&o.wanLagRate, "wan-lag-rate", 300, "with --wan: sysbench transactions/s of the steady load at each RTT")
+	flag.IntVar(&o.wanLagRate, "wan-lag-rate", 1000, "with --wan: sysbench transactions/s of the steady load at each RTT")
 	flag.DurationVar(&o.wanLagTime, "wan-lag-time", 30*time.Second, "with --wan: length of the steady load at each RTT")
 	flag.Parse()
 	if o.replicaPort == 0 {
