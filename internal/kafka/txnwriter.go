@@ -199,6 +199,12 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 	if err := w.Client.BeginTransaction(); err != nil {
 		return fmt.Errorf("begin Kafka transaction: %w", err)
 	}
+	// Every wait of the transaction ends when the client gives up a
+	// request the broker left unanswered (see NewTxnWriter).
+	wctx, unanswered := context.WithCancelCause(ctx)
+	defer unanswered(nil)
+	w.unanswered.watch(unanswered)
+	defer w.unanswered.watch(nil)
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -258,22 +264,19 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 				return fmt.Errorf("input closed inside a database transaction")
 			}
 		case <-lingered:
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-wctx.Done():
+			return context.Cause(wctx)
 		}
 		if !ok {
 			break // lingered, or the input ended: commit what is open
 		}
 		it = next
 	}
-	tctx, cancel := ctx, context.CancelFunc(func() {})
+	tctx, cancel := wctx, context.CancelFunc(func() {})
 	if w.Timeout > 0 {
-		tctx, cancel = context.WithDeadline(ctx, started.Add(w.Timeout))
+		tctx, cancel = context.WithDeadline(wctx, started.Add(w.Timeout))
 	}
 	defer cancel()
-	tctx, unanswered := context.WithCancelCause(tctx)
-	w.unanswered.watch(unanswered)
-	defer w.unanswered.watch(nil)
 	err := w.Client.Flush(tctx)
 	if err == nil {
 		mu.Lock()
@@ -288,7 +291,7 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 	} else {
 		err = fmt.Errorf("flush %d records: %w", rows, err)
 	}
-	if cause := context.Cause(tctx); err != nil && ctx.Err() == nil && cause != nil && !errors.Is(cause, context.DeadlineExceeded) {
+	if cause := context.Cause(wctx); err != nil && ctx.Err() == nil && cause != nil {
 		return fmt.Errorf("the Kafka transaction of %d records up to %s %s: %w", rows, schemas.HeaderGTID, header(it.Rec, schemas.HeaderGTID), cause)
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {

@@ -148,7 +148,7 @@ func report(o options, results []faultResult, w *workload, obs *observer, f *fin
 		byKind[r.kind] = append(byKind[r.kind], r)
 	}
 	faultErrs := 0
-	for _, k := range kinds {
+	for _, k := range append(kinds[:len(kinds):len(kinds)], lastKind) {
 		rs := byKind[k]
 		if len(rs) == 0 {
 			continue

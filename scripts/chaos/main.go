@@ -3,7 +3,8 @@
 // database restarts, Redis losing its data, SIGSTOP of each server), watches
 // for dirty or regressing cache reads while it runs, and after draining
 // checks standby == primary, cache == standby and exactly-once delivery on
-// both topics. It exits 1 on any violation. scripts/chaos.sh runs it.
+// both topics; it ends with a failover across a cut link between the sites.
+// It exits 1 on any violation. scripts/chaos.sh runs it.
 package main
 
 import (
@@ -152,5 +153,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return report(o, results, w, obs, final), nil
+	r := s.failoverAcrossACut(ctx, w, rng)
+	log.Info("fault", "kind", r.kind, "failover_took", r.recovery.Round(time.Millisecond), "err", r.err)
+	return report(o, append(results, r), w, obs, final), nil
 }
