@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,11 +28,14 @@ var unreachableAt = regexp.MustCompile(`the primary is unreachable: the standby 
 // the link between the sites is cut while the primary goes on taking
 // writes, the producer is stopped (the runbook's first step), and
 // storage-applier failover runs at the standby site through a link of its
-// own to the primary, cut at a random moment of its run. Failover must
-// make the standby ready; when it lost the primary, the standby must hold
-// exactly the position it names. With the primary reachable again and its
-// writes stopped, failover run again must count exactly the transactions
-// the standby lacks. recovery is the first failover's run time.
+// own to the primary (300 ms round trip, so that its steps last), cut as
+// failover waits for the applier or as it starts comparing. Failover must
+// make the standby ready and name the GTID position through which the
+// standby holds the primary's transactions; the primary must count as
+// many transactions missing from it as from the standby's checkpoint.
+// With the primary reachable again and its writes stopped, failover run
+// again must count exactly the transactions the standby lacks. recovery
+// is the first failover's run time.
 func (s *stack) failoverAcrossACut(ctx context.Context, w *workload, rng *rand.Rand) faultResult {
 	r := faultResult{kind: lastKind}
 	link, err := wan.NewLink("failover-primary", "127.0.0.1:0", s.cfg.Primary.Address)
@@ -40,7 +44,7 @@ func (s *stack) failoverAcrossACut(ctx context.Context, w *workload, rng *rand.R
 		return r
 	}
 	defer link.Close()
-	if r.err = link.Set(wanShape); r.err != nil {
+	if r.err = link.Set(wan.Shape{RTT: 300 * time.Millisecond}); r.err != nil {
 		return r
 	}
 	wctx, stopWork := context.WithCancel(ctx)
@@ -54,16 +58,21 @@ func (s *stack) failoverAcrossACut(ctx context.Context, w *workload, rng *rand.R
 		return r
 	}
 	start := time.Now()
-	out, err := s.failover(link.Addr, "2m", func() {
-		time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
-		link.Cut()
-	})
+	at := []string{"1/5 fenced", "4/5 verify:"}[rng.IntN(2)]
+	out, err := s.failover(link.Addr, "2m", at, link.Cut)
 	r.recovery = time.Since(start)
+	if err == nil && !strings.Contains(out, "READY: the standby") {
+		err = fmt.Errorf("not READY")
+	}
 	if err != nil {
-		r.err = err
+		r.err = fmt.Errorf("storage-applier failover, the link to the primary cut at %q: %w:\n%s", at, err, out)
 		return r
 	}
 	named := unreachableAt.FindStringSubmatch(out)
+	if named == nil {
+		r.err = fmt.Errorf("failover did not say from which GTID position transactions may be lost:\n%s", out)
+		return r
+	}
 
 	stopWork()
 	if err := <-writing; err != nil {
@@ -83,47 +92,62 @@ func (s *stack) failoverAcrossACut(ctx context.Context, w *workload, rng *rand.R
 		r.err = err
 		return r
 	}
-	if named != nil {
-		// the position failover named is the standby's, as the primary
-		// counts them (GTID sets may be written differently)
-		_, after, err := mysql.Unapplied(ctx, s.primary, named[1])
-		if err != nil {
-			r.err = err
-			return r
-		}
-		if after != lost {
-			r.err = fmt.Errorf("failover said the standby holds the primary's transactions through %q, %d behind the primary; its checkpoint %q is %d behind:\n%s", named[1], after, cp.GTIDs, lost, out)
-			return r
-		}
-	}
-	again, err := s.failover(link.Addr, "30s", func() {})
-	if err != nil {
-		r.err = err
+	// the position failover named is the standby's, as the primary counts
+	// them (GTID sets may be written differently)
+	if _, after, err := mysql.Unapplied(ctx, s.primary, named[1]); err != nil || after != lost {
+		r.err = fmt.Errorf("failover said the standby holds the primary's transactions through %q (%d behind the primary, %v); its checkpoint %q is %d behind:\n%s", named[1], after, err, cp.GTIDs, lost, out)
 		return r
 	}
+	// The primary is ahead, so this run ends saying the standby differs;
+	// what it must get right is the count.
+	again, _ := s.failover(link.Addr, "30s", "", nil)
 	if want := fmt.Sprintf("committed %d transaction(s) the standby does not have", lost); !strings.Contains(again, want) {
 		r.err = fmt.Errorf("with the primary reachable again, failover should say %q:\n%s", want, again)
 	}
 	return r
 }
 
-// failover runs storage-applier failover with the primary at addr, calls
-// meanwhile while it runs, and wants it to end with the standby READY.
-func (s *stack) failover(addr, wait string, meanwhile func()) (string, error) {
+// failover runs storage-applier failover with the primary at addr and
+// returns what it printed; once it has printed at, it calls then.
+func (s *stack) failover(addr, wait, at string, then func()) (string, error) {
 	cmd := s.command("storage-applier", "failover", "--wait", wait)
 	cmd.Env = append(os.Environ(), "LOCKSTEP_PRIMARY_ADDRESS="+addr)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &watched{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return "", err
 	}
-	meanwhile()
-	err := cmd.Wait()
-	if err == nil && !strings.Contains(out.String(), "READY: the standby") {
-		err = fmt.Errorf("no READY")
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for then != nil {
+		select {
+		case err := <-exited:
+			return out.String(), err
+		case <-time.After(10 * time.Millisecond):
+		}
+		if strings.Contains(out.String(), at) {
+			then()
+			break
+		}
 	}
-	if err != nil {
-		return "", fmt.Errorf("storage-applier failover (primary at %s): %w:\n%s", addr, err, out.String())
-	}
-	return out.String(), nil
+	err := <-exited
+	return out.String(), err
+}
+
+// watched is a command's output, read while it runs.
+type watched struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *watched) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *watched) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
