@@ -22,19 +22,24 @@ var wanShape = wan.Shape{RTT: 20 * time.Millisecond, Jitter: 2 * time.Millisecon
 // what crosses — "kafka": the producer at the primary site, writing to
 // Kafka across the WAN (its connections to the broker go through the link,
 // kafka.connect_via); "binlog": the producer at the standby site, reading
-// the primary's binlog across the WAN as a native replica does.
+// the primary's binlog across the WAN as a native replica does;
+// "consume": the cache-applier consuming the standby log across the WAN,
+// as the appliers do with Kafka at the primary site.
 func wanPipeline(t *testing.T, e *testenv.Env, crosses string) (*pipeline, *wan.Link) {
 	t.Helper()
-	pcfg := *e.Cfg
+	pcfg, ccfg := *e.Cfg, *e.Cfg
+	broker := e.Cfg.Kafka.Brokers[0]
 	var link *wan.Link
 	switch crosses {
 	case "kafka":
-		broker := e.Cfg.Kafka.Brokers[0]
 		link = newLink(t, "producer-kafka", broker)
 		pcfg.Kafka.ConnectVia = []string{broker + "=" + link.Addr}
 	case "binlog":
 		link = newLink(t, "producer-primary", e.Cfg.Primary.Address)
 		pcfg.Primary.Address = link.Addr
+	case "consume":
+		link = newLink(t, "cache-kafka", broker)
+		ccfg.Kafka.ConnectVia = []string{broker + "=" + link.Addr}
 	}
 	if err := link.Set(wanShape); err != nil {
 		t.Fatal(err)
@@ -43,7 +48,7 @@ func wanPipeline(t *testing.T, e *testenv.Env, crosses string) (*pipeline, *wan.
 	p.producer = start(t, writeConfig(t, &pcfg), "producer")
 	p.producer.waitTailing(e.Primary, e.Cfg.Producer.ServerID)
 	p.applier = start(t, p.cfgPath, "storage-applier")
-	p.cacheApplier = start(t, p.cfgPath, "cache-applier")
+	p.cacheApplier = start(t, writeConfig(t, &ccfg), "cache-applier")
 	return p, link
 }
 
@@ -110,19 +115,33 @@ func checkpoint(t *testing.T, e *testenv.Env) int64 {
 
 // A half-open link (connections stay open, every byte is dropped: a peer
 // gone without a reset, a firewall that forgot the connection) is found
-// by the producer within a bound, whichever link it is: it fails and
-// restarts, and resumes once the link carries bytes again.
+// within a bound, whichever link it is: the producer fails and restarts,
+// a consumer says why nothing comes while its client reconnects, and all
+// resume once the link carries bytes again.
 func TestWANHalfOpenLinkIsDetected(t *testing.T) {
 	t.Parallel() // it mostly waits on timeouts (see the package comment)
-	// The bounds README "Two sites" states: on the link to Kafka, the
-	// client's deadline on a produce (its 10 s timeout and 10 s more; the
-	// default kafka.transaction_timeout, 60 s, does not come into it); on
-	// the binlog, the read timeout (10 s) and closing the dead stream
-	// (10 s).
-	for crosses, bound := range map[string]time.Duration{"kafka": 28 * time.Second, "binlog": 25 * time.Second} {
+	// The bounds README "Two sites" states: on the producer's link to
+	// Kafka, the client's deadline on a produce (its 10 s timeout and 10 s
+	// more; the default kafka.transaction_timeout, 60 s, does not come into
+	// it); on the binlog, the read timeout (10 s) and closing the dead
+	// stream (10 s); on a consumer's, the deadline on a fetch (its 500 ms
+	// wait and 10 s more).
+	cases := map[string]struct {
+		bound time.Duration
+		says  []string
+	}{
+		"kafka":   {28 * time.Second, []string{"stage failed; restarting", "past the client's deadline: the link to it is down or half-open"}},
+		"binlog":  {25 * time.Second, []string{"stage failed; restarting", "no byte from the primary for 10s, though it sends a heartbeat each second: the link is down or half-open"}},
+		"consume": {15 * time.Second, []string{"no answer from Kafka in time; the client reconnects and tries again"}},
+	}
+	for crosses, c := range cases {
 		t.Run(crosses, func(t *testing.T) {
 			e := newEnv(t)
 			p, link := wanPipeline(t, e, crosses)
+			who := p.producer
+			if crosses == "consume" {
+				who = p.cacheApplier
+			}
 			loaded(t, e)
 			underLoad(t, e, 21, func() {
 				time.Sleep(time.Second)
@@ -130,14 +149,9 @@ func TestWANHalfOpenLinkIsDetected(t *testing.T) {
 					t.Fatal(err)
 				}
 				start := time.Now()
-				p.producer.waitLogWithin("stage failed; restarting", bound)
-				t.Logf("the producer found the half-open %s link after %s", crosses, time.Since(start).Round(100*time.Millisecond))
-				switch crosses {
-				case "binlog":
-					mustContain(t, p.producer.logText(), "no byte from the primary for 10s, though it sends a heartbeat each second: the link is down or half-open")
-				case "kafka":
-					mustContain(t, p.producer.logText(), "past the client's deadline: the link to it is down or half-open")
-				}
+				who.waitLogWithin(c.says[0], c.bound)
+				t.Logf("the half-open %s link was found after %s", crosses, time.Since(start).Round(100*time.Millisecond))
+				mustContain(t, who.logText(), c.says[1:]...)
 				link.Heal()
 				time.Sleep(2 * time.Second)
 			})

@@ -215,6 +215,7 @@ func read(ctx context.Context, opts []kgo.Opt, topic string, from, end int64, lo
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Never jump silently: an offset out of range is an error.
 		kgo.ConsumeResetOffset(kgo.NoResetOffset().AtStart()),
+		kafka.WarnUnanswered(log),
 	)...)
 	if err != nil {
 		return service.Permanent(err)

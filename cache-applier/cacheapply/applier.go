@@ -120,6 +120,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 		// A new group starts at the beginning; a committed offset beyond the
 		// end (the topic went back) is an error, never a silent jump.
 		kgo.ConsumeResetOffset(kgo.NoResetOffset().AtStart()),
+		kafka.WarnUnanswered(log),
 	)...)
 	if err != nil {
 		return service.Permanent(err)

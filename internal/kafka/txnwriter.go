@@ -85,20 +85,20 @@ type TxnWriter struct {
 	// Kafka transaction committed.
 	Committed func(mark int64)
 
-	unanswered unanswered
+	stall stall
 }
 
 // NewTxnWriter is a TxnWriter on a new client of opts with transactional
-// id id, the timeout and size limit of c, and a hook that fails the
-// Kafka transaction it waits on as soon as the client gives up a request
-// the broker did not answer in time (a produce: its 10 s timeout and 10 s
+// id id, the timeout and size limit of c, and an Unanswered hook that fails
+// the open Kafka transaction as soon as the client gives up a request the
+// broker did not answer in time (a produce: its 10 s timeout and 10 s
 // more), where a half-open link would otherwise hold it until Timeout.
 func NewTxnWriter(opts []kgo.Opt, id string, c config.Kafka, log *slog.Logger, extra ...kgo.Opt) (*TxnWriter, error) {
 	w := &TxnWriter{Timeout: c.TransactionTimeout, MaxBytes: c.MaxMessageBytes, Log: log}
 	cl, err := kgo.NewClient(append(append(opts[:len(opts):len(opts)],
 		kgo.TransactionalID(id),
 		kgo.TransactionTimeout(c.TransactionTimeout),
-		kgo.WithHooks(&w.unanswered),
+		kgo.WithHooks(Unanswered{On: w.stall.fail}),
 	), extra...)...)
 	if err != nil {
 		return nil, service.Permanent(err)
@@ -107,43 +107,59 @@ func NewTxnWriter(opts []kgo.Opt, id string, c config.Kafka, log *slog.Logger, e
 	return w, nil
 }
 
-var errUnanswered = errors.New("the link to it is down or half-open")
+// ErrUnanswered is in the reason Unanswered gives.
+var ErrUnanswered = errors.New("the link to it is down or half-open")
 
-// unanswered is a TxnWriter's hook on its client: a read or write that
-// ran into the connection's deadline, which the client sets from the
-// request's own timeout, cancels the wait it was given with the reason.
-type unanswered struct {
+// Unanswered is a kgo hook: a read or write that ran into the connection's
+// deadline, which the client sets from the request's own timeout (it then
+// closes the connection and tries again on a new one), calls On with the
+// reason.
+type Unanswered struct{ On func(error) }
+
+func (u Unanswered) hit(meta kgo.BrokerMetadata, key int16, what string, took time.Duration, err error) {
+	// A context's end also shows as a deadline on the connection, but the
+	// client reports it as the context's error, which this is not.
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		u.On(fmt.Errorf("broker %s:%d took %s without %s a %s request, past the client's deadline: %w",
+			meta.Host, meta.Port, took.Round(100*time.Millisecond), what, kmsg.NameForKey(key), ErrUnanswered))
+	}
+}
+
+func (u Unanswered) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, timeToRead time.Duration, err error) {
+	u.hit(meta, key, "answering", timeToRead, err)
+}
+
+func (u Unanswered) OnBrokerWrite(meta kgo.BrokerMetadata, key int16, _ int, _, timeToWrite time.Duration, err error) {
+	u.hit(meta, key, "taking", timeToWrite, err)
+}
+
+// WarnUnanswered is an Unanswered hook for a consumer, which needs nothing
+// more than the client's own retries: it says why no record comes.
+func WarnUnanswered(log *slog.Logger) kgo.Opt {
+	return kgo.WithHooks(Unanswered{On: func(err error) {
+		log.Warn("no answer from Kafka in time; the client reconnects and tries again", "err", err)
+	}})
+}
+
+// stall ends the wait it watches with the reason it fails with.
+type stall struct {
 	mu     sync.Mutex
 	cancel context.CancelCauseFunc
 }
 
-// watch has the next deadline hit cancel through cancel (nil: none).
-func (u *unanswered) watch(cancel context.CancelCauseFunc) {
-	u.mu.Lock()
-	u.cancel = cancel
-	u.mu.Unlock()
+// watch has the next fail end a wait through cancel (nil: none).
+func (s *stall) watch(cancel context.CancelCauseFunc) {
+	s.mu.Lock()
+	s.cancel = cancel
+	s.mu.Unlock()
 }
 
-func (u *unanswered) hit(meta kgo.BrokerMetadata, key int16, what string, took time.Duration, err error) {
-	// A context's end also shows as a deadline on the connection, but the
-	// client reports it as the context's error, which this is not.
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		return
+func (s *stall) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel(err)
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.cancel != nil {
-		u.cancel(fmt.Errorf("broker %s:%d took %s without %s a %s request, past the client's deadline: %w",
-			meta.Host, meta.Port, took.Round(100*time.Millisecond), what, kmsg.NameForKey(key), errUnanswered))
-	}
-}
-
-func (u *unanswered) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, timeToRead time.Duration, err error) {
-	u.hit(meta, key, "answering", timeToRead, err)
-}
-
-func (u *unanswered) OnBrokerWrite(meta kgo.BrokerMetadata, key int16, _ int, _, timeToWrite time.Duration, err error) {
-	u.hit(meta, key, "taking", timeToWrite, err)
 }
 
 // recordOverhead bounds what a record adds to its key, value and headers
@@ -184,7 +200,7 @@ func (w *TxnWriter) Run(ctx context.Context, in <-chan Item) error {
 			// Across a link that does not answer, an abort would only
 			// wait out its own timeout: the broker aborts the transaction
 			// when the next writer of the id starts, or by its timeout.
-			if !errors.Is(err, errUnanswered) {
+			if !errors.Is(err, ErrUnanswered) {
 				w.abort()
 			}
 			if ctx.Err() != nil {
@@ -203,8 +219,8 @@ func (w *TxnWriter) batch(ctx context.Context, it Item, in <-chan Item) error {
 	// request the broker left unanswered (see NewTxnWriter).
 	wctx, unanswered := context.WithCancelCause(ctx)
 	defer unanswered(nil)
-	w.unanswered.watch(unanswered)
-	defer w.unanswered.watch(nil)
+	w.stall.watch(unanswered)
+	defer w.stall.watch(nil)
 	var (
 		mu       sync.Mutex
 		firstErr error

@@ -100,10 +100,10 @@ func (s *stack) wanFault(ctx context.Context, how string, rng *rand.Rand) error 
 			return err
 		}
 		defer s.wan.Heal()
-		if found, err := waitForMore(ctx, log, "stage failed", before, 90*time.Second); err != nil || found {
+		if found, err := waitForMore(ctx, log, "stage failed", before, 30*time.Second); err != nil || found {
 			return err
 		}
-		return fmt.Errorf("the producer did not find the half-open link to Kafka within 90s")
+		return fmt.Errorf("the producer did not find the half-open link to Kafka within 30s (README \"Two sites\" bounds it)")
 	case "slow":
 		slow := wanShape
 		slow.BytesPerSec = 100_000
