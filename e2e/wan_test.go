@@ -225,18 +225,19 @@ func cutDuringFailover(t *testing.T, at string) {
 	// at the step at, the failover's own link to the primary.
 	p.applier.stop(syscall.SIGTERM)
 	kafkaLink.Cut()
-	if at == "4/5 verify:" {
+	comparing := at == "4/5 verify:" // else while failover waits at step 2 for the applier
+	if comparing {
 		if err := primaryLink.Set(wan.Shape{RTT: 300 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	failover := start(t, cfgPath, "storage-applier", "failover", "--wait", "2m")
-	if at == "4/5 verify:" { // failover waits at step 2 for the applier
+	if comparing {
 		p.applier = start(t, p.cfgPath, "storage-applier")
 	}
 	failover.waitLog(at)
 	primaryLink.Cut()
-	if at == "1/5 fenced" {
+	if !comparing {
 		p.applier = start(t, p.cfgPath, "storage-applier")
 	}
 	out := failover.waitOK(3 * time.Minute)

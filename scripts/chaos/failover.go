@@ -38,14 +38,18 @@ var unreachableAt = regexp.MustCompile(`the primary is unreachable: the standby 
 // is the first failover's run time.
 func (s *stack) failoverAcrossACut(ctx context.Context, w *workload, rng *rand.Rand) faultResult {
 	r := faultResult{kind: lastKind}
+	r.recovery, r.err = s.failoverAcross(ctx, w, rng)
+	return r
+}
+
+func (s *stack) failoverAcross(ctx context.Context, w *workload, rng *rand.Rand) (took time.Duration, err error) {
 	link, err := wan.NewLink("failover-primary", "127.0.0.1:0", s.cfg.Primary.Address)
 	if err != nil {
-		r.err = err
-		return r
+		return 0, err
 	}
 	defer link.Close()
-	if r.err = link.Set(wan.Shape{RTT: 300 * time.Millisecond}); r.err != nil {
-		return r
+	if err := link.Set(wan.Shape{RTT: 300 * time.Millisecond}); err != nil {
+		return 0, err
 	}
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
@@ -54,57 +58,51 @@ func (s *stack) failoverAcrossACut(ctx context.Context, w *workload, rng *rand.R
 	time.Sleep(time.Second)
 
 	s.wan.Cut()
-	if r.err = s.signal(pidFiles["producer"], syscall.SIGTERM, true); r.err != nil {
-		return r
+	if err := s.signal(pidFiles["producer"], syscall.SIGTERM, true); err != nil {
+		return 0, err
 	}
 	start := time.Now()
 	at := []string{"1/5 fenced", "4/5 verify:"}[rng.IntN(2)]
 	out, err := s.failover(link.Addr, "2m", at, link.Cut)
-	r.recovery = time.Since(start)
+	took = time.Since(start)
 	if err == nil && !strings.Contains(out, "READY: the standby") {
 		err = fmt.Errorf("not READY")
 	}
 	if err != nil {
-		r.err = fmt.Errorf("storage-applier failover, the link to the primary cut at %q: %w:\n%s", at, err, out)
-		return r
+		return took, fmt.Errorf("storage-applier failover, the link to the primary cut at %q: %w:\n%s", at, err, out)
 	}
 	named := unreachableAt.FindStringSubmatch(out)
 	if named == nil {
-		r.err = fmt.Errorf("failover did not say from which GTID position transactions may be lost:\n%s", out)
-		return r
+		return took, fmt.Errorf("failover did not say from which GTID position transactions may be lost:\n%s", out)
 	}
 
 	stopWork()
 	if err := <-writing; err != nil {
-		r.err = err
-		return r
+		return took, err
 	}
-	if r.err = link.Restore(); r.err != nil {
-		return r
+	if err := link.Restore(); err != nil {
+		return took, err
 	}
 	cp, err := mysql.Checkpoint(ctx, s.standby, s.cfg.Applier.Name)
 	if err != nil {
-		r.err = err
-		return r
+		return took, err
 	}
 	_, lost, err := mysql.Unapplied(ctx, s.primary, cp.GTIDs)
 	if err != nil {
-		r.err = err
-		return r
+		return took, err
 	}
 	// the position failover named is the standby's, as the primary counts
 	// them (GTID sets may be written differently)
 	if _, after, err := mysql.Unapplied(ctx, s.primary, named[1]); err != nil || after != lost {
-		r.err = fmt.Errorf("failover said the standby holds the primary's transactions through %q (%d behind the primary, %v); its checkpoint %q is %d behind:\n%s", named[1], after, err, cp.GTIDs, lost, out)
-		return r
+		return took, fmt.Errorf("failover said the standby holds the primary's transactions through %q (%d behind the primary, %v); its checkpoint %q is %d behind:\n%s", named[1], after, err, cp.GTIDs, lost, out)
 	}
 	// The primary is ahead, so this run ends saying the standby differs;
 	// what it must get right is the count.
 	again, _ := s.failover(link.Addr, "30s", "", nil)
 	if want := fmt.Sprintf("committed %d transaction(s) the standby does not have", lost); !strings.Contains(again, want) {
-		r.err = fmt.Errorf("with the primary reachable again, failover should say %q:\n%s", want, again)
+		return took, fmt.Errorf("with the primary reachable again, failover should say %q:\n%s", want, again)
 	}
-	return r
+	return took, nil
 }
 
 // failover runs storage-applier failover with the primary at addr and
