@@ -48,6 +48,9 @@ type Kafka struct {
 	SASL              SASL   `mapstructure:"sasl" yaml:"sasl"`
 	MaxMessageBytes   int    `mapstructure:"max_message_bytes" yaml:"max_message_bytes"`
 	ClientID          string `mapstructure:"client_id" yaml:"client_id"`
+	// Compression is the codec the writers compress record batches with
+	// (readers take any): none, snappy, lz4, zstd or gzip.
+	Compression string `mapstructure:"compression" yaml:"compression"`
 	// TransactionTimeout bounds how long a dead writer's open transaction
 	// holds back read-committed consumers.
 	TransactionTimeout time.Duration `mapstructure:"transaction_timeout" yaml:"transaction_timeout"`

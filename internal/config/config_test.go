@@ -60,6 +60,7 @@ func TestBadConfigNamesKeyAndValue(t *testing.T) {
 		{"applier:\n  linger: 7s\n", "applier.linger = 7s: want 0 (no waiting) to a tenth of kafka.transaction_timeout (6s)"},
 		{"producer:\n  linger: -1ms\n", "producer.linger = -1ms"},
 		{"kafka:\n  brokerz: [a:1]\n", "brokerz"},
+		{"kafka:\n  compression: brotli\n", "kafka.compression = brotli: want none, snappy, lz4, zstd or gzip"},
 		{"kafka:\n  connect_via: [\"kafka-1:9092\"]\n", "kafka.connect_via = kafka-1:9092: want advertised=dial, both host:port"},
 		{"kafka:\n  connect_via: [\"kafka-1:9092=tunnel\"]\n", "kafka.connect_via = kafka-1:9092=tunnel: want advertised=dial"},
 		{"metrics:\n  rpo_interval: 10ms\n", "metrics.rpo_interval = 10ms: want 0 (no RPO measured) or 100ms and more"},

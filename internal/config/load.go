@@ -28,6 +28,7 @@ var defaults = map[string]any{
 	"kafka.sasl.password_file":  "",
 	"kafka.max_message_bytes":   64 << 20,
 	"kafka.client_id":           "lockstep",
+	"kafka.compression":         "snappy",
 	"kafka.transaction_timeout": "60s",
 	"redis.address":             "127.0.0.1:6380",
 	"redis.cluster":             false,

@@ -64,6 +64,11 @@ func (c *Config) Validate() error {
 	if c.Kafka.MaxMessageBytes < 1<<20 || c.Kafka.MaxMessageBytes > 1<<30 {
 		bad("kafka.max_message_bytes", c.Kafka.MaxMessageBytes, "want 1048576 (1 MiB) to 1073741824 (1 GiB)")
 	}
+	switch c.Kafka.Compression {
+	case "none", "snappy", "lz4", "zstd", "gzip":
+	default:
+		bad("kafka.compression", c.Kafka.Compression, "want none, snappy, lz4, zstd or gzip")
+	}
 	switch c.Kafka.SASL.Mechanism {
 	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
 	default:

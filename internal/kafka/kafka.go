@@ -93,6 +93,7 @@ func Options(c config.Kafka) ([]kgo.Opt, error) {
 		kgo.FetchMaxPartitionBytes(partitionFetchBytes),
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.RetryTimeout(30 * time.Second),
+		kgo.ProducerBatchCompression(codec(c.Compression)),
 	}
 	// No server name: kgo verifies each broker's certificate against its
 	// own host.
@@ -115,6 +116,21 @@ func Options(c config.Kafka) ([]kgo.Opt, error) {
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASL.User, Pass: c.SASL.Password}.AsSha512Mechanism()))
 	}
 	return opts, nil
+}
+
+// codec is the kgo codec of kafka.compression (validated).
+func codec(name string) kgo.CompressionCodec {
+	switch name {
+	case "snappy":
+		return kgo.SnappyCompression()
+	case "lz4":
+		return kgo.Lz4Compression()
+	case "zstd":
+		return kgo.ZstdCompression()
+	case "gzip":
+		return kgo.GzipCompression()
+	}
+	return kgo.NoCompression()
 }
 
 // dialVia dials a broker at the address kafka.connect_via gives for it,
