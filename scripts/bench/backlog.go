@@ -50,12 +50,25 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 		}
 	}
 
+	// CPU per row of the decode and of the producer, with the primary
+	// server and the broker under them: on a shared box they bound the
+	// producer's rate against the decode's.
+	cpu0, err := s.cpu()
+	if err != nil {
+		return err
+	}
 	rows, dt, err := s.decode(ctx, from, to)
 	if err != nil {
 		return fmt.Errorf("raw go-mysql decode: %w", err)
 	}
 	res.add("decode", rate(rows, dt))
-	rowsPerTxn := float64(rows) / float64(to-from)
+	cpu1, err := s.cpu()
+	if err != nil {
+		return err
+	}
+	perRow := func(name string) float64 { return (cpu1[name] - cpu0[name]) / float64(rows) * 1e6 }
+	res.add("cpu_decode", perRow("bench"))
+	res.add("cpu_decode_primary", perRow("primary"))
 
 	primaryEnd0, err := s.endOffsets(ctx, s.cfg.Kafka.PrimaryTopic)
 	if err != nil {
@@ -73,19 +86,27 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 		last, err := s.lastPublished(ctx, ends[0])
 		return done, last >= to, err
 	}
+	if cpu0, err = s.cpu(); err != nil {
+		return err
+	}
 	n, dt, err := s.catchUp(ctx, "producer", s.startProfiled("producer"), published)
 	if err != nil {
 		return err
 	}
 	res.add("producer", rate(n, dt)) // one primary-log record per row change
+	if cpu1, err = s.cpu(); err != nil {
+		return err
+	}
+	res.add("cpu_producer", perRow("producer"))
+	res.add("cpu_producer_primary", perRow("primary"))
+	res.add("cpu_producer_broker", perRow("broker"))
 
 	standbyEnd0, err := s.endOffsets(ctx, s.cfg.Kafka.StandbyTopic)
 	if err != nil {
 		return err
 	}
 	// CPU per transaction: what bounds the apply on a shared box.
-	cpu0, err := s.cpu()
-	if err != nil {
+	if cpu0, err = s.cpu(); err != nil {
 		return err
 	}
 	n, dt, err = s.catchUp(ctx, "storage-applier", s.startProfiled("storage-applier"), seqProgress(from, to, s.applied))
@@ -93,8 +114,7 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 		return err
 	}
 	res.add("apply", rate(n, dt))
-	cpu1, err := s.cpu()
-	if err != nil {
+	if cpu1, err = s.cpu(); err != nil {
 		return err
 	}
 	per1000 := func(name string) float64 { return (cpu1[name] - cpu0[name]) / float64(to-from) * 1000 }
@@ -126,7 +146,6 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 
 	// The cache's progress is in standby-log offsets (rows and transaction
 	// markers); its rate is counted in rows.
-	backlogRows := float64(to-from) * rowsPerTxn
 	// The cache-applier and its baseline on the single Redis, and on the
 	// Redis Cluster with --redis-cluster.
 	type target struct {
@@ -158,12 +177,11 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 		if c.service == clusterCache {
 			s.stop(clusterCache, nil) // not part of the lag phase
 		} else {
-			perRow := func(name string) float64 { return (cpu1[name] - cpu0[name]) / backlogRows * 1e6 }
 			res.add("cpu_cache", perRow("cache-applier"))
 			res.add("cpu_cache_redis", perRow("redis"))
 			res.add("cpu_cache_broker", perRow("broker"))
 		}
-		res.add("cache"+c.name, rate(n, dt)*backlogRows/float64(total))
+		res.add("cache"+c.name, rate(n, dt)*float64(rows)/float64(total))
 		if err := s.hset(ctx, res, c.name, standbyEnd0, c.rdb); err != nil {
 			return fmt.Errorf("plain HSET baseline: %w", err)
 		}

@@ -360,7 +360,8 @@ func (h *headHistory) at(t time.Time) int64 {
 }
 
 // cpu reads the CPU seconds (user and system) each process of the run has
-// spent: the services, the standby and anchor replica servers, the broker.
+// spent: the services, the primary, standby and anchor replica servers,
+// the broker, Redis and the benchmark itself.
 func (s *stack) cpu() (map[string]float64, error) {
 	pids := map[string]int{}
 	for _, name := range services {
@@ -369,7 +370,7 @@ func (s *stack) cpu() (map[string]float64, error) {
 		}
 	}
 	pids["bench"] = os.Getpid()
-	for name, file := range map[string]string{"standby": "standby/server.pid", "replica": "replica-serial/server.pid", "broker": "kafka/kafka.pid", "redis": "redis/redis.pid"} {
+	for name, file := range map[string]string{"primary": "primary/server.pid", "standby": "standby/server.pid", "replica": "replica-serial/server.pid", "broker": "kafka/kafka.pid", "redis": "redis/redis.pid"} {
 		b, err := os.ReadFile(filepath.Join(s.o.dev, file))
 		if err != nil {
 			return nil, err
