@@ -296,6 +296,8 @@ func mysqlDouble(f float64) string {
 	return mant + "e" + strconv.Itoa(x)
 }
 
+// scalar renders a value as text, or as base64 when bin; conv, if any,
+// turns a character set that keeps ASCII as it is into UTF-8.
 func scalar(bin bool, conv func([]byte) ([]byte, error)) func(any) (*string, error) {
 	text := func(b []byte) (*string, error) {
 		if conv != nil {
@@ -312,11 +314,32 @@ func scalar(bin bool, conv func([]byte) ([]byte, error)) func(any) (*string, err
 		case nil:
 			return nil, nil
 		case string:
+			// Most text is ASCII, which every conversion keeps as it is:
+			// the value itself, without a copy.
+			if !bin && (conv == nil || ascii(x)) {
+				return &x, nil
+			}
 			return text([]byte(x))
 		case []byte:
 			return text(x)
-		case int8, int16, int32, int64, int, uint8, uint16, uint32, uint64:
-			s = fmt.Sprint(x)
+		case int8:
+			s = strconv.FormatInt(int64(x), 10)
+		case int16:
+			s = strconv.FormatInt(int64(x), 10)
+		case int32:
+			s = strconv.FormatInt(int64(x), 10)
+		case int64:
+			s = strconv.FormatInt(x, 10)
+		case int:
+			s = strconv.Itoa(x)
+		case uint8:
+			s = strconv.FormatUint(uint64(x), 10)
+		case uint16:
+			s = strconv.FormatUint(uint64(x), 10)
+		case uint32:
+			s = strconv.FormatUint(uint64(x), 10)
+		case uint64:
+			s = strconv.FormatUint(x, 10)
 		case float32:
 			s = strconv.FormatFloat(float64(x), 'g', -1, 32)
 		case float64:
@@ -438,7 +461,20 @@ var latin1 = func() (t [256]rune) {
 	return t
 }()
 
+// ascii reports whether s is 7-bit: the same bytes in latin1 and UTF-8.
+func ascii[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 func latin1ToUTF8(b []byte) ([]byte, error) {
+	if ascii(b) {
+		return b, nil
+	}
 	out := make([]byte, 0, len(b)+len(b)/4)
 	for _, c := range b {
 		out = utf8.AppendRune(out, latin1[c])

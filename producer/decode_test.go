@@ -20,6 +20,8 @@ func str(p *string) string {
 
 func TestScalarRendersLosslessText(t *testing.T) {
 	text, bin := scalar(false, nil), scalar(true, nil)
+	_, conv := textCodec("latin1")
+	latin1 := scalar(false, conv)
 	for _, c := range []struct {
 		name string
 		dec  func(any) (*string, error)
@@ -34,6 +36,13 @@ func TestScalarRendersLosslessText(t *testing.T) {
 		{"negative zero", text, math.Copysign(0, -1), "-0"},
 		{"decimal string", text, "-12345678901234567890.123456789", "-12345678901234567890.123456789"},
 		{"utf8mb4", text, "🦊 größe", "🦊 größe"},
+		{"int8", text, int8(-128), "-128"},
+		{"uint16", text, uint16(65535), "65535"},
+		{"int32", text, int32(-2147483648), "-2147483648"},
+		{"uint32", text, uint32(4294967295), "4294967295"},
+		{"latin1 ASCII", latin1, "plain text 123", "plain text 123"},
+		{"latin1 string", latin1, "caf\xe9 \x80", "café €"},
+		{"latin1 bytes", latin1, []byte("\xff!"), "ÿ!"},
 		{"binary is base64", bin, []byte{0, 0xff, '\n'}, base64.StdEncoding.EncodeToString([]byte{0, 0xff, '\n'})},
 		{"year 0000 keeps four digits", year, 0, "0000"},
 		{"year", year, 2155, "2155"},
