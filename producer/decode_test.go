@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/go-mysql-org/go-mysql/replication"
@@ -187,6 +188,24 @@ func TestMySQLDoubleIsMySQLs(t *testing.T) {
 	} {
 		if got := mysqlDouble(f); got != want {
 			t.Errorf("mysqlDouble(%v) = %s, want %s", f, got, want)
+		}
+	}
+}
+
+// BenchmarkSysbenchImage renders the values of one sysbench row image
+// (id, k, and c and pad in latin1) as record text: once per image of every
+// row change the producer carries (go test -bench . ./producer).
+func BenchmarkSysbenchImage(b *testing.B) {
+	_, conv := textCodec("latin1")
+	text, num := scalar(false, conv), scalar(false, nil)
+	c := strings.Repeat("83868641912-28773972837-", 5)
+	values := []any{int32(4711), int32(5012), c, c[:60]}
+	decoders := []func(any) (*string, error){num, num, text, text}
+	for b.Loop() {
+		for i, v := range values {
+			if _, err := decoders[i](v); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
