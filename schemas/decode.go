@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"bytes"
+	"encoding/binary"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -319,14 +320,32 @@ func (d *decoder) string(out *string) bool {
 	if bytes.IndexByte(text, '\\') >= 0 {
 		return d.escaped(out, start)
 	}
-	for _, c := range text {
-		if c < 0x20 {
-			return false
-		}
+	if hasControl(text) {
+		return false
 	}
 	*out = d.s[start : start+end]
 	d.i = start + end + 1
 	return true
+}
+
+// hasControl reports whether b holds a byte below 0x20, which JSON
+// strings may not: eight bytes at a time, since values are most of a
+// record. A word has such a byte iff subtracting 0x20 from each byte
+// borrows into a byte whose top bit was clear.
+func hasControl(b []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; len(b) >= 8; b = b[8:] {
+		x := binary.LittleEndian.Uint64(b)
+		if (x-0x20*ones)&^x&highs != 0 {
+			return true
+		}
+	}
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
 }
 
 // escaped reads the rest of a string that has escapes, from start.

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -224,12 +226,10 @@ func (r *Record) Check() error {
 	if r.Table == "" || r.Database == "" || len(r.Columns) == 0 {
 		return fmt.Errorf("%s record without database, table or columns", r.Op)
 	}
-	names := make(map[string]bool, len(r.Columns))
-	for _, c := range r.Columns {
-		if c.Name == "" || names[c.Name] {
-			return fmt.Errorf("%s record for %s with an empty or repeated column name %q", r.Op, r.Name(), c.Name)
-		}
-		names[c.Name] = true
+	// Names unique and each image holding exactly them, checked without
+	// building a set: Decode runs this on every record every service reads.
+	if c, ok := repeatedColumn(r.Columns); !ok {
+		return fmt.Errorf("%s record for %s with an empty or repeated column name %q", r.Op, r.Name(), c)
 	}
 	for _, img := range []struct {
 		name string
@@ -238,16 +238,40 @@ func (r *Record) Check() error {
 		if img.row == nil {
 			continue
 		}
-		if len(img.row) != len(names) {
-			return fmt.Errorf("%s record for %s: the %s image has %d values for %d columns", r.Op, r.Name(), img.name, len(img.row), len(names))
+		if len(img.row) != len(r.Columns) {
+			return fmt.Errorf("%s record for %s: the %s image has %d values for %d columns", r.Op, r.Name(), img.name, len(img.row), len(r.Columns))
 		}
-		for c := range img.row {
-			if !names[c] {
-				return fmt.Errorf("%s record for %s: the %s image has a value for %q, which is not in its column list", r.Op, r.Name(), img.name, c)
+		// As many values as unique columns, and one for each column: the
+		// image names no other column.
+		for _, c := range r.Columns {
+			if _, ok := img.row[c.Name]; !ok {
+				return fmt.Errorf("%s record for %s: the %s image has no value for column %q", r.Op, r.Name(), img.name, c.Name)
 			}
 		}
 	}
 	return nil
+}
+
+// repeatedColumn finds an empty or repeated column name (ok false): by
+// comparing pairs in the few columns most tables have, with a set in wide
+// ones.
+func repeatedColumn(cols []Column) (name string, ok bool) {
+	if len(cols) <= 32 {
+		for i, c := range cols {
+			if c.Name == "" || slices.ContainsFunc(cols[:i], func(p Column) bool { return p.Name == c.Name }) {
+				return c.Name, false
+			}
+		}
+		return "", true
+	}
+	seen := make(map[string]bool, len(cols))
+	for _, c := range cols {
+		if c.Name == "" || seen[c.Name] {
+			return c.Name, false
+		}
+		seen[c.Name] = true
+	}
+	return "", true
 }
 
 // Binlog reports whether the record is part of a transaction read from the
@@ -273,10 +297,23 @@ func (r *Record) Image() Row {
 // and the offset in 20 digits after. "e" sorts after every digit, so
 // every version of a later epoch is greater than every one of epoch 0.
 func FormatVersion(epoch, offset int64) string {
-	if epoch == 0 {
-		return fmt.Sprintf("%020d", offset)
+	// Without fmt: the cache-applier renders one for every change.
+	b := make([]byte, 0, 32)
+	if epoch != 0 {
+		b = appendPadded(append(b, 'e'), epoch, 10)
+		b = append(b, '.')
 	}
-	return fmt.Sprintf("e%010d.%020d", epoch, offset)
+	return string(appendPadded(b, offset, 20))
+}
+
+// appendPadded appends n >= 0 in decimal, zero-padded to width digits.
+func appendPadded(b []byte, n int64, width int) []byte {
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], n, 10)
+	for range width - len(d) {
+		b = append(b, '0')
+	}
+	return append(b, d...)
 }
 
 // Bytes returns a column's raw value: base64 decoded for binary columns.

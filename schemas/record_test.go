@@ -133,3 +133,27 @@ func TestMalformedRecordsAreRejected(t *testing.T) {
 		t.Error("a number value (not a string) must fail the schema")
 	}
 }
+
+// Versions are fixed-width, so string order is (epoch, offset) order, at
+// the ends of each field's range too.
+func TestFormatVersionOrdersAsNumbers(t *testing.T) {
+	const maxInt = int64(^uint64(0) >> 1)
+	cases := []struct {
+		epoch, offset int64
+		want          string
+	}{
+		{0, 0, "00000000000000000000"},
+		{0, 10, "00000000000000000010"},
+		{0, maxInt, "09223372036854775807"},
+		{1, 0, "e0000000001.00000000000000000000"},
+		{4294967295, 123456789, "e4294967295.00000000000123456789"},
+	}
+	for i, c := range cases {
+		if got := FormatVersion(c.epoch, c.offset); got != c.want {
+			t.Errorf("FormatVersion(%d, %d) = %q, want %q", c.epoch, c.offset, got, c.want)
+		}
+		if i > 0 && cases[i-1].want >= c.want {
+			t.Errorf("%q does not sort before %q", cases[i-1].want, c.want)
+		}
+	}
+}

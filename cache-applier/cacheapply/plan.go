@@ -13,7 +13,8 @@ import (
 func plan(rule *cacherule.Rule, rec *schemas.Record, version string) ([]op, error) {
 	var before, after []string
 	var afterRow cacherule.Row
-	if rec.Before != nil {
+	// An update that leaves the rule's key columns alone keeps its keys.
+	if rec.Before != nil && (rec.After == nil || !rule.SameKeys(rec.Before, rec.After)) {
 		row, err := cacherule.FromRecord(rec, rec.Before)
 		if err != nil {
 			return nil, err

@@ -60,6 +60,41 @@ func TestPlanRefusesAKeyColumnTheTableLacks(t *testing.T) {
 	}
 }
 
+// An update's before image is looked at only when a key column changed:
+// to NULL, from NULL, or to another value, each evicts the old key (if
+// any), and one that leaves the key columns alone evicts nothing.
+func TestPlanEvictsOnlyForAChangedKeyColumn(t *testing.T) {
+	rule := cacherule.Compile(config.Cache{Rules: []config.Rule{
+		{Table: "shop.users", Keys: []string{"user:{id}", "user:email:{email}"}, Action: "refresh", Format: "hash"},
+	}}, nil).Rules()[0]
+	cols := []schemas.Column{{Name: "id", Type: "int", Key: true}, {Name: "email", Type: "varchar"}, {Name: "note", Type: "text"}}
+	for _, c := range []struct {
+		before, after *string
+		want          string
+	}{
+		{s("a@x"), s("a@x"), "h user:1, h user:email:a@x"},
+		{s("a@x"), s("b@x"), "d user:email:a@x, h user:1, h user:email:b@x"},
+		{s("a@x"), nil, "d user:email:a@x, h user:1"},
+		{nil, s("b@x"), "h user:1, h user:email:b@x"},
+		{nil, nil, "h user:1"},
+	} {
+		rec := &schemas.Record{Op: schemas.OpUpdate, Database: "shop", Table: "users", Columns: cols,
+			Before: schemas.Row{"id": s("1"), "email": c.before, "note": s("old")},
+			After:  schemas.Row{"id": s("1"), "email": c.after, "note": s("new")}}
+		ops, err := plan(rule, rec, "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, o := range ops {
+			got = append(got, o.mode+" "+o.key)
+		}
+		if strings.Join(got, ", ") != c.want {
+			t.Errorf("email %v -> %v: ops %v, want %s", c.before, c.after, got, c.want)
+		}
+	}
+}
+
 // A sysbench update (id, k, c of 119 characters, pad of 59) under a hash
 // rule: what the cache-applier spends on a record besides Kafka and Redis,
 // decoding and planning, in µs per record:

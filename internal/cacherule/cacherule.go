@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -75,6 +76,8 @@ type Rule struct {
 	config.Rule
 	prefix  string
 	columns map[string]bool // projection; nil keeps every column
+	// keyColumns are the columns the key templates name.
+	keyColumns []string
 }
 
 // Refresh reports whether the rule writes rows (rather than only evicting).
@@ -97,6 +100,13 @@ func Compile(c config.Cache, dbs []string) *Set {
 			continue
 		}
 		r := &Rule{Rule: cr, prefix: c.KeyPrefix}
+		for _, tpl := range cr.Keys {
+			for _, col := range config.KeyColumns(tpl) {
+				if !slices.Contains(r.keyColumns, col) {
+					r.keyColumns = append(r.keyColumns, col)
+				}
+			}
+		}
 		if len(cr.Columns) > 0 {
 			r.columns = make(map[string]bool)
 			for _, col := range cr.Columns {
@@ -132,6 +142,20 @@ func (s *Set) Match(db, table string) []*Rule {
 func (r *Rule) Matches(name string) bool {
 	ok, _ := path.Match(r.Table, name)
 	return ok
+}
+
+// SameKeys reports whether two images of a row give the same keys: every
+// column the key templates name holds the same value (or NULL) in both.
+// An update that changes none of them needs no look at its before image.
+func (r *Rule) SameKeys(a, b schemas.Row) bool {
+	for _, col := range r.keyColumns {
+		va, inA := a[col]
+		vb, inB := b[col]
+		if !inA || !inB || (va == nil) != (vb == nil) || (va != nil && *va != *vb) {
+			return false
+		}
+	}
+	return true
 }
 
 // Render renders the rule's key templates for a row. A key whose columns
