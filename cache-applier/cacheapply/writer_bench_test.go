@@ -3,10 +3,17 @@ package cacheapply
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/lockstep-dr/lockstep/cache"
+	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -28,6 +35,7 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	b.Run("guarded", func(b *testing.B) {
 		w := &writer{rdb: e.Redis, tombstoneTTL: time.Hour}
+		resetCommandStats(b, e.Redis)
 		for n := 0; b.Loop(); n++ {
 			for i := range ops {
 				ops[i].version = schemas.FormatVersion(0, int64(n))
@@ -37,8 +45,11 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+		reportCommandTime(b, e.Redis, "evalsha", b.N*rows)
+		reportCommandTime(b, e.Redis, "hset", b.N*rows)
 	})
 	b.Run("hset", func(b *testing.B) {
+		resetCommandStats(b, e.Redis)
 		for b.Loop() {
 			pipe := e.Redis.Pipeline()
 			for _, o := range ops {
@@ -49,5 +60,137 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+		reportCommandTime(b, e.Redis, "hset", b.N*rows)
+	})
+}
+
+// resetCommandStats zeroes Redis's per-command time (INFO commandstats),
+// which reportCommandTime reads: the time Redis spends running a command,
+// less noisy on a shared machine than rates. Benchmarks run one at a time,
+// so no other user of the test Redis counts in it.
+func resetCommandStats(b *testing.B, rdb redis.UniversalClient) {
+	if err := rdb.ConfigResetStat(context.Background()).Err(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// reportCommandTime reports the µs Redis spent in cmd per row of rows (for
+// evalsha, the whole script; for hset, also the calls a script made).
+func reportCommandTime(b *testing.B, rdb redis.UniversalClient, cmd string, rows int) {
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":")
+		if !ok {
+			continue
+		}
+		for field := range strings.SplitSeq(rest, ",") {
+			if us, ok := strings.CutPrefix(field, "usec="); ok {
+				n, err := strconv.ParseFloat(us, 64)
+				if err != nil {
+					b.Fatalf("commandstats %s: %v", line, err)
+				}
+				b.ReportMetric(n/float64(rows), "redis-"+cmd+"-µs/row")
+				return
+			}
+		}
+	}
+	b.Fatalf("no %s in Redis's commandstats", cmd)
+}
+
+// The cache-applier's whole path for a poll of records, decoding, planning
+// and the guarded writes, against plain pipelined HSET of the rows' after
+// images in batches of 500, on the test Redis: the in-process counterpart
+// of scripts/bench.sh's cache_vs_hset (no Kafka fetch, no offset commit).
+// 2,000 sysbench updates (id, k, c of 119 characters, pad of 59) a poll,
+// of keys that are all new to Redis's version guard each poll:
+//
+//	go test -run X -bench Apply ./cache-applier/cacheapply
+func BenchmarkApply(b *testing.B) {
+	e := testenv.New(b)
+	ctx := context.Background()
+	cfg := *e.Cfg
+	cfg.Primary.Databases = nil // every database, sbtest too
+	cfg.Cache.Rules = []config.Rule{{Table: "sbtest.sbtest1", Keys: []string{"sb1:{id}"}, Action: "refresh", Format: "hash"}}
+	const rows = 2000
+	c, pad := strings.Repeat("83868641912-", 10)[:119], strings.Repeat("6784796737-", 6)[:59]
+	cols := []schemas.Column{{Name: "id", Type: "int", Key: true}, {Name: "k", Type: "int"}, {Name: "c", Type: "char"}, {Name: "pad", Type: "char"}}
+	// poll encodes the records of one poll, at a primary-log epoch of its
+	// own: versions newer than the last poll's.
+	poll := func(epoch int64) []*kgo.Record {
+		recs := make([]*kgo.Record, rows)
+		for i := range recs {
+			id, k := strconv.Itoa(i), strconv.Itoa(i*7)
+			raw, err := schemas.Encode(&schemas.Record{
+				Op: schemas.OpUpdate, Database: "sbtest", Table: "sbtest1", Columns: cols,
+				Key:     schemas.Row{"id": &id},
+				Before:  schemas.Row{"id": &id, "k": &k, "c": &c, "pad": &pad},
+				After:   schemas.Row{"id": &id, "k": &k, "c": &c, "pad": &pad},
+				Txn:     schemas.Txn{GTID: "0-1-" + id, Index: 0, Last: true},
+				Source:  schemas.Source{ServerID: 1, File: "binlog.000001", Pos: 4, CommitTimeMS: 1700000000000},
+				Standby: &schemas.Standby{CommitTimeMS: 1700000000005, PrimaryOffset: int64(i), Epoch: epoch},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			recs[i] = &kgo.Record{Topic: "bench", Offset: int64(i), Value: raw}
+		}
+		return recs
+	}
+	b.Run("applier", func(b *testing.B) {
+		// Versions start over at epoch 1: no key may remember a later one.
+		pipe := e.Redis.Pipeline()
+		for i := range rows {
+			key := cfg.Cache.KeyPrefix + "sb1:" + strconv.Itoa(i)
+			pipe.Del(ctx, key, cache.VersionKey(key))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+		a := newCacheApplier(&cfg, e.Redis, slog.New(slog.DiscardHandler), &hooks{})
+		resetCommandStats(b, e.Redis)
+		for n := range b.N {
+			b.StopTimer()
+			recs := poll(int64(n + 1))
+			b.StartTimer()
+			if err := a.apply(ctx, recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if a.applied != b.N*rows {
+			b.Fatalf("%d of %d writes applied", a.applied, b.N*rows)
+		}
+		b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+		reportCommandTime(b, e.Redis, "evalsha", b.N*rows)
+	})
+	b.Run("hset", func(b *testing.B) {
+		var ops [][]any
+		for _, kr := range poll(1) {
+			r, err := schemas.Decode(kr.Value)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fields := []any{"sb1:" + *r.After["id"]}
+			for _, col := range r.Columns {
+				fields = append(fields, col.Name, *r.After[col.Name])
+			}
+			ops = append(ops, fields)
+		}
+		resetCommandStats(b, e.Redis)
+		for b.Loop() {
+			for i := 0; i < len(ops); i += 500 {
+				pipe := e.Redis.Pipeline()
+				for _, o := range ops[i:min(i+500, len(ops))] {
+					pipe.HSet(ctx, o[0].(string), o[1:]...)
+				}
+				if _, err := pipe.Exec(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+		reportCommandTime(b, e.Redis, "hset", b.N*rows)
 	})
 }
