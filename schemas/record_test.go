@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -154,6 +155,42 @@ func TestFormatVersionOrdersAsNumbers(t *testing.T) {
 		}
 		if i > 0 && cases[i-1].want >= c.want {
 			t.Errorf("%q does not sort before %q", cases[i-1].want, c.want)
+		}
+	}
+}
+
+// Decode refuses a record whose column list repeats or leaves out a name,
+// or whose image names a column the list lacks, in narrow tables and in
+// wide ones (more than 32 columns, checked another way).
+func TestCheckHoldsImagesToTheColumnList(t *testing.T) {
+	for _, width := range []int{3, 40} {
+		valid := func() *Record {
+			r := &Record{SchemaVersion: SchemaVersion, Op: OpInsert, Database: "d", Table: "t",
+				Txn: Txn{GTID: "0-1-1", Last: true}, After: Row{}}
+			for i := range width {
+				name := fmt.Sprintf("c%d", i)
+				r.Columns = append(r.Columns, Column{Name: name, Type: "int"})
+				r.After[name] = sp("1")
+			}
+			return r
+		}
+		if err := valid().Check(); err != nil {
+			t.Fatalf("%d columns: a valid record: %v", width, err)
+		}
+		for what, spoil := range map[string]func(*Record){
+			"a repeated column name": func(r *Record) { r.Columns[width-1].Name = "c0"; delete(r.After, fmt.Sprintf("c%d", width-1)) },
+			"an empty column name":   func(r *Record) { r.Columns[1].Name = "" },
+			"an image naming a column the list lacks": func(r *Record) {
+				delete(r.After, "c1")
+				r.After["other"] = sp("1")
+			},
+			"an image with a value too many": func(r *Record) { r.After["other"] = sp("1") },
+		} {
+			r := valid()
+			spoil(r)
+			if err := r.Check(); err == nil {
+				t.Errorf("%d columns, %s: no error", width, what)
+			}
 		}
 	}
 }
