@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/cache"
+	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/schemas"
@@ -48,20 +50,27 @@ func BenchmarkWrite(b *testing.B) {
 		reportCommandTime(b, e.Redis, "evalsha", b.N*rows)
 		reportCommandTime(b, e.Redis, "hset", b.N*rows)
 	})
-	b.Run("hset", func(b *testing.B) {
-		resetCommandStats(b, e.Redis)
-		for b.Loop() {
-			pipe := e.Redis.Pipeline()
-			for _, o := range ops {
+	b.Run("hset", func(b *testing.B) { plainHSET(b, e.Redis, ops) })
+}
+
+// plainHSET is the baseline of the guarded writes: the hash ops' payloads
+// as plain HSET, pipelined batchOps at a time, with no version guard.
+func plainHSET(b *testing.B, rdb redis.UniversalClient, ops []op) {
+	ctx := context.Background()
+	resetCommandStats(b, rdb)
+	for b.Loop() {
+		for batch := range slices.Chunk(ops, batchOps) {
+			pipe := rdb.Pipeline()
+			for _, o := range batch {
 				pipe.HSet(ctx, o.key, o.payload...)
 			}
 			if _, err := pipe.Exec(ctx); err != nil {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
-		reportCommandTime(b, e.Redis, "hset", b.N*rows)
-	})
+	}
+	b.ReportMetric(float64(b.N*len(ops))/b.Elapsed().Seconds(), "rows/s")
+	reportCommandTime(b, rdb, "hset", b.N*len(ops))
 }
 
 // resetCommandStats zeroes Redis's per-command time (INFO commandstats),
@@ -104,8 +113,8 @@ func reportCommandTime(b *testing.B, rdb redis.UniversalClient, cmd string, rows
 // and the guarded writes, against plain pipelined HSET of the rows' after
 // images in batches of 500, on the test Redis: the in-process counterpart
 // of scripts/bench.sh's cache_vs_hset (no Kafka fetch, no offset commit).
-// 2,000 sysbench updates (id, k, c of 119 characters, pad of 59) a poll,
-// of keys that are all new to Redis's version guard each poll:
+// 2,000 sysbench updates a poll, of keys that are all new to Redis's
+// version guard each poll:
 //
 //	go test -run X -bench Apply ./cache-applier/cacheapply
 func BenchmarkApply(b *testing.B) {
@@ -113,29 +122,14 @@ func BenchmarkApply(b *testing.B) {
 	ctx := context.Background()
 	cfg := *e.Cfg
 	cfg.Primary.Databases = nil // every database, sbtest too
-	cfg.Cache.Rules = []config.Rule{{Table: "sbtest.sbtest1", Keys: []string{"sb1:{id}"}, Action: "refresh", Format: "hash"}}
+	cfg.Cache.Rules = []config.Rule{sysbenchRule}
 	const rows = 2000
-	c, pad := strings.Repeat("83868641912-", 10)[:119], strings.Repeat("6784796737-", 6)[:59]
-	cols := []schemas.Column{{Name: "id", Type: "int", Key: true}, {Name: "k", Type: "int"}, {Name: "c", Type: "char"}, {Name: "pad", Type: "char"}}
 	// poll encodes the records of one poll, at a primary-log epoch of its
 	// own: versions newer than the last poll's.
 	poll := func(epoch int64) []*kgo.Record {
 		recs := make([]*kgo.Record, rows)
 		for i := range recs {
-			id, k := strconv.Itoa(i), strconv.Itoa(i*7)
-			raw, err := schemas.Encode(&schemas.Record{
-				Op: schemas.OpUpdate, Database: "sbtest", Table: "sbtest1", Columns: cols,
-				Key:     schemas.Row{"id": &id},
-				Before:  schemas.Row{"id": &id, "k": &k, "c": &c, "pad": &pad},
-				After:   schemas.Row{"id": &id, "k": &k, "c": &c, "pad": &pad},
-				Txn:     schemas.Txn{GTID: "0-1-" + id, Index: 0, Last: true},
-				Source:  schemas.Source{ServerID: 1, File: "binlog.000001", Pos: 4, CommitTimeMS: 1700000000000},
-				Standby: &schemas.Standby{CommitTimeMS: 1700000000005, PrimaryOffset: int64(i), Epoch: epoch},
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			recs[i] = &kgo.Record{Topic: "bench", Offset: int64(i), Value: raw}
+			recs[i] = &kgo.Record{Topic: "bench", Offset: int64(i), Value: sysbenchUpdate(b, i, int64(i), epoch)}
 		}
 		return recs
 	}
@@ -166,31 +160,20 @@ func BenchmarkApply(b *testing.B) {
 		reportCommandTime(b, e.Redis, "evalsha", b.N*rows)
 	})
 	b.Run("hset", func(b *testing.B) {
-		var ops [][]any
+		// The keys and hashes the applier writes, planned as it plans them.
+		rule := cacherule.Compile(cfg.Cache, nil).Rules()[0]
+		var ops []op
 		for _, kr := range poll(1) {
 			r, err := schemas.Decode(kr.Value)
 			if err != nil {
 				b.Fatal(err)
 			}
-			fields := []any{"sb1:" + *r.After["id"]}
-			for _, col := range r.Columns {
-				fields = append(fields, col.Name, *r.After[col.Name])
+			planned, err := plan(rule, r, "")
+			if err != nil {
+				b.Fatal(err)
 			}
-			ops = append(ops, fields)
+			ops = append(ops, planned...)
 		}
-		resetCommandStats(b, e.Redis)
-		for b.Loop() {
-			for i := 0; i < len(ops); i += 500 {
-				pipe := e.Redis.Pipeline()
-				for _, o := range ops[i:min(i+500, len(ops))] {
-					pipe.HSet(ctx, o[0].(string), o[1:]...)
-				}
-				if _, err := pipe.Exec(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-		b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
-		reportCommandTime(b, e.Redis, "hset", b.N*rows)
+		plainHSET(b, e.Redis, ops)
 	})
 }
