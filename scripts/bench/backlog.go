@@ -235,7 +235,7 @@ func (s *stack) startProfiled(name string) func() error {
 	return func() error {
 		err := s.start(name)
 		if err == nil {
-			s.profileCPU(name)
+			s.profileCPU(name, "", 3*time.Second)
 		}
 		return err
 	}

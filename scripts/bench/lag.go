@@ -46,6 +46,9 @@ func (s *stack) lag(ctx context.Context, res *results) error {
 		return err
 	}
 	start := time.Now()
+	for _, name := range services {
+		s.profileCPU(name, "lag", min(20*time.Second, max(time.Second, s.o.lagTime-2*time.Second)))
+	}
 	p := &prober{s: s, anchor: anchor}
 	done := make(chan error, 1)
 	go func() { done <- s.steadyLoad(ctx, s.o.lagTime) }()

@@ -65,7 +65,7 @@ func main() {
 	flag.DurationVar(&o.stopFor, "stop-for", time.Minute, "how long the storage-applier and the replica's SQL thread stay stopped in the catch-up phase")
 	flag.IntVar(&o.bigRows, "big-rows", 200000, "rows of the one big transaction of the memory phase")
 	flag.StringVar(&o.redisCluster, "redis-cluster", "", "seed nodes (host:port,...) of a Redis Cluster to measure the cache-applier on too")
-	flag.StringVar(&o.profile, "profile", "", "save a 3 s CPU profile of each service's first catch-up into this folder (pprof format)")
+	flag.StringVar(&o.profile, "profile", "", "save CPU profiles of each service into this folder (pprof format): 3 s of its first catch-up (<service>.pprof) and up to 20 s of the lag phase (<service>-lag.pprof)")
 	var rtts, rateCap, where string
 	flag.StringVar(&rtts, "wan", "", "measure across a simulated WAN instead: round trip times, comma-separated (e.g. 50ms or 20ms,50ms,100ms), each against RTT 0 in the same run")
 	flag.StringVar(&rateCap, "wan-rate", "10MB", "with --wan: the bandwidth cap each way (e.g. 10MB, 100KB)")

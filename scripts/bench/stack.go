@@ -263,26 +263,32 @@ func (s *stack) profileAddr(name string) string {
 	return fmt.Sprintf("127.0.0.1:%d", s.o.replicaPort+3+slices.Index(services, name))
 }
 
-// profileCPU saves a 3 s CPU profile of a service, once per service (the
+// profileCPU saves a CPU profile of a service, once per service and
+// phase, to DIR/<service>[-<phase>].pprof, starting after the start-up (the
 // three of services: the cluster's cache-applier serves no profile).
-func (s *stack) profileCPU(name string) {
-	if s.o.profile == "" || s.profiled[name] || !slices.Contains(services, name) {
+func (s *stack) profileCPU(name, phase string, d time.Duration) {
+	file := name
+	if phase != "" {
+		file += "-" + phase
+	}
+	if s.o.profile == "" || s.profiled[file] || !slices.Contains(services, name) {
 		return
 	}
-	s.profiled[name] = true
+	s.profiled[file] = true
 	go func() {
-		time.Sleep(300 * time.Millisecond) // past the start-up
-		resp, err := http.Get("http://" + s.profileAddr(name) + "/debug/pprof/profile?seconds=3")
+		time.Sleep(300 * time.Millisecond)
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.profileAddr(name), int(d/time.Second))
+		resp, err := http.Get(url)
 		if err == nil {
 			defer resp.Body.Close()
 			var f *os.File
-			if f, err = os.Create(filepath.Join(s.o.profile, name+".pprof")); err == nil {
+			if f, err = os.Create(filepath.Join(s.o.profile, file+".pprof")); err == nil {
 				defer f.Close()
 				_, err = io.Copy(f, resp.Body)
 			}
 		}
 		if err != nil {
-			s.log.Warn("CPU profile", "service", name, "err", err)
+			s.log.Warn("CPU profile", "service", name, "phase", phase, "err", err)
 		}
 	}()
 }
