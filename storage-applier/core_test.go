@@ -13,6 +13,7 @@ import (
 	"time"
 
 	mysqldriver "github.com/go-sql-driver/mysql"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
@@ -370,6 +371,35 @@ func TestAGroupIsFoldedToItsNetEffect(t *testing.T) {
 	}
 }
 
+// A key of several columns is one key for the same values and two for
+// values that only read alike run together.
+func TestAFoldTellsCompositeKeysApart(t *testing.T) {
+	kcols := []schemas.Column{{Name: "a", Type: "varchar", Key: true}, {Name: "b", Type: "varchar", Key: true}, {Name: "v", Type: "int"}}
+	tbl := &standbyTable{}
+	insert := func(a, b, v string) *schemas.Record {
+		img := schemas.Row{"a": sp(a), "b": sp(b), "v": sp(v)}
+		return &schemas.Record{SchemaVersion: 1, Op: schemas.OpInsert, Database: "d", Table: "k", Columns: kcols, After: img}
+	}
+	var f fold
+	// ("1", "23") and ("12", "3"): the same text run together, two keys;
+	// then the first key again
+	for _, r := range []*schemas.Record{insert("1", "23", "1"), insert("12", "3", "2"), insert("1", "23", "3")} {
+		if err := f.add(r, tbl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.rows != 2 {
+		t.Fatalf("%d keys folded, want 2", f.rows)
+	}
+	st := f.statements()
+	if len(st) != 1 || !strings.HasPrefix(st[0].query, "INSERT INTO `d`.`k` (`a`, `b`, `v`) VALUES (?, ?, ?), (?, ?, ?)") {
+		t.Fatalf("statements %+v", st)
+	}
+	if fmt.Sprint(st[0].args) != "[1 23 3 12 3 2]" {
+		t.Fatalf("args %v: want each key once, the first with its last value", st[0].args)
+	}
+}
+
 // A transaction bigger than a fold holds goes out in parts, within the one
 // standby transaction: memory does not grow with the transaction.
 func TestABigTransactionIsFoldedInParts(t *testing.T) {
@@ -391,5 +421,61 @@ func TestABigTransactionIsFoldedInParts(t *testing.T) {
 	}
 	if strings.Count(sent, "one: COMMIT") != 1 || strings.Count(sent, "START TRANSACTION") != 1 || len(out) != 5000 {
 		t.Fatalf("want one standby transaction and 5,000 records published: %d published", len(out))
+	}
+}
+
+// The storage-applier's own work per transaction, without a server: a
+// sysbench-like backlog (per transaction two updates, a delete and an
+// insert of rows with a 120-character text) folded and sent to a
+// connection that answers at once, and republished:
+//
+//	go test -run X -bench Core -benchmem ./storage-applier
+func BenchmarkCore(b *testing.B) {
+	const txns, table = 1000, 10000
+	txt := strings.Repeat("12345678901-", 10)
+	row := func(id int) schemas.Row {
+		v, x := fmt.Sprint(id), txt
+		return schemas.Row{"id": &v, "bin": nil, "txt": &x}
+	}
+	var recs []*schemas.Record
+	var wires []*kgo.Record
+	for txn := 1; txn <= txns; txn++ {
+		ids := []int{txn * 7 % table, txn * 13 % table, txn * 17 % table, table + txn}
+		for i, op := range []schemas.Op{schemas.OpUpdate, schemas.OpUpdate, schemas.OpDelete, schemas.OpInsert} {
+			r := &schemas.Record{SchemaVersion: 1, Op: op, Database: "d", Table: "t", Columns: cols,
+				Txn: schemas.Txn{GTID: fmt.Sprintf("0-1-%d", txn), Index: i, Last: i == 3}}
+			switch op {
+			case schemas.OpUpdate:
+				r.Before, r.After = row(ids[i]), row(ids[i])
+			case schemas.OpDelete:
+				r.Before = row(ids[i])
+			case schemas.OpInsert:
+				r.After = row(ids[i])
+			}
+			r.Key = schemas.Row{"id": r.Image()["id"]}
+			recs = append(recs, r)
+			wires = append(wires, wire(b, r, len(wires)))
+		}
+	}
+	ctx := context.Background()
+	for _, fold := range []bool{false, true} {
+		b.Run(map[bool]string{false: "ordered", true: "folded"}[fold], func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				conn := &fakeConn{affecting: func(q string) int64 { return int64(max(1, strings.Count(q, "(?"))) }}
+				a, _ := newTestApplier(conn, &careful{through: -1}) // room for every record it republishes
+				a.tables.known["d.t"].foldable = fold
+				b.StartTimer()
+				for i, r := range recs {
+					if err := a.add(ctx, r, wires[i], false); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := a.idle(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*txns), "µs/txn")
+		})
 	}
 }

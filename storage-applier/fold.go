@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/lockstep-dr/lockstep/internal/mysql"
@@ -28,6 +29,7 @@ type fold struct {
 	tables []*foldTable // in the order of their first change
 	rows   int          // keys held
 	bytes  int          // values held, roughly
+	id     []byte       // entry's scratch
 }
 
 // foldTable is one table's folded changes.
@@ -64,6 +66,7 @@ func (f *fold) add(r *schemas.Record, t *standbyTable) error {
 	ft := f.table(r, t)
 	var after []any
 	if r.Op != schemas.OpDelete {
+		after = make([]any, 0, len(ft.columns))
 		for j, name := range ft.columns {
 			// the record's own column: it says how its value is written
 			// (records of one table list them in the same order)
@@ -118,7 +121,19 @@ func (f *fold) add(r *schemas.Record, t *standbyTable) error {
 // entry returns a key's net change, started with what the standby must
 // hold before the group when the key is new to it.
 func (ft *foldTable) entry(f *fold, r *schemas.Record, img schemas.Row, existed bool) (*foldKey, error) {
-	var id strings.Builder
+	// The key's identity: each value's length and text as the record has
+	// it (n for NULL), so that two tuples of values never share one.
+	f.id = f.id[:0]
+	for _, c := range ft.keyCols {
+		if v := img[c.Name]; v != nil {
+			f.id = append(append(strconv.AppendInt(f.id, int64(len(*v)), 10), ':'), *v...)
+		} else {
+			f.id = append(f.id, 'n')
+		}
+	}
+	if k, ok := ft.keys[string(f.id)]; ok {
+		return k, nil
+	}
 	key := make([]any, len(ft.keyCols))
 	for i, c := range ft.keyCols {
 		v, err := value(r, img, c)
@@ -126,15 +141,12 @@ func (ft *foldTable) entry(f *fold, r *schemas.Record, img schemas.Row, existed 
 			return nil, err
 		}
 		key[i] = v
-		fmt.Fprintf(&id, "%q,", v)
 	}
-	k, ok := ft.keys[id.String()]
-	if !ok {
-		k = &foldKey{key: key, existed: existed}
-		ft.keys[id.String()] = k
-		ft.order = append(ft.order, id.String())
-		f.rows++
-	}
+	id := string(f.id)
+	k := &foldKey{key: key, existed: existed}
+	ft.keys[id] = k
+	ft.order = append(ft.order, id)
+	f.rows++
 	return k, nil
 }
 

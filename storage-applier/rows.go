@@ -78,23 +78,29 @@ func rowStatement(r *schemas.Record, t *standbyTable) (string, []any, error) {
 // shortest text read as a DOUBLE would not equal the stored value, and
 // MySQL refuses the text of the largest FLOATs as out of range.
 func value(r *schemas.Record, row schemas.Row, c schemas.Column) (any, error) {
-	v, ok, err := r.Bytes(row, c)
-	switch {
-	case err != nil || !ok:
-		return nil, err
-	case c.Binary:
+	if c.Binary {
+		v, ok, err := r.Bytes(row, c)
+		if err != nil || !ok {
+			return nil, err
+		}
 		return v, nil
+	}
+	// Text goes as the record's own string: no copy.
+	v := row[c.Name]
+	switch {
+	case v == nil:
+		return nil, nil
 	case c.Type == "float":
-		f, err := strconv.ParseFloat(string(v), 32)
+		f, err := strconv.ParseFloat(*v, 32)
 		if err != nil {
 			return nil, fmt.Errorf("FLOAT column %s: %w", c.Name, err)
 		}
 		if f == 0 {
-			return string(v), nil // a number literal -0 is the integer 0: the text keeps the sign
+			return *v, nil // a number literal -0 is the integer 0: the text keeps the sign
 		}
 		return f, nil
 	}
-	return string(v), nil
+	return *v, nil
 }
 
 // stored are the record's columns the standby stores: generated ones are
