@@ -29,11 +29,18 @@ func BenchmarkDecode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(int64(len(raw)))
-	for b.Loop() {
-		if _, err := Decode(raw); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []struct {
+		name   string
+		decode func([]byte) (*Record, error)
+	}{{"copy", Decode}, {"shared", DecodeShared}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if _, err := c.decode(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

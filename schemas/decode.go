@@ -15,8 +15,8 @@ import (
 // give up (ok false) and leaves the input to the general decoder, so that
 // what it accepts it reads as the general decoder would
 // (FuzzFastDecodeIsTheDecoder holds it to that).
-func fastDecode(b []byte) (r *Record, ok bool) {
-	d := decoder{b: b, s: string(b)}
+func fastDecode(b []byte, s string) (r *Record, ok bool) {
+	d := decoder{b: b, s: s}
 	r = &Record{}
 	ok = d.object(func(name string) bool {
 		switch name {
@@ -118,8 +118,8 @@ func fastDecode(b []byte) (r *Record, ok bool) {
 	return r, ok && d.i == len(d.b)
 }
 
-// decoder reads JSON from b at i. The strings it reads are parts of s, a
-// copy of b: one allocation for all of them.
+// decoder reads JSON from b at i. The strings it reads are parts of s, b's
+// bytes as a string: one allocation for all of them, or none.
 type decoder struct {
 	b []byte
 	s string

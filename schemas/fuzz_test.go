@@ -11,8 +11,8 @@ import (
 )
 
 // Decode takes bytes from a topic: whatever they are, it returns a record
-// that passes Check or an error, and a record it accepts survives a round
-// trip through Encode unchanged.
+// that passes Check or an error, DecodeShared the same, and a record it
+// accepts survives a round trip through Encode unchanged.
 func FuzzDecode(f *testing.F) {
 	b, err := Encode(sample())
 	if err != nil {
@@ -24,6 +24,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r, err := Decode(in)
+		shared, serr := DecodeShared(bytes.Clone(in))
+		if (err == nil) != (serr == nil) || !reflect.DeepEqual(r, shared) {
+			t.Fatalf("Decode read %+v (%v), DecodeShared %+v (%v)", r, err, shared, serr)
+		}
 		if err != nil {
 			return
 		}
@@ -67,7 +71,7 @@ func FuzzFastDecodeIsTheDecoder(f *testing.F) {
 		if !utf8.Valid(in) {
 			return // Decode refuses it before
 		}
-		fast, ok := fastDecode(in)
+		fast, ok := fastDecode(in, string(in))
 		if !ok {
 			return
 		}

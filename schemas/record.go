@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // SchemaVersion is the version of the record layout this package writes.
@@ -158,12 +159,24 @@ func WithStandby(primary []byte, s *Standby) ([]byte, error) {
 }
 
 // Decode parses one record and checks what every consumer relies on.
-func Decode(b []byte) (*Record, error) {
+func Decode(b []byte) (*Record, error) { return decode(b, string(b)) }
+
+// DecodeShared is Decode for bytes that never change, a Kafka record's
+// value as the client hands it over: the record's strings are parts of b
+// instead of a copy of it, and keep all of b's memory alive while any of
+// them is.
+func DecodeShared(b []byte) (*Record, error) {
+	return decode(b, unsafe.String(unsafe.SliceData(b), len(b)))
+}
+
+// decode is Decode; s holds b's bytes, the strings of the record are parts
+// of it.
+func decode(b []byte, s string) (*Record, error) {
 	// JSON is UTF-8; the decoder would let other bytes into values as is.
 	if !utf8.Valid(b) {
 		return nil, fmt.Errorf("decode record: it is not valid UTF-8")
 	}
-	r, ok := fastDecode(b)
+	r, ok := fastDecode(b, s)
 	if !ok {
 		// Not the layout Encode writes: the standard library's decoder,
 		// which refuses malformed input with an error where goccy/go-json

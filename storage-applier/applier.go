@@ -37,7 +37,7 @@ type sequencer struct {
 // (committed Kafka transactions end only at transaction boundaries; the
 // embedded broker does so on some reads), and must be dropped.
 func (s *sequencer) place(rec *kgo.Record) (r *schemas.Record, restart bool, err error) {
-	r, err = schemas.Decode(rec.Value)
+	r, err = schemas.DecodeShared(rec.Value) // the client never reuses a fetch's bytes
 	if err != nil {
 		return nil, false, service.Permanentf("record at %s[%d] offset %d: %w; nothing of its transaction was applied", rec.Topic, rec.Partition, rec.Offset, err)
 	}

@@ -48,7 +48,8 @@ func (d *decoded) work() {
 		}
 		if !d.stop.Load() {
 			for i := c * decodeChunk; i < min((c+1)*decodeChunk, len(d.recs)); i++ {
-				d.out[i], d.errs[i] = schemas.Decode(d.recs[i].Value)
+				// the client never reuses a fetch's bytes
+				d.out[i], d.errs[i] = schemas.DecodeShared(d.recs[i].Value)
 			}
 		}
 		close(d.ready[c])
