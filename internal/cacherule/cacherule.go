@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -20,7 +21,8 @@ import (
 )
 
 // Row is one row: column names, raw values (nil is NULL) and which columns
-// hold binary data.
+// hold binary data. Values are read, never written: FromRecord's share the
+// record's strings.
 type Row struct {
 	Names  []string
 	Values [][]byte
@@ -45,11 +47,18 @@ func FromRecord(rec *schemas.Record, img schemas.Row) (Row, error) {
 		if c.Invisible {
 			continue
 		}
-		v, ok, err := rec.Bytes(img, c)
-		if err != nil {
-			return Row{}, err
+		var v []byte
+		if s := img[c.Name]; s != nil && !c.Binary {
+			// the record's text as it is: every change of the cache
+			// passes here, and a copy would be thrown away at once
+			v = unsafe.Slice(unsafe.StringData(*s), len(*s))
+		} else {
+			var err error
+			if v, _, err = rec.Bytes(img, c); err != nil {
+				return Row{}, err
+			}
 		}
-		if ok && v == nil {
+		if v == nil && img[c.Name] != nil {
 			v = []byte{}
 		}
 		row.Names, row.Values, row.Binary = append(row.Names, c.Name), append(row.Values, v), append(row.Binary, c.Binary)
