@@ -69,7 +69,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, fromStart bo
 		}
 		log.Info("primary log was empty: started a new stream", "from_gtid", pos.GTIDSet, "from_start", fromStart)
 	}
-	records, items := make(chan *schemas.Record, 512), kafka.Queue(cfg.Producer.BatchRows)
+	records, items := make(chan []*schemas.Record, recordQueue), kafka.Queue(cfg.Producer.BatchRows)
 	cs, err := loadCharsets(ctx, db)
 	if err != nil {
 		return err

@@ -29,9 +29,10 @@ import (
 // flag and the GTID position after the transaction, where a restart resumes.
 // What it carries and what it refuses: shapes.go and handle.
 type tailer struct {
-	cfg config.Config
-	log *slog.Logger
-	out chan<- *schemas.Record // to encode (see encode)
+	cfg   config.Config
+	log   *slog.Logger
+	out   chan<- []*schemas.Record // to encode (see encode)
+	batch []*schemas.Record        // sent, not yet handed to encode (flush)
 
 	charsets charsets
 	// live gives column metadata when the binlog does not carry it.
@@ -92,7 +93,7 @@ type savepoint struct {
 	held, index int
 }
 
-func newTailer(cfg config.Config, log *slog.Logger, flavor mysql.Flavor, cs charsets, live *liveSchema, from schemas.Source, out chan<- *schemas.Record) (*tailer, error) {
+func newTailer(cfg config.Config, log *slog.Logger, flavor mysql.Flavor, cs charsets, live *liveSchema, from schemas.Source, out chan<- []*schemas.Record) (*tailer, error) {
 	start := from.GTIDSet
 	if from.Resume != "" {
 		start = from.Resume
@@ -734,7 +735,7 @@ func (t *tailer) commit(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return t.flush(ctx)
 }
 
 // reading is the binlog the tailer reads and the time of the last
@@ -757,12 +758,38 @@ func (t *tailer) sendPosition(ctx context.Context) error {
 	r := positionRecord(t.pos.String())
 	r.Source.File, r.Source.CommitTimeMS, r.Source.Resume = t.file, t.eventMS, t.xa.resume()
 	t.beyond, t.lastOut = false, time.Now()
-	return t.send(ctx, r)
+	if err := t.send(ctx, r); err != nil {
+		return err
+	}
+	return t.flush(ctx)
 }
 
+// sendBatch is how many records the tailer hands to encode at once at most.
+// A transaction's records go together, at its commit: handed one at a time,
+// each woke the encoder, which at a steady rate cost the producer more than
+// encoding them. A bigger transaction goes in parts of this many, so that
+// the records queued for encode stay bounded (recordQueue batches).
+const sendBatch = 64
+
+// recordQueue is how many batches the tailer may queue for encode.
+const recordQueue = 16
+
 func (t *tailer) send(ctx context.Context, r *schemas.Record) error {
+	t.batch = append(t.batch, r)
+	if len(t.batch) < sendBatch {
+		return nil
+	}
+	return t.flush(ctx)
+}
+
+// flush hands what was sent to encode.
+func (t *tailer) flush(ctx context.Context) error {
+	if len(t.batch) == 0 {
+		return nil
+	}
 	select {
-	case t.out <- r:
+	case t.out <- t.batch:
+		t.batch = nil // encode's now
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -772,12 +799,14 @@ func (t *tailer) send(ctx context.Context, r *schemas.Record) error {
 // encode turns the tailer's records into items for the writer, in order,
 // on a goroutine of its own: under a backlog, encoding was a third of the
 // tailer's work, which bounds the producer.
-func encode(ctx context.Context, topic string, in <-chan *schemas.Record, out chan<- kafka.Item) error {
+func encode(ctx context.Context, topic string, in <-chan []*schemas.Record, out chan<- kafka.Item) error {
 	for {
 		select {
-		case r := <-in:
-			if err := send(ctx, out, topic, r); err != nil {
-				return err
+		case rs := <-in:
+			for _, r := range rs {
+				if err := send(ctx, out, topic, r); err != nil {
+					return err
+				}
 			}
 		case <-ctx.Done():
 			return nil
