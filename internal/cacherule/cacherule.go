@@ -47,19 +47,21 @@ func FromRecord(rec *schemas.Record, img schemas.Row) (Row, error) {
 		if c.Invisible {
 			continue
 		}
-		var v []byte
-		if s := img[c.Name]; s != nil && !c.Binary {
-			// the record's text as it is: every change of the cache
-			// passes here, and a copy would be thrown away at once
-			v = unsafe.Slice(unsafe.StringData(*s), len(*s))
-		} else {
+		var v []byte // nil: NULL
+		switch s := img[c.Name]; {
+		case s == nil:
+		case c.Binary:
 			var err error
 			if v, _, err = rec.Bytes(img, c); err != nil {
 				return Row{}, err
 			}
+		default:
+			// the record's text as it is: every change of the cache
+			// passes here, and a copy would be thrown away at once
+			v = unsafe.Slice(unsafe.StringData(*s), len(*s))
 		}
 		if v == nil && img[c.Name] != nil {
-			v = []byte{}
+			v = []byte{} // empty, not NULL
 		}
 		row.Names, row.Values, row.Binary = append(row.Names, c.Name), append(row.Values, v), append(row.Binary, c.Binary)
 	}
