@@ -3,6 +3,9 @@ package schemas
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
+	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -175,42 +178,133 @@ func (d *decoder) object(field func(name string) bool) bool {
 	}
 }
 
+// columnLists holds column lists already decoded, by their JSON: every
+// record of a table carries the same list, and every service decodes every
+// record it reads, so a list seen before is shared instead of decoded
+// again. Records only read their Columns. Bounded: emptied when full.
+var columnLists = struct {
+	sync.RWMutex
+	m     map[string][]Column
+	bytes int
+}{m: map[string][]Column{}}
+
+const (
+	maxColumnLists     = 4096
+	maxColumnListBytes = 16 << 20
+)
+
+// columns reads the column list, the one of a record before it if its
+// JSON is the same. A list whose bytes equal one that decoded is that
+// list whatever skipJSON makes of them, so skipJSON only has to be right
+// on lists it has seen decode.
 func (d *decoder) columns(out *[]Column) bool {
-	if *out != nil || !d.next('[') {
+	if *out != nil {
 		return false
 	}
-	cols := make([]Column, 0, 8)
-	if !d.next(']') {
-		for {
-			var c Column
-			if !d.object(func(name string) bool {
-				switch name {
-				case "name":
-					return d.string(&c.Name)
-				case "type":
-					return d.string(&c.Type)
-				case "binary":
-					return d.bool(&c.Binary)
-				case "key":
-					return d.bool(&c.Key)
-				case "invisible":
-					return d.bool(&c.Invisible)
-				}
-				return false
-			}) {
-				return false
-			}
-			cols = append(cols, c)
-			if d.next(']') {
-				break
-			}
-			if !d.next(',') {
-				return false
-			}
+	d.space()
+	start := d.i
+	if d.skipJSON() {
+		columnLists.RLock()
+		cols, ok := columnLists.m[string(d.b[start:d.i])]
+		columnLists.RUnlock()
+		if ok {
+			*out = cols
+			return true
 		}
 	}
+	d.i = start
+	cols, ok := d.columnList()
+	if !ok {
+		return false
+	}
+	// Kept beyond this record: its own strings, not parts of the
+	// record's bytes (a whole Kafka fetch, for DecodeShared).
+	for i := range cols {
+		cols[i].Name, cols[i].Type = strings.Clone(cols[i].Name), strings.Clone(cols[i].Type)
+	}
+	cols = slices.Clip(cols) // an append by a reader copies
+	raw := string(d.b[start:d.i])
+	columnLists.Lock()
+	if len(columnLists.m) >= maxColumnLists || columnLists.bytes+len(raw) > maxColumnListBytes {
+		clear(columnLists.m)
+		columnLists.bytes = 0
+	}
+	columnLists.m[raw] = cols
+	columnLists.bytes += len(raw)
+	columnLists.Unlock()
 	*out = cols
 	return true
+}
+
+// skipJSON passes over the array, object or string at d.i, to the byte
+// after its end, without checking what is inside.
+func (d *decoder) skipJSON() bool {
+	depth := 0
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case '"':
+			for {
+				j := bytes.IndexByte(d.b[d.i+1:], '"')
+				if j < 0 {
+					return false
+				}
+				d.i += j + 1
+				escapes := 0
+				for d.b[d.i-1-escapes] == '\\' {
+					escapes++
+				}
+				if escapes%2 == 0 {
+					break
+				}
+			}
+		case '[', '{':
+			depth++
+		case ']', '}':
+			depth--
+		}
+		d.i++
+		if depth <= 0 {
+			return depth == 0
+		}
+	}
+	return false
+}
+
+func (d *decoder) columnList() ([]Column, bool) {
+	if !d.next('[') {
+		return nil, false
+	}
+	cols := make([]Column, 0, 8)
+	if d.next(']') {
+		return cols, true
+	}
+	for {
+		var c Column
+		if !d.object(func(name string) bool {
+			switch name {
+			case "name":
+				return d.string(&c.Name)
+			case "type":
+				return d.string(&c.Type)
+			case "binary":
+				return d.bool(&c.Binary)
+			case "key":
+				return d.bool(&c.Key)
+			case "invisible":
+				return d.bool(&c.Invisible)
+			}
+			return false
+		}) {
+			return nil, false
+		}
+		cols = append(cols, c)
+		if d.next(']') {
+			return cols, true
+		}
+		if !d.next(',') {
+			return nil, false
+		}
+	}
 }
 
 // row reads an object of strings and nulls.
