@@ -47,8 +47,9 @@ func FromRecord(rec *schemas.Record, img schemas.Row) (Row, error) {
 		if c.Invisible {
 			continue
 		}
+		s := img[c.Name]
 		var v []byte // nil: NULL
-		switch s := img[c.Name]; {
+		switch {
 		case s == nil:
 		case c.Binary:
 			var err error
@@ -60,7 +61,7 @@ func FromRecord(rec *schemas.Record, img schemas.Row) (Row, error) {
 			// passes here, and a copy would be thrown away at once
 			v = unsafe.Slice(unsafe.StringData(*s), len(*s))
 		}
-		if v == nil && img[c.Name] != nil {
+		if v == nil && s != nil {
 			v = []byte{} // empty, not NULL
 		}
 		row.Names, row.Values, row.Binary = append(row.Names, c.Name), append(row.Values, v), append(row.Binary, c.Binary)
