@@ -150,6 +150,13 @@ func onCluster(t testing.TB, how int) *Env {
 			if info := m.ClusterInfo(ctx).Val(); !strings.Contains(info, "cluster_state:ok") {
 				return fmt.Errorf("cluster state not ok on %s", m.Options().Addr)
 			}
+			// Nor a node it still suspects or holds failed (a test that
+			// writes to every node would miss it).
+			for _, line := range strings.Split(m.ClusterNodes(ctx).Val(), "\n") {
+				if f := strings.Fields(line); len(f) > 2 && strings.Contains(f[2], "fail") {
+					return fmt.Errorf("%s holds %s as %s", m.Options().Addr, f[1], f[2])
+				}
+			}
 			return nil
 		})
 		return err == nil, fmt.Sprint(err)
