@@ -63,27 +63,22 @@ func TestClusterAsACLUser(t *testing.T) {
 	}
 }
 
-// eachNode calls fn on every node in CLUSTER NODES of a master of c.
+// eachNode calls fn on every node a master of c knows.
 func eachNode(ctx context.Context, c *redis.ClusterClient, fn func(*redis.Client) error) error {
 	m, err := c.MasterForKey(ctx, "")
 	if err != nil {
 		return err
 	}
-	nodes, err := m.ClusterNodes(ctx).Result()
+	nodes, err := testenv.ClusterNodes(ctx, m)
 	if err != nil {
 		return err
 	}
-	for _, line := range strings.Split(strings.TrimSpace(nodes), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			return fmt.Errorf("CLUSTER NODES line %q", line)
-		}
-		addr, _, _ := strings.Cut(f[1], "@")
-		n := redis.NewClient(&redis.Options{Addr: addr})
+	for _, node := range nodes {
+		n := redis.NewClient(&redis.Options{Addr: node.Addr})
 		err := fn(n)
 		n.Close()
 		if err != nil {
-			return fmt.Errorf("%s: %w", addr, err)
+			return fmt.Errorf("%s: %w", node.Addr, err)
 		}
 	}
 	return nil

@@ -152,16 +152,42 @@ func onCluster(t testing.TB, how int) *Env {
 			}
 			// Nor a node it still suspects or holds failed (a test that
 			// writes to every node would miss it).
-			for _, line := range strings.Split(m.ClusterNodes(ctx).Val(), "\n") {
-				if f := strings.Fields(line); len(f) > 2 && strings.Contains(f[2], "fail") {
-					return fmt.Errorf("%s holds %s as %s", m.Options().Addr, f[1], f[2])
+			nodes, err := ClusterNodes(ctx, m)
+			for _, n := range nodes {
+				if strings.Contains(n.Flags, "fail") {
+					return fmt.Errorf("%s holds %s as %s", m.Options().Addr, n.Addr, n.Flags)
 				}
 			}
-			return nil
+			return err
 		})
 		return err == nil, fmt.Sprint(err)
 	})
 	return e
+}
+
+// ClusterNode is a node as a cluster node's CLUSTER NODES lists it.
+type ClusterNode struct {
+	Addr  string // host:port, without the bus port
+	Flags string // e.g. "master", "myself,slave", "master,fail?"
+}
+
+// ClusterNodes are the nodes m knows: failed, syncing and new ones too,
+// where a client's topology (CLUSTER SLOTS) leaves them out.
+func ClusterNodes(ctx context.Context, m *redis.Client) ([]ClusterNode, error) {
+	text, err := m.ClusterNodes(ctx).Result()
+	if err != nil {
+		return nil, err
+	}
+	var nodes []ClusterNode
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			return nil, fmt.Errorf("CLUSTER NODES of %s: line %q", m.Options().Addr, line)
+		}
+		addr, _, _ := strings.Cut(f[1], "@")
+		nodes = append(nodes, ClusterNode{Addr: addr, Flags: f[2]})
+	}
+	return nodes, nil
 }
 
 // lockCluster holds a lock on the cluster at seeds, shared or exclusive
