@@ -53,11 +53,12 @@ func TestServicesRunWithLeastPrivilege(t *testing.T) {
 		e.Primary.Exec("DROP USER IF EXISTS " + user("producer") + ", " + user("nobinlog"))
 		e.Standby.Exec("DROP USER IF EXISTS " + user("applier") + ", " + user("cache"))
 	})
-	// Redis: the cache-applier's keys only, no admin or dangerous command.
+	// Redis: the cache-applier's keys only, no admin or dangerous command
+	// but INFO (the eviction check), as README, Security grants.
 	ctx := context.Background()
 	redisUser := e.DB + "_cache"
 	if err := e.Redis.Do(ctx, "ACL", "SETUSER", redisUser, "on", ">"+pw, "~"+e.Cfg.Cache.KeyPrefix+"*", "~lockstep:*",
-		"resetchannels", "-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@connection", "-@dangerous").Err(); err != nil {
+		"resetchannels", "-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@connection", "-@dangerous", "+info").Err(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Redis.Do(ctx, "ACL", "DELUSER", redisUser) })

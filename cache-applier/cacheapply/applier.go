@@ -45,11 +45,16 @@ func Command(hook Hook) *cobra.Command {
 	return cmd
 }
 
-// openRedis connects to the configured Redis and loads the write script
-// (into every master of a cluster).
-func openRedis(ctx context.Context, c config.Redis) (redis.UniversalClient, error) {
-	rdb, err := redisconn.Open(ctx, c)
+// openRedis connects to the configured Redis, checks that it keeps the
+// version keys (checkEviction) and loads the write script (into every
+// master of a cluster).
+func openRedis(ctx context.Context, cfg *config.Config, log *slog.Logger) (redis.UniversalClient, error) {
+	rdb, err := redisconn.Open(ctx, cfg.Redis)
 	if err != nil {
+		return nil, classifyRedis(err)
+	}
+	if err := checkEviction(ctx, rdb, cfg.Cache.AllowEviction, log); err != nil {
+		rdb.Close()
 		return nil, classifyRedis(err)
 	}
 	if err := cas.Load(ctx, rdb).Err(); err != nil {
@@ -60,7 +65,7 @@ func openRedis(ctx context.Context, c config.Redis) (redis.UniversalClient, erro
 }
 
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) error {
-	rdb, err := openRedis(ctx, cfg.Redis)
+	rdb, err := openRedis(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

@@ -364,12 +364,13 @@ func refill(ctx context.Context, q cacherule.Querier, out *batch, r *cacherule.R
 func warmCommand() *cobra.Command {
 	return service.Task("warm", "Write every key the cache rules define from a snapshot of the standby (safe while the cache-applier runs)",
 		func(ctx context.Context, cfg *config.Config, out, _ io.Writer) error {
-			rdb, err := openRedis(ctx, cfg.Redis)
+			log := service.Logger(cfg.Log, "cache-applier")
+			rdb, err := openRedis(ctx, cfg, log)
 			if err != nil {
 				return err
 			}
 			defer rdb.Close()
-			b := newCacheApplier(cfg, rdb, service.Logger(cfg.Log, "cache-applier"), &hooks{}).rebuild
+			b := newCacheApplier(cfg, rdb, log, &hooks{}).rebuild
 			defer b.close()
 			v, err := b.rebuild(ctx)
 			if err != nil {

@@ -50,12 +50,13 @@ func replay(ctx context.Context, cfg *config.Config, fromOffset int64, since tim
 			return err
 		}
 	}
-	rdb, err := openRedis(ctx, cfg.Redis)
+	log := service.Logger(cfg.Log, "cache-applier")
+	rdb, err := openRedis(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	a := newCacheApplier(cfg, rdb, service.Logger(cfg.Log, "cache-applier"), &hooks{})
+	a := newCacheApplier(cfg, rdb, log, &hooks{})
 	defer a.rebuild.close()
 	for p, b := range bounds {
 		from := max(fromOffset, b.Start)

@@ -163,7 +163,11 @@ type Cache struct {
 	// bounds one wait, after which the batch is written again.
 	WaitReplicas int           `mapstructure:"wait_replicas" yaml:"wait_replicas"`
 	WaitTimeout  time.Duration `mapstructure:"wait_timeout" yaml:"wait_timeout"`
-	KeyPrefix    string        `mapstructure:"key_prefix" yaml:"key_prefix"`
+	// AllowEviction lets the cache-applier write to a Redis that may evict
+	// keys under memory pressure (a maxmemory-policy other than
+	// noeviction), which it otherwise refuses: see cacheapply.checkEviction.
+	AllowEviction bool   `mapstructure:"allow_eviction" yaml:"allow_eviction"`
+	KeyPrefix     string `mapstructure:"key_prefix" yaml:"key_prefix"`
 	// SampleRate is how many changes a second the consistency sampler
 	// follows into the cache (0: off); see cacheapply's sampler.
 	SampleRate float64 `mapstructure:"sample_rate" yaml:"sample_rate"`

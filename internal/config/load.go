@@ -51,6 +51,7 @@ var defaults = map[string]any{
 	"cache.tombstone_ttl":       "24h",
 	"cache.wait_replicas":       0,
 	"cache.wait_timeout":        "2s",
+	"cache.allow_eviction":      false,
 	"cache.key_prefix":          "",
 	"cache.sample_rate":         0,
 	"cache.rules":               []Rule{},

@@ -65,6 +65,15 @@ func EachMaster(ctx context.Context, rdb redis.UniversalClient, fn func(context.
 	}
 }
 
+// EachNode calls fn on every node: the one server, or every master and
+// replica of a cluster (concurrently; the first error is returned).
+func EachNode(ctx context.Context, rdb redis.UniversalClient, fn func(context.Context, *redis.Client) error) error {
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		return c.ForEachShard(ctx, fn)
+	}
+	return EachMaster(ctx, rdb, fn)
+}
+
 // MasterFor is the master that holds key: the one server, or the master
 // of the key's slot in the cluster's current topology.
 func MasterFor(ctx context.Context, rdb redis.UniversalClient, key string) (*redis.Client, error) {

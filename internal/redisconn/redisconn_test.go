@@ -3,7 +3,9 @@ package redisconn_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +29,7 @@ func TestClusterAsACLUser(t *testing.T) {
 	// lists (a replica still syncing or a node just failed over is left
 	// out of CLUSTER SLOTS), and every rule each time: a node that missed
 	// one call gets the whole user from the next.
-	rules := []string{"on", ">pw", "~" + e.Cfg.Cache.KeyPrefix + "*", "~lockstep:*", "resetchannels", "-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@connection", "-@dangerous", "+cluster|slots"}
+	rules := []string{"on", ">pw", "~" + e.Cfg.Cache.KeyPrefix + "*", "~lockstep:*", "resetchannels", "-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@connection", "-@dangerous", "+info", "+cluster|slots"}
 	onEveryNode := func(args ...any) {
 		t.Helper()
 		testenv.Eventually(t, 30*time.Second, func() (bool, string) {
@@ -60,6 +62,40 @@ func TestClusterAsACLUser(t *testing.T) {
 	onEveryNode(append([]any{"ACL", "SETUSER", user}, toAny(append(rules, "-cluster|slots"))...)...)
 	if _, err := redisconn.Open(ctx, c); err == nil || !strings.Contains(err.Error(), "NOPERM") || !strings.Contains(err.Error(), "cluster|slots") {
 		t.Fatalf("Open without cluster|slots: %v, want NOPERM naming it", err)
+	}
+}
+
+// EachNode visits every master and replica of the test cluster once (the
+// cache-applier's eviction check reads each: a replica may be promoted).
+func TestEachNodeOnCluster(t *testing.T) {
+	e := testenv.NewOnCluster(t)
+	ctx := context.Background()
+	m, err := e.Redis.(*redis.ClusterClient).MasterForKey(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := testenv.ClusterNodes(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, n := range nodes {
+		want = append(want, n.Addr)
+	}
+	var mu sync.Mutex
+	var got []string
+	if err := redisconn.EachNode(ctx, e.Redis, func(_ context.Context, c *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, c.Options().Addr)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) || len(got) < 6 {
+		t.Fatalf("EachNode visited %v; the cluster's nodes are %v", got, want)
 	}
 }
 

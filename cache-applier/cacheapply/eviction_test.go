@@ -1,0 +1,139 @@
+package cacheapply
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/service"
+	"github.com/lockstep-dr/lockstep/internal/testenv"
+)
+
+func TestEvicts(t *testing.T) {
+	for _, c := range []struct {
+		maxmemory int64
+		policy    string
+		want      bool
+	}{
+		{0, "allkeys-lru", false}, // no limit: nothing is evicted
+		{0, "noeviction", false},
+		{1 << 30, "noeviction", false},
+		{1 << 30, "allkeys-lru", true},
+		{1 << 30, "allkeys-lfu", true},
+		{1 << 30, "allkeys-random", true},
+		{1 << 30, "volatile-lru", true}, // tombstones have a TTL
+		{1 << 30, "volatile-ttl", true},
+	} {
+		if got := evicts(c.maxmemory, c.policy); got != c.want {
+			t.Errorf("evicts(%d, %s) = %v, want %v", c.maxmemory, c.policy, got, c.want)
+		}
+	}
+}
+
+func TestMemorySettings(t *testing.T) {
+	info := "# Memory\r\nused_memory:1024\r\nmaxmemory:67108864\r\nmaxmemory_human:64.00M\r\nmaxmemory_policy:allkeys-lru\r\n"
+	m, p, err := memorySettings(info)
+	if err != nil || m != 64<<20 || p != "allkeys-lru" {
+		t.Fatalf("memorySettings = %d, %q, %v; want 67108864, allkeys-lru", m, p, err)
+	}
+	if _, _, err := memorySettings("# Memory\r\nused_memory:1024\r\n"); err == nil {
+		t.Fatal("memorySettings of an INFO without maxmemory: no error")
+	}
+}
+
+// On a private redis-server: the cache-applier's Redis is refused while it
+// may evict keys, unless cache.allow_eviction, and taken with a warning
+// when the user may not run INFO.
+func TestARedisThatMayEvictIsRefused(t *testing.T) {
+	ctx := context.Background()
+	addr := privateRedis(t, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+	admin := redis.NewClient(&redis.Options{Addr: addr})
+	defer admin.Close()
+	open := func(cfg *config.Config) (string, error) {
+		var logged bytes.Buffer
+		rdb, err := openRedis(ctx, cfg, slog.New(slog.NewTextHandler(&logged, nil)))
+		if err == nil {
+			rdb.Close()
+		}
+		return logged.String(), err
+	}
+	cfg := &config.Config{Redis: config.Redis{Address: addr}}
+
+	_, err := open(cfg)
+	if err == nil || !service.IsPermanent(err) {
+		t.Fatalf("open a Redis with maxmemory-policy allkeys-lru: %v, want a permanent error", err)
+	}
+	for _, want := range []string{addr, "maxmemory 67108864", "allkeys-lru", "noeviction", "cache.allow_eviction"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not name %q: %v", want, err)
+		}
+	}
+
+	cfg.Cache.AllowEviction = true
+	if logged, err := open(cfg); err != nil || !strings.Contains(logged, "cache.allow_eviction accepts it") {
+		t.Errorf("with cache.allow_eviction: %v, logged %q; want it taken with a warning", err, logged)
+	}
+	cfg.Cache.AllowEviction = false
+
+	for _, set := range [][2]string{{"maxmemory-policy", "noeviction"}, {"maxmemory", "0"}} {
+		if err := admin.ConfigSet(ctx, set[0], set[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if logged, err := open(cfg); err != nil || strings.Contains(logged, "WARN") {
+			t.Errorf("after CONFIG SET %s %s: %v, logged %q; want it taken silently", set[0], set[1], err, logged)
+		}
+		admin.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru")
+	}
+
+	// README's ACL without +info: the policy cannot be read.
+	admin.ConfigSet(ctx, "maxmemory", "64mb")
+	if err := admin.Do(ctx, "ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "resetchannels", "-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@connection", "-@dangerous").Err(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Redis.User, cfg.Redis.Password = "noinfo", "pw"
+	if logged, err := open(cfg); err != nil || !strings.Contains(logged, "grant the Redis user +info") {
+		t.Errorf("as a user without +info: %v, logged %q; want it taken with a warning naming +info", err, logged)
+	}
+}
+
+// privateRedis starts a redis-server of the test's own with args, on a free
+// loopback port, for settings the shared test Redis must not take.
+func privateRedis(t *testing.T, args ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server (scripts/lib.sh installs it): %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	cmd := exec.Command(bin, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	addr := "127.0.0.1:" + port
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		err := c.Ping(context.Background()).Err()
+		return err == nil, "the private redis-server does not answer: " + fmt.Sprint(err)
+	})
+	return addr
+}
