@@ -76,9 +76,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 	}
 	topic := cfg.CacheTopic()
 	a := newCacheApplier(cfg, rdb, log, newHooks(cfg.Cache.Hook, hook, log))
-	if cfg.Redis.Cluster {
-		a.marks = newWatermarks(cfg.Cache.Group, opts)
-	}
+	a.marks = newWatermarks(cfg.Cache.Group, opts, cfg.Redis.Cluster)
 	defer a.rebuild.close()
 	if err := a.rebuild.checkRules(ctx, nil); err != nil {
 		return err
@@ -189,7 +187,7 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 		return classifyRedis(err)
 	}
 	// An idle poll moved nothing: the watermarks stand.
-	if moved := offsetsOf(cl.UncommittedOffsets(), topic); a.marks != nil && len(moved) > 0 {
+	if moved := offsetsOf(cl.UncommittedOffsets(), topic); len(moved) > 0 {
 		offsets := offsetsOf(cl.CommittedOffsets(), topic)
 		maps.Copy(offsets, moved)
 		if err := a.marks.write(ctx, a.w, offsets); err != nil {
@@ -200,21 +198,18 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 	return cl.CommitUncommittedOffsets(ctx)
 }
 
-// repairLost compares the watermarks of a cluster with the committed
-// offsets (see watermarks): writes a master lost are written again from the
-// standby log; a master that lost all its data has the cache rebuilt from
-// the standby (by rebuild.check, next).
+// repairLost compares the watermarks with the committed offsets (see
+// watermarks): writes Redis lost are written again from the standby log; a
+// Redis (or a master of a cluster) that lost all its data has the cache
+// rebuilt from the standby (by rebuild.check, next).
 func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic string) error {
-	if a.marks == nil {
-		return nil
-	}
 	committed := offsetsOf(cl.CommittedOffsets(), topic)
 	from, gone, err := a.marks.lost(ctx, a.w.rdb, committed)
 	if err != nil {
 		return err
 	}
 	if gone {
-		a.log.Warn("a Redis master lost its data (a watermark of the cache is gone): the cache is rebuilt from the standby")
+		a.log.Warn("Redis lost its data, or a master of it did (a watermark of the cache is gone): the cache is rebuilt from the standby")
 		a.marks.seen = false
 		return a.w.rdb.Del(ctx, markerKey(a.rebuild.cfg.Cache.Group)).Err()
 	}
@@ -226,7 +221,7 @@ func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic str
 	defer r.rebuild.close()
 	r.rebuild.floor = a.rebuild.floor
 	for p, f := range from {
-		a.log.Warn("Redis lost writes it had acknowledged, or may have (a watermark is behind the committed offset: a master failed over to a replica behind it): writing them again from the standby log",
+		a.log.Warn("Redis lost writes it had acknowledged, or may have (a watermark is behind the committed offset: Redis restarted from older data, or a master failed over to a replica behind it): writing them again from the standby log",
 			"topic", topic, "partition", p, "from_offset", f, "to_offset", committed[p])
 		if err := r.replay(ctx, a.marks.opts, topic, p, f, committed[p]); err != nil {
 			return err
@@ -260,7 +255,7 @@ type cacheApplier struct {
 	applied, skipped int
 	// inFlight is the write Redis runs while apply decodes on.
 	inFlight *writing
-	// marks finds writes a Redis Cluster lost; nil on a single Redis.
+	// marks finds writes Redis lost; set by run, whose loop alone steps.
 	marks *watermarks
 	// sampler follows some changes into the cache; nil when off.
 	sampler *sampler

@@ -11,20 +11,22 @@ import (
 	"github.com/lockstep-dr/lockstep/cache"
 )
 
-// On Redis Cluster a master that fails over to a replica behind it, or that
-// restarts empty, loses writes it acknowledged, and nothing would bring them
-// back until their rows change again. Watermarks find such losses: after
-// every batch, before its offsets are committed, the cache-applier writes to
-// keys spread over the slots the standby-log offset, per partition it owns,
-// below which Redis holds every write. A master executes, and replicates,
-// them after the batch's writes, so a node that holds a watermark holds
-// everything below it. Before each batch they are read back: one below the
-// committed offset shows writes lost with its master, and the standby log is
-// replayed from there through the version guard; one this process wrote and
-// that is gone shows a master that lost all its data, and the cache is
-// rebuilt from the standby.
+// Redis loses writes it acknowledged when a master fails over to a replica
+// behind it (Redis Cluster, Sentinel), or restarts from a snapshot or an
+// append-only file older than its last writes (a single Redis with RDB
+// persistence, AOF fsynced every second), and nothing would bring them back
+// until their rows change again. Watermarks find such losses: after every
+// batch, before its offsets are committed, the cache-applier writes to a key
+// (on a cluster, to keys spread over the slots) the standby-log offset, per
+// partition it owns, below which Redis holds every write. A server executes,
+// replicates and persists them after the batch's writes, so a node, a
+// snapshot or a file that holds a watermark holds everything below it.
+// Before each batch they are read back: one below the committed offset shows
+// writes lost, and the standby log is replayed from there through the
+// version guard; one this process wrote and that is gone shows a server that
+// lost all its data, and the cache is rebuilt from the standby.
 
-// watermarkKeys is how many keys hold watermarks, one every
+// watermarkKeys is how many keys hold watermarks on a cluster, one every
 // cache.Slots/watermarkKeys slots: every master of at least that many
 // contiguous slots holds one. Resharding moves them with their slots.
 const watermarkKeys = 64
@@ -37,9 +39,15 @@ type watermarks struct {
 	opts []kgo.Opt
 }
 
-func newWatermarks(group string, opts []kgo.Opt) *watermarks {
+// newWatermarks are the watermarks of a cache-applier group: one key on a
+// single Redis, watermarkKeys on a cluster.
+func newWatermarks(group string, opts []kgo.Opt, cluster bool) *watermarks {
 	m := &watermarks{opts: opts}
-	for i := range watermarkKeys {
+	n := 1
+	if cluster {
+		n = watermarkKeys
+	}
+	for i := range n {
 		m.keys = append(m.keys, "lockstep:wm:"+group+":{"+cache.SlotTag(i*cache.Slots/watermarkKeys)+"}")
 	}
 	return m
