@@ -213,7 +213,8 @@ func TestXATransactionsAreCarriedAtTheirOutcome(t *testing.T) {
 // Aria writes, TRUNCATE and DROP of several tables, savepoints rolled back
 // (with and without non-transactional changes in the transaction), a big
 // INSERT ... SELECT spanning many rows events, ALTER TABLE ... INPLACE
-// under writes.
+// under writes, compressed binlog events (MySQL's
+// binlog_transaction_compression, MariaDB's log_bin_compress).
 func TestOtherShapesAreCarried(t *testing.T) {
 	e := newEnv(t)
 	p := startPipeline(t, e)
@@ -263,6 +264,23 @@ func TestOtherShapesAreCarried(t *testing.T) {
 		session(t, e.Primary, "SET SESSION binlog_transaction_compression = ON", "BEGIN",
 			"INSERT INTO "+db+".sessions VALUES (7, 'compressed'), (8, 'compressed')", "UPDATE "+db+".sessions SET token = 'compressed too' WHERE id = 1", "COMMIT")
 		kept = "id IN (1, 3, 5, 6, 7, 8, 100, 101)"
+	} else {
+		// MariaDB's own: log_bin_compress writes compressed rows and query
+		// events (a global setting: writers of other tests meanwhile get
+		// them too, which they must carry as well).
+		var was, minLen string
+		if err := e.Primary.QueryRow("SELECT @@GLOBAL.log_bin_compress, @@GLOBAL.log_bin_compress_min_len").Scan(&was, &minLen); err != nil {
+			t.Fatal(err)
+		}
+		restore := func() {
+			testenv.Exec(t, e.Primary, "SET GLOBAL log_bin_compress = "+was, "SET GLOBAL log_bin_compress_min_len = "+minLen)
+		}
+		t.Cleanup(restore)
+		testenv.Exec(t, e.Primary, "SET GLOBAL log_bin_compress = ON", "SET GLOBAL log_bin_compress_min_len = 10")
+		session(t, e.Primary, "BEGIN", "INSERT INTO "+db+".sessions VALUES (7, 'compressed'), (8, 'compressed')",
+			"UPDATE "+db+".sessions SET token = 'compressed too' WHERE id = 1", "DELETE FROM "+db+".sessions WHERE id = 8", "COMMIT")
+		restore()
+		kept = "id IN (1, 3, 5, 7, 100, 101)"
 	}
 	// A big INSERT ... SELECT: one transaction of many rows events.
 	testenv.Exec(t, e.Primary, "INSERT INTO "+db+".items SELECT n, REPEAT('x', 200), n / 3, NULL FROM "+db+".seq")
