@@ -77,6 +77,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 	topic := cfg.CacheTopic()
 	a := newCacheApplier(cfg, rdb, log, newHooks(cfg.Cache.Hook, hook, log))
 	a.marks = newWatermarks(cfg.Cache.Group, opts, cfg.Redis.Cluster)
+	a.evictionChecked = time.Now() // by openRedis
 	defer a.rebuild.close()
 	if err := a.rebuild.checkRules(ctx, nil); err != nil {
 		return err
@@ -182,6 +183,9 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 	if err := a.rebuild.check(ctx); err != nil {
 		return classifyRedis(err)
 	}
+	if err := a.recheckEviction(ctx); err != nil {
+		return classifyRedis(err)
+	}
 	metrics.ObserveConsumerLag("cached", fs)
 	if err := a.apply(ctx, fs.Records()); err != nil {
 		return classifyRedis(err)
@@ -231,6 +235,23 @@ func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic str
 	return a.marks.write(ctx, a.w, committed)
 }
 
+// evictionRecheck is how often a running cache-applier checks again that
+// Redis keeps its keys: CONFIG SET can turn eviction on at any time.
+const evictionRecheck = time.Minute
+
+// recheckEviction repeats openRedis's checkEviction once evictionRecheck
+// has passed, unless cache.allow_eviction (which warned at the start).
+func (a *cacheApplier) recheckEviction(ctx context.Context) error {
+	if a.rebuild.cfg.Cache.AllowEviction || time.Since(a.evictionChecked) < evictionRecheck {
+		return nil
+	}
+	if err := checkEviction(ctx, a.w.rdb, false, a.log); err != nil {
+		return err
+	}
+	a.evictionChecked = time.Now()
+	return nil
+}
+
 // newCacheApplier is the cache-applier of a config over a Redis client:
 // its rules, its writer, its rebuilder (no floor until it reads the
 // marker) and the hooks it hands changes to.
@@ -257,6 +278,8 @@ type cacheApplier struct {
 	inFlight *writing
 	// marks finds writes Redis lost; set by run, whose loop alone steps.
 	marks *watermarks
+	// evictionChecked is when checkEviction last found Redis keeping keys.
+	evictionChecked time.Time
 	// sampler follows some changes into the cache; nil when off.
 	sampler *sampler
 }

@@ -95,8 +95,24 @@ func TestARedisThatMayEvictIsRefused(t *testing.T) {
 		admin.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru")
 	}
 
-	// README's ACL without +info: the policy cannot be read.
+	// A running cache-applier checks again: eviction turned on meanwhile
+	// stops it.
+	cfg.Cache.Group = "eviction-test"
+	a := newCacheApplier(cfg, admin, slog.New(slog.DiscardHandler), &hooks{})
+	if err := a.recheckEviction(ctx); err != nil {
+		t.Fatalf("recheck on a Redis that keeps its keys: %v", err)
+	}
 	admin.ConfigSet(ctx, "maxmemory", "64mb")
+	if err := a.recheckEviction(ctx); err != nil {
+		t.Fatalf("recheck within a minute of the last: %v, want none", err)
+	}
+	a.evictionChecked = time.Now().Add(-evictionRecheck)
+	if err := a.recheckEviction(ctx); err == nil || !service.IsPermanent(err) || !strings.Contains(err.Error(), "allkeys-lru") {
+		t.Fatalf("recheck after eviction was turned on: %v, want a permanent error naming the policy", err)
+	}
+
+	// An ACL user without +info (README's rules before this check): the
+	// policy cannot be read.
 	if err := admin.Do(ctx, "ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "resetchannels", "-@all", "+@read", "+@write", "+@keyspace", "+@scripting", "+@connection", "-@dangerous").Err(); err != nil {
 		t.Fatal(err)
 	}
