@@ -240,12 +240,13 @@ func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic str
 const evictionRecheck = time.Minute
 
 // recheckEviction repeats openRedis's checkEviction once evictionRecheck
-// has passed, unless cache.allow_eviction (which warned at the start).
+// has passed, unless cache.allow_eviction; what it warns of, it warned of
+// at the start.
 func (a *cacheApplier) recheckEviction(ctx context.Context) error {
 	if a.rebuild.cfg.Cache.AllowEviction || time.Since(a.evictionChecked) < evictionRecheck {
 		return nil
 	}
-	if err := checkEviction(ctx, a.w.rdb, false, a.log); err != nil {
+	if err := checkEviction(ctx, a.w.rdb, false, slog.New(slog.DiscardHandler)); err != nil {
 		return err
 	}
 	a.evictionChecked = time.Now()

@@ -23,11 +23,13 @@ import (
 // the policy cannot be read, and README's ACL grants +info.
 func checkEviction(ctx context.Context, rdb redis.UniversalClient, allow bool, log *slog.Logger) error {
 	var mu sync.Mutex
-	var evicting []string
+	var evicting, unread []string
 	err := redisconn.EachNode(ctx, rdb, func(ctx context.Context, c *redis.Client) error {
 		info, err := c.Info(ctx, "memory").Result()
 		if err != nil && strings.HasPrefix(err.Error(), "NOPERM") {
-			log.Warn("cannot check whether Redis may evict lockstep's version keys: its INFO is refused; grant the Redis user +info", "redis", c.Options().Addr, "err", err)
+			mu.Lock()
+			unread = append(unread, c.Options().Addr)
+			mu.Unlock()
 			return nil
 		}
 		if err != nil {
@@ -44,8 +46,14 @@ func checkEviction(ctx context.Context, rdb redis.UniversalClient, allow bool, l
 		}
 		return nil
 	})
-	if err != nil || len(evicting) == 0 {
+	if err != nil {
 		return err
+	}
+	if len(unread) > 0 {
+		log.Warn("cannot check whether Redis may evict lockstep's version keys: its INFO is refused; grant the Redis user +info", "redis", strings.Join(unread, ", "))
+	}
+	if len(evicting) == 0 {
+		return nil
 	}
 	if allow {
 		log.Warn("Redis may evict keys under memory pressure, lockstep's version keys and tombstones among them, and cache.allow_eviction accepts it: after such an eviction a late fill or replayed change can write old data back", "redis", strings.Join(evicting, "; "))
