@@ -70,17 +70,12 @@ func TestClusterAsACLUser(t *testing.T) {
 func TestEachNodeOnCluster(t *testing.T) {
 	e := testenv.NewOnCluster(t)
 	ctx := context.Background()
-	m, err := e.Redis.(*redis.ClusterClient).MasterForKey(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes, err := testenv.ClusterNodes(ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var want []string
-	for _, n := range nodes {
-		want = append(want, n.Addr)
+	if err := eachNode(ctx, e.Redis.(*redis.ClusterClient), func(n *redis.Client) error {
+		want = append(want, n.Options().Addr)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	var mu sync.Mutex
 	var got []string
