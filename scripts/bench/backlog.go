@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/lockstep-dr/lockstep/internal/config"
 	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -189,6 +190,28 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 	return nil
 }
 
+// binlogFrom streams the primary's binlog after its transaction from, to a
+// client that registers as serverID.
+func binlogFrom(cfg *config.Config, serverID uint32, from int64) (*replication.BinlogStreamer, func(), error) {
+	host, port, _ := strings.Cut(cfg.Primary.Address, ":")
+	p, _ := strconv.Atoi(port)
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID: serverID, Flavor: gomysql.MariaDBFlavor, Host: host, Port: uint16(p), User: cfg.Primary.User,
+		Password: cfg.Primary.Password, TimestampStringLocation: time.UTC, Logger: quietLog,
+	})
+	set, err := gomysql.ParseMariadbGTIDSet(fmt.Sprintf("0-1-%d", from))
+	if err != nil {
+		syncer.Close()
+		return nil, nil, err
+	}
+	stream, err := syncer.StartSyncGTID(set)
+	if err != nil {
+		syncer.Close()
+		return nil, nil, err
+	}
+	return stream, syncer.Close, nil
+}
+
 // quietLog keeps go-mysql's connection chatter out of the report.
 var quietLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
@@ -296,22 +319,12 @@ func waitRelay(ctx context.Context, r replica, to int64) error {
 // decode is the baseline under the producer: go-mysql reading and decoding
 // the backlog's binlog events, nothing else. It returns the row changes.
 func (s *stack) decode(ctx context.Context, from, to int64) (int64, time.Duration, error) {
-	host, port, _ := strings.Cut(s.cfg.Primary.Address, ":")
-	p, _ := strconv.Atoi(port)
-	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID: 4499, Flavor: gomysql.MariaDBFlavor, Host: host, Port: uint16(p), User: s.cfg.Primary.User,
-		Password: s.cfg.Primary.Password, TimestampStringLocation: time.UTC, Logger: quietLog,
-	})
-	defer syncer.Close()
-	set, err := gomysql.ParseMariadbGTIDSet(fmt.Sprintf("0-1-%d", from))
-	if err != nil {
-		return 0, 0, err
-	}
 	start := time.Now()
-	stream, err := syncer.StartSyncGTID(set)
+	stream, closeSyncer, err := binlogFrom(s.cfg, 4499, from)
 	if err != nil {
 		return 0, 0, err
 	}
+	defer closeSyncer()
 	var rows int64
 	var seq uint64
 	for {

@@ -52,6 +52,13 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "follow" {
+		if err := follow(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench follow:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	flag.StringVar(&o.dev, "dev", ".dev/bench", "the stack's folder (binaries in bin/, one folder per service)")
 	flag.StringVar(&o.config, "config", "scripts/bench.yaml", "the services' config")
@@ -129,6 +136,10 @@ func run(ctx context.Context, o options, log *slog.Logger) (*results, error) {
 	log.Info("end-to-end lag at a steady rate, beside the serial replica", "txn_per_s", o.lagRate, "for", o.lagTime)
 	if err := s.lag(ctx, res); err != nil {
 		return nil, fmt.Errorf("lag phase: %w", err)
+	}
+	log.Info("the floor: what receiving alone costs, beside the pipeline", "txn_per_s", o.lagRate, "for", min(time.Minute, o.lagTime))
+	if err := s.floor(ctx, res); err != nil {
+		return nil, fmt.Errorf("floor phase: %w", err)
 	}
 	log.Info("catch-up after a stop, beside the serial replica", "txn_per_s", o.lagRate, "stopped_for", o.stopFor)
 	if err := s.catchUpAfterStop(ctx, res); err != nil {

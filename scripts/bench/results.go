@@ -23,13 +23,18 @@ type results struct {
 	lagTime                          time.Duration
 	cpuPer1000                       map[string]float64
 
+	// the floor phase: the same, with the followers (floor.go) beside
+	floorTime    time.Duration
+	floorRate    float64
+	floorPer1000 map[string]float64
+
 	catchUp, nativeCatchUp time.Duration
 
 	wan []wanResult // with --wan
 }
 
 func newResults() *results {
-	return &results{samples: map[string][]float64{}, rssKB: map[string]int64{}, cpuPer1000: map[string]float64{}}
+	return &results{samples: map[string][]float64{}, rssKB: map[string]int64{}, cpuPer1000: map[string]float64{}, floorPer1000: map[string]float64{}}
 }
 
 func (r *results) add(name string, v float64) { r.samples[name] = append(r.samples[name], v) }
@@ -103,6 +108,11 @@ func (r *results) print(w io.Writer, o options) {
 	}
 	fmt.Fprintf(w, "CPU s per 1,000 primary transactions: lockstep %.2f (%s) vs the native replica server %.2f; the broker %.2f beside, not counted\n",
 		lockstepCPU, strings.Join(cpu, ", "), r.cpuPer1000["replica"], r.cpuPer1000["broker"])
+	f := r.floorPer1000
+	floor := f["standby"] + f["binlog"] + f["primary-log"] + f["standby-log"]
+	fmt.Fprintf(w, "the floor, over %s at %.0f txn/s beside the pipeline: receiving alone costs, per 1,000 primary transactions, go-mysql the binlog %.3f, franz-go the primary log %.3f and the standby log %.3f; with the standby server's %.3f, %.3f s against the native replica server's %.3f in the same phase (lockstep's services there: producer %.2f, storage-applier %.2f, cache-applier %.2f)\n",
+		r.floorTime.Round(time.Second), r.floorRate, f["binlog"], f["primary-log"], f["standby-log"], f["standby"], floor, f["replica"],
+		f["producer"], f["storage-applier"], f["cache-applier"])
 	fmt.Fprintf(w, "catch-up after %s stopped under the same load, until under 1 s behind: lockstep standby %.1f s, native replica %.1f s\n",
 		o.stopFor, r.catchUp.Seconds(), r.nativeCatchUp.Seconds())
 	var peak int64
@@ -127,12 +137,12 @@ func (r *results) print(w io.Writer, o options) {
 	if len(r.samples["cache_cluster"]) > 0 {
 		clusterRatio = fmt.Sprintf(" cache_cluster_vs_hset=%.2f", ratio(median(r.samples["cache_cluster"]), median(r.samples["hset_cluster"])))
 	}
-	fmt.Fprintf(w, "\nRESULT apply_vs_native=%.2f producer_rows_per_s=%.0f producer_vs_decode=%.2f cache_vs_hset=%.2f lag_p50_ms=%.0f lag_p99_ms=%.0f lag_max_ms=%.0f native_lag_p99_ms=%.0f lag_vs_native=%.2f lag_txn_per_s=%.0f catchup_s=%.1f native_catchup_s=%.1f catchup_vs_native=%.2f cpu_vs_native=%.2f peak_rss_mb=%d%s\n",
+	fmt.Fprintf(w, "\nRESULT apply_vs_native=%.2f producer_rows_per_s=%.0f producer_vs_decode=%.2f cache_vs_hset=%.2f lag_p50_ms=%.0f lag_p99_ms=%.0f lag_max_ms=%.0f native_lag_p99_ms=%.0f lag_vs_native=%.2f lag_txn_per_s=%.0f catchup_s=%.1f native_catchup_s=%.1f catchup_vs_native=%.2f cpu_vs_native=%.2f floor_cpu_vs_native=%.2f peak_rss_mb=%d%s\n",
 		applyVsNative, median(r.samples["producer"]),
 		ratio(median(r.samples["producer"]), median(r.samples["decode"])), ratio(median(r.samples["cache"]), median(r.samples["hset"])),
 		quantile(r.cacheLag, .5), quantile(r.cacheLag, .99), quantile(r.cacheLag, 1), nativeP99, ratio(quantile(r.cacheLag, .99), nativeP99), r.lagRate,
 		r.catchUp.Seconds(), r.nativeCatchUp.Seconds(), ratio(r.catchUp.Seconds(), r.nativeCatchUp.Seconds()),
-		ratio(lockstepCPU, r.cpuPer1000["replica"]), peak/1024, clusterRatio)
+		ratio(lockstepCPU, r.cpuPer1000["replica"]), ratio(floor, f["replica"]), peak/1024, clusterRatio)
 }
 
 func ratio(a, b float64) float64 {
