@@ -78,6 +78,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 	a := newCacheApplier(cfg, rdb, log, newHooks(cfg.Cache.Hook, hook, log))
 	a.marks = newWatermarks(cfg.Cache.Group, opts, cfg.Redis.Cluster)
 	a.evictionChecked = time.Now() // by openRedis
+	if cfg.Cache.WaitReplicas > 0 {
+		few, err := a.w.fewReplicas(ctx)
+		if err != nil {
+			return classifyRedis(err)
+		}
+		if len(few) > 0 {
+			log.Warn("Redis masters have fewer replicas connected than cache.wait_replicas asks for: no batch they take is committed until more connect; check their replicas, or lower cache.wait_replicas",
+				"masters", strings.Join(few, ", "), "wait_replicas", cfg.Cache.WaitReplicas)
+		}
+	}
 	defer a.rebuild.close()
 	if err := a.rebuild.checkRules(ctx, nil); err != nil {
 		return err

@@ -71,23 +71,23 @@ func evicts(maxmemory int64, policy string) bool {
 
 // memorySettings reads maxmemory and maxmemory_policy from INFO memory.
 func memorySettings(info string) (maxmemory int64, policy string, err error) {
-	found := 0
-	for line := range strings.Lines(info) {
-		name, value, ok := strings.Cut(strings.TrimSpace(line), ":")
-		switch {
-		case !ok:
-		case name == "maxmemory":
-			if maxmemory, err = strconv.ParseInt(value, 10, 64); err != nil {
-				return 0, "", fmt.Errorf("maxmemory %q: %w", value, err)
-			}
-			found++
-		case name == "maxmemory_policy":
-			policy = value
-			found++
-		}
-	}
-	if found != 2 {
+	value, ok := infoValue(info, "maxmemory")
+	policy, ok2 := infoValue(info, "maxmemory_policy")
+	if !ok || !ok2 {
 		return 0, "", fmt.Errorf("no maxmemory and maxmemory_policy in it")
 	}
+	if maxmemory, err = strconv.ParseInt(value, 10, 64); err != nil {
+		return 0, "", fmt.Errorf("maxmemory %q: %w", value, err)
+	}
 	return maxmemory, policy, nil
+}
+
+// infoValue is the value of the line "name:value" of an INFO reply.
+func infoValue(info, name string) (string, bool) {
+	for line := range strings.Lines(info) {
+		if n, value, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && n == name {
+			return value, true
+		}
+	}
+	return "", false
 }

@@ -210,6 +210,38 @@ func (w *writer) waited(wait *redis.Cmd) error {
 	return nil
 }
 
+// fewReplicas lists the masters with fewer replicas connected than the
+// writer waits for, each with how many it has: WAIT cannot be met on them
+// until more connect, and every batch they take is written again until
+// then. A master whose INFO is refused is not listed (checkEviction warns
+// about it).
+func (w *writer) fewReplicas(ctx context.Context) ([]string, error) {
+	var mu sync.Mutex
+	var few []string
+	err := redisconn.EachMaster(ctx, w.rdb, func(ctx context.Context, m *redis.Client) error {
+		info, err := m.Info(ctx, "replication").Result()
+		if err != nil && strings.HasPrefix(err.Error(), "NOPERM") {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read the replicas of Redis %s: %w", m.Options().Addr, err)
+		}
+		v, _ := infoValue(info, "connected_slaves")
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("INFO replication of Redis %s: connected_slaves %q", m.Options().Addr, v)
+		}
+		if n < w.waitReplicas {
+			mu.Lock()
+			few = append(few, fmt.Sprintf("%s (%d connected)", m.Options().Addr, n))
+			mu.Unlock()
+		}
+		return nil
+	})
+	slices.Sort(few)
+	return few, err
+}
+
 // perMaster writes the ops of each master in a pipeline of its own on one
 // connection to it, so that the WAIT at its end waits for these writes.
 func (w *writer) perMaster(ctx context.Context, ops []op) (int, error) {
@@ -217,6 +249,9 @@ func (w *writer) perMaster(ctx context.Context, ops []op) (int, error) {
 	var mu sync.Mutex
 	err := splitByMaster(ctx, w.rdb, ops, func(o op) string { return o.key }, func(m *redis.Client, ops []op) error {
 		n, err := w.pipeline(ctx, m.Pipeline(), ops)
+		if err != nil {
+			err = fmt.Errorf("Redis master %s: %w", m.Options().Addr, err)
+		}
 		mu.Lock()
 		applied += n
 		mu.Unlock()

@@ -2,11 +2,17 @@ package cacheapply
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/lockstep-dr/lockstep/cache"
+	"github.com/lockstep-dr/lockstep/internal/redisconn"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -157,5 +163,34 @@ func TestFloorOfEveryMarker(t *testing.T) {
 		if got, err := parseFloor(bad); err == nil {
 			t.Errorf("parseFloor(%q) = %q, want an error", bad, got)
 		}
+	}
+}
+
+// The masters with fewer replicas connected than cache.wait_replicas asks
+// for are named with how many they have: the single test Redis has none,
+// each master of the test cluster one.
+func TestFewReplicasAreNamed(t *testing.T) {
+	ctx := context.Background()
+	single := testenv.New(t)
+	w := &writer{rdb: single.Redis, waitReplicas: 1}
+	few, err := w.fewReplicas(ctx)
+	if want := single.Cfg.Redis.Address + " (0 connected)"; err != nil || len(few) != 1 || few[0] != want {
+		t.Fatalf("fewReplicas on a Redis without replicas = %q, %v; want [%s]", few, err, want)
+	}
+
+	cluster := testenv.NewOnCluster(t)
+	var masters atomic.Int32 // EachMaster calls concurrently
+	if err := redisconn.EachMaster(ctx, cluster.Redis, func(context.Context, *redis.Client) error { masters.Add(1); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	w = &writer{rdb: cluster.Redis, waitReplicas: 1}
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		few, err := w.fewReplicas(ctx)
+		return err == nil && len(few) == 0, fmt.Sprintf("fewReplicas(1) on a cluster with a replica per master = %q, %v; want none", few, err)
+	})
+	w.waitReplicas = 2
+	few, err = w.fewReplicas(ctx)
+	if err != nil || len(few) != int(masters.Load()) || !strings.HasSuffix(few[0], " (1 connected)") {
+		t.Fatalf("fewReplicas(2) on a cluster with a replica per master = %q, %v; want each of its %d masters, with 1 connected", few, err, masters.Load())
 	}
 }
