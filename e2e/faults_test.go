@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"syscall"
@@ -482,4 +483,48 @@ func TestTopicsThatWentBackStopTheServices(t *testing.T) {
 	mustContain(t, applier.waitExit(30*time.Second), "topic "+e.Cfg.Kafka.PrimaryTopic+" partition 0 went back", "but the topic ends at 0", "Nothing was applied")
 	cache := start(t, p.cfgPath, "cache-applier")
 	mustContain(t, cache.waitExit(30*time.Second), "topic "+e.Cfg.Kafka.StandbyTopic+" went back below the committed position", "starts over at 0", "Nothing was applied")
+}
+
+// A full Redis (its maxmemory reached, under noeviction) refuses the
+// cache's writes with OOM. The cache-applier keeps the batch, commits no
+// offset past it and tries again; once memory is freed it writes on, and
+// the cache equals the standby: nothing was skipped while Redis refused.
+func TestAFullRedisHoldsTheCacheBackAndLosesNothing(t *testing.T) {
+	e := testenv.NewOnOwnRedis(t, "--maxmemory-policy", "noeviction")
+	withRules(e)
+	p := caughtUp(t, e, 20)
+	ctx := context.Background()
+	watermarked(t, e) // its last batch's offsets are committed
+	adm := admin(t, e)
+	before, err := adm.FetchOffsets(ctx, e.Cfg.Cache.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Redis full: its limit below what it holds, so that it refuses every
+	// write, as one grown past its limit does.
+	if err := e.Redis.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	writeBatch(t, e, 20, 200)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		n := testenv.Count(t, e.Standby, e.DB+".users")
+		return n == 220, fmt.Sprintf("the standby holds %d users of 220", n)
+	})
+	p.cacheApplier.waitLog("OOM command not allowed")
+	after, err := adm.FetchOffsets(ctx, e.Cfg.Cache.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(before.KOffsets()[e.Cfg.Kafka.StandbyTopic], after.KOffsets()[e.Cfg.Kafka.StandbyTopic]) {
+		t.Fatalf("offsets committed while Redis refused every write: %v, before the writes %v", after.KOffsets(), before.KOffsets())
+	}
+	if n := e.Redis.Exists(ctx, e.Cfg.Cache.KeyPrefix+"user:219").Val(); n != 0 {
+		t.Fatal("user:219 is in the full Redis")
+	}
+
+	if err := e.Redis.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	consistent(t, e, 60*time.Second)
 }

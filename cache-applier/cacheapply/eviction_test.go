@@ -3,11 +3,7 @@ package cacheapply
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,7 +52,7 @@ func TestMemorySettings(t *testing.T) {
 // when the user may not run INFO.
 func TestARedisThatMayEvictIsRefused(t *testing.T) {
 	ctx := context.Background()
-	addr := privateRedis(t, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+	addr := testenv.OwnRedis(t, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
 	admin := redis.NewClient(&redis.Options{Addr: addr})
 	defer admin.Close()
 	open := func(cfg *config.Config) (string, error) {
@@ -120,36 +116,4 @@ func TestARedisThatMayEvictIsRefused(t *testing.T) {
 	if logged, err := open(cfg); err != nil || !strings.Contains(logged, "grant the Redis user +info") {
 		t.Errorf("as a user without +info: %v, logged %q; want it taken with a warning naming +info", err, logged)
 	}
-}
-
-// privateRedis starts a redis-server of the test's own with args, on a free
-// loopback port, for settings the shared test Redis must not take.
-func privateRedis(t *testing.T, args ...string) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server (scripts/lib.sh installs it): %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	cmd := exec.Command(bin, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	addr := "127.0.0.1:" + port
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
-		err := c.Ping(context.Background()).Err()
-		return err == nil, "the private redis-server does not answer: " + fmt.Sprint(err)
-	})
-	return addr
 }

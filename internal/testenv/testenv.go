@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -242,6 +243,42 @@ func NewOwnSites(t testing.TB) *Env {
 	e := build(t, pAddr, sAddr, rAddr, nil, func(*config.Config) {})
 	e.ownPrimary = env
 	return e
+}
+
+// NewOnOwnRedis is New with a Redis of the test's own, started with args
+// (settings the shared one must not take while other packages use it).
+func NewOnOwnRedis(t testing.TB, args ...string) *Env {
+	t.Helper()
+	pAddr, sAddr, _ := Servers(t)
+	return build(t, pAddr, sAddr, OwnRedis(t, args...), nil, func(*config.Config) {})
+}
+
+// OwnRedis starts a redis-server of the test's own with args, on a free
+// port, without persistence, and returns its address; it is killed when
+// the test ends.
+func OwnRedis(t testing.TB, args ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server (scripts/lib.sh installs it): %v", err)
+	}
+	port := strconv.Itoa(FreePorts(t, 1)[0])
+	cmd := exec.Command(bin, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	addr := "127.0.0.1:" + port
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	Eventually(t, 10*time.Second, func() (bool, string) {
+		err := c.Ping(context.Background()).Err()
+		return err == nil, "the test's own redis-server does not answer: " + fmt.Sprint(err)
+	})
+	return addr
 }
 
 // OwnServer starts a server of the test's own as scripts/lib.sh starts a
