@@ -26,7 +26,7 @@ func checkEviction(ctx context.Context, rdb redis.UniversalClient, allow bool, l
 	var evicting, unread []string
 	err := redisconn.EachNode(ctx, rdb, func(ctx context.Context, c *redis.Client) error {
 		info, err := c.Info(ctx, "memory").Result()
-		if err != nil && strings.HasPrefix(err.Error(), "NOPERM") {
+		if infoRefused(err) {
 			mu.Lock()
 			unread = append(unread, c.Options().Addr)
 			mu.Unlock()
@@ -80,6 +80,11 @@ func memorySettings(info string) (maxmemory int64, policy string, err error) {
 		return 0, "", fmt.Errorf("maxmemory %q: %w", value, err)
 	}
 	return maxmemory, policy, nil
+}
+
+// infoRefused says whether INFO failed for the ACL user's lack of +info.
+func infoRefused(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOPERM")
 }
 
 // infoValue is the value of the line "name:value" of an INFO reply.

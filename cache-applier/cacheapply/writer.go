@@ -220,7 +220,7 @@ func (w *writer) fewReplicas(ctx context.Context) ([]string, error) {
 	var few []string
 	err := redisconn.EachMaster(ctx, w.rdb, func(ctx context.Context, m *redis.Client) error {
 		info, err := m.Info(ctx, "replication").Result()
-		if err != nil && strings.HasPrefix(err.Error(), "NOPERM") {
+		if infoRefused(err) {
 			return nil
 		}
 		if err != nil {
