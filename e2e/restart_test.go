@@ -141,12 +141,18 @@ func assertRepublished(t *testing.T, e *testenv.Env, want func(offset int64) int
 		if err != nil {
 			t.Fatal(err)
 		}
+		data[r.Offset] = true
+		if rec.Op == schemas.OpPosition {
+			// No row: the producer marks where it is when the binlog
+			// moves on without the test's tables (other tests' writes),
+			// and on MySQL every mark names the set's first GTID.
+			continue
+		}
 		id := fmt.Sprintf("%s#%d", rec.Txn.GTID, rec.Txn.Index)
 		if first, ok := seen[id]; ok {
 			t.Fatalf("row %s published twice to the primary log, at offsets %d and %d", id, first, r.Offset)
 		}
 		seen[id] = r.Offset
-		data[r.Offset] = true
 	}
 	got := make(map[int64]int)
 	for _, r := range records(t, e, e.Cfg.Kafka.StandbyTopic) {
