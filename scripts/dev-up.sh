@@ -18,8 +18,25 @@ for arg in "$@"; do
 	esac
 done
 
+# What the stack in $DEV is: "only what is not running is started" must not
+# leave a stack of another shape running under the one asked for (a demo on
+# MySQL that ran on the MariaDB still up, services on the single Redis
+# while the cluster was asked for).
+shape="flavor=$FLAVOR redis=$REDIS_MODE wan=${WAN_SHAPE:-none}"
+if [ -f "$DEV/shape" ] && [ "$(cat "$DEV/shape")" != "$shape" ]; then
+	was="$(cat "$DEV/shape")"
+	if [ "${was%% *}" != "flavor=$FLAVOR" ]; then
+		die "$DEV holds a stack of $was, and $shape is asked for: its databases are the other server's; scripts/dev-down.sh, then rm -rf $DEV for a fresh start"
+	fi
+	for pid in "$DEV"/*/*.pid "$DEV"/redis-cluster/*/*.pid; do
+		if alive "$pid"; then
+			die "the dev stack runs with $was, and $shape is asked for: scripts/dev-down.sh first (it keeps the data), then this again"
+		fi
+	done
+fi
 ensure_packages
 mkdir -p "$DEV"
+echo "$shape" >"$DEV/shape"
 start_primary
 start_standby
 start_redis
