@@ -107,9 +107,7 @@ func (s *stack) floor(ctx context.Context, res *results) error {
 		return err
 	}
 	res.floorTime, res.floorRate = d, float64(to-from)/d.Seconds()
-	for name, v := range cpu1 {
-		res.floorPer1000[name] = (v - cpu0[name]) / float64(to-from) * 1000
-	}
+	res.floorPer1000 = per1000(cpu0, cpu1, float64(to-from))
 	return nil
 }
 

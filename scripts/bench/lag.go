@@ -71,9 +71,7 @@ func (s *stack) lag(ctx context.Context, res *results) error {
 	}
 	txns := float64(to - from - int64(p.sent()))
 	res.lagRate = txns / res.lagTime.Seconds()
-	for name, v := range cpu1 {
-		res.cpuPer1000[name] = (v - cpu0[name]) / txns * 1000
-	}
+	res.cpuPer1000 = per1000(cpu0, cpu1, txns)
 	// What is on its way still arrives, or counts as probeLimit.
 	if err := p.finish(ctx); err != nil {
 		return err
@@ -391,6 +389,16 @@ func (s *stack) cpu() (map[string]float64, error) {
 		out[name] = v
 	}
 	return out, nil
+}
+
+// per1000 is the CPU seconds each process spent between two readings of
+// cpu, per 1,000 of the txns transactions committed between them.
+func per1000(before, after map[string]float64, txns float64) map[string]float64 {
+	out := make(map[string]float64, len(after))
+	for name, v := range after {
+		out[name] = (v - before[name]) / txns * 1000
+	}
+	return out
 }
 
 // cpuSeconds is a process's user and system time, from /proc (in clock

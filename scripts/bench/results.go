@@ -34,7 +34,7 @@ type results struct {
 }
 
 func newResults() *results {
-	return &results{samples: map[string][]float64{}, rssKB: map[string]int64{}, cpuPer1000: map[string]float64{}, floorPer1000: map[string]float64{}}
+	return &results{samples: map[string][]float64{}, rssKB: map[string]int64{}}
 }
 
 func (r *results) add(name string, v float64) { r.samples[name] = append(r.samples[name], v) }
