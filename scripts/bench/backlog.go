@@ -106,7 +106,8 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 	if err != nil {
 		return err
 	}
-	// CPU per transaction: what bounds the apply on a shared box.
+	// CPU per transaction, with the standby server and the broker under
+	// the storage-applier: on a shared box their sum bounds the apply.
 	if cpu0, err = s.cpu(); err != nil {
 		return err
 	}
@@ -121,6 +122,7 @@ func (s *stack) backlog(ctx context.Context, res *results) error {
 	per1000 := func(name string) float64 { return (cpu1[name] - cpu0[name]) / float64(to-from) * 1000 }
 	res.add("cpu_apply", per1000("storage-applier"))
 	res.add("cpu_standby", per1000("standby"))
+	res.add("cpu_apply_broker", per1000("broker"))
 
 	for _, r := range s.replicas {
 		start := func() error {

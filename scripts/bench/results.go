@@ -77,6 +77,7 @@ var rows = []struct{ name, what, unit string }{
 	{"cpu_native", "  CPU of the serial replica server", "s/1k txn"},
 	{"cpu_standby", "  CPU of lockstep's standby server", "s/1k txn"},
 	{"cpu_apply", "  CPU of the storage-applier", "s/1k txn"},
+	{"cpu_apply_broker", "  CPU of the broker under the storage-applier", "s/1k txn"},
 	{"cpu_cache", "  CPU of the cache-applier", "µs/row"},
 	{"cpu_cache_redis", "  CPU of Redis under the cache-applier", "µs/row"},
 	{"cpu_cache_broker", "  CPU of the broker under the cache-applier", "µs/row"},
