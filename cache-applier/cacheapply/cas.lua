@@ -23,15 +23,18 @@ for i = 1, #KEYS, 2 do
   end
   if not cur or cur < version or (cur == version and snap == '1') then
     applied = applied + 1
-    redis.call('DEL', key)
     if mode == 'd' then
+      redis.call('DEL', key)
       redis.call('SET', vkey, version, 'EX', tomb)
     else
       if mode == 'h' then
+        -- the row replaces the hash whole: a column now NULL has no field
+        redis.call('DEL', key)
         if n >= 2 then
           redis.call('HSET', key, unpack(ARGV, p, p + n - 1))
         end
       else
+        -- SET replaces a value of any type, and its TTL
         redis.call('SET', key, ARGV[p])
       end
       if ttl > 0 then

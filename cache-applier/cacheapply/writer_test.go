@@ -75,6 +75,44 @@ func TestOlderVersionNeverOverwritesNewer(t *testing.T) {
 	}
 }
 
+// A write replaces the key's value whole: a hash loses the fields of
+// columns now NULL, a string takes the place of a hash (a rule's format
+// changed) and drops the TTL the value had, and a hash with a TTL gets it.
+func TestAWriteReplacesTheValueWhole(t *testing.T) {
+	e := testenv.New(t)
+	ctx := context.Background()
+	w := &writer{rdb: e.Redis, tombstoneTTL: time.Hour}
+	key := e.Cfg.Cache.KeyPrefix + "user:2"
+	expiry := func() string {
+		if e.Redis.TTL(ctx, key).Val() > 0 {
+			return "expires"
+		}
+		return "stays"
+	}
+	hash := func() string { return fmt.Sprint(e.Redis.HGetAll(ctx, key).Val(), " ", expiry()) }
+	str := func() string { return e.Redis.Get(ctx, key).Val() + " " + expiry() }
+	steps := []struct {
+		what string
+		op   op
+		read func() string
+		want string
+	}{
+		{"a hash of two fields", op{mode: modeHash, ttl: time.Minute, payload: []any{"name", "ann", "email", "a@x"}}, hash, "map[email:a@x name:ann] expires"},
+		{"its email now NULL", op{mode: modeHash, ttl: time.Minute, payload: []any{"name", "ann"}}, hash, "map[name:ann] expires"},
+		{"as JSON, without a TTL", op{mode: modeString, payload: []any{`{"name":"ann"}`}}, str, `{"name":"ann"} stays`},
+		{"as a hash again", op{mode: modeHash, payload: []any{"name", "bob"}}, hash, "map[name:bob] stays"},
+	}
+	for i, s := range steps {
+		s.op.key, s.op.version = key, schemas.FormatVersion(0, int64(i+1))
+		if n, err := w.write(ctx, []op{s.op}); err != nil || n != 1 {
+			t.Fatalf("%s: applied %d, %v", s.what, n, err)
+		}
+		if got := s.read(); got != s.want {
+			t.Fatalf("%s: Redis holds %s, want %s", s.what, got, s.want)
+		}
+	}
+}
+
 // Redis forgets its scripts on restart; the writer loads the script again.
 func TestWriterReloadsScriptAfterFlush(t *testing.T) {
 	e := testenv.New(t)
