@@ -121,17 +121,35 @@ func keysBySlot(t *testing.T, e *testenv.Env) map[string]int {
 // started again. With cache.wait_replicas: 1 the cache-applier committed no
 // offset before the replica held the batch: nothing is lost, nothing to
 // repair. With 0 the writes are lost (the same run without watermarks left
-// 208 keys missing), and the watermarks find and repair them. The cache
-// equals the standby either way.
+// 208 keys missing), and the watermarks find and repair them, also on a
+// master whose slots resharding scattered so that it holds none of the
+// watermark keys spread over the slots. The cache equals the standby
+// either way.
 func TestRedisMasterKilledAfterWritesItsReplicaMissed(t *testing.T) {
-	for _, wait := range []int{1, 0} {
-		t.Run(fmt.Sprintf("wait_replicas=%d", wait), func(t *testing.T) {
+	for _, c := range []struct {
+		wait      int
+		scattered bool
+	}{{1, false}, {0, false}, {0, true}} {
+		name := fmt.Sprintf("wait_replicas=%d", c.wait)
+		if c.scattered {
+			name += ",slots_scattered"
+		}
+		t.Run(name, func(t *testing.T) {
+			wait := c.wait
 			e := testenv.NewOnClusterAlone(t)
 			withRules(e)
 			e.Cfg.Cache.WaitReplicas, e.Cfg.Cache.WaitTimeout = wait, 300*time.Millisecond
+			// the victim: the master of a key not on a spread key's slot
+			victimKey := e.Cfg.Cache.KeyPrefix + "user:1"
+			for id := 2; cache.Slot(victimKey)%spreadStep == 0; id++ {
+				victimKey = fmt.Sprintf("%suser:%d", e.Cfg.Cache.KeyPrefix, id)
+			}
+			if c.scattered {
+				scatter(t, e, victimKey)
+			}
 			p := caughtUp(t, e, 20)
 
-			master, replica := e.MasterAndReplica(t, e.Cfg.Cache.KeyPrefix+"user:1")
+			master, replica := e.MasterAndReplica(t, victimKey)
 			signal(t, replica.PID, syscall.SIGSTOP)
 			continued := false
 			t.Cleanup(func() {
@@ -191,6 +209,85 @@ func TestRedisMasterKilledAfterWritesItsReplicaMissed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// spreadStep is how many slots apart the cache-applier's spread watermark
+// keys are (cacheapply.watermarkKeys of them).
+const spreadStep = cache.Slots / 64
+
+// scatter moves away from the master of key, to another master, every slot
+// of its that is a multiple of spreadStep, keys and all (CLUSTER SETSLOT
+// and MIGRATE, as redis-cli does slot by slot): what resharding can leave,
+// a master of many slots none of which holds a spread watermark key.
+func scatter(t *testing.T, e *testenv.Env, key string) {
+	t.Helper()
+	ctx := context.Background()
+	victim, err := redisconn.MasterFor(ctx, e.Redis, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victimID, err := victim.Do(ctx, "CLUSTER", "MYID").Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, err := e.Redis.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var to redis.ClusterNode
+	for _, s := range shards {
+		if s.Nodes[0].ID != victimID {
+			to = s.Nodes[0]
+		}
+	}
+	if to.ID == "" {
+		t.Fatal("the test cluster has one master serving slots, want 2 or more")
+	}
+	target := redis.NewClient(&redis.Options{Addr: to.Addr})
+	defer target.Close()
+	host, port, _ := strings.Cut(to.Addr, ":")
+	do := func(c *redis.Client, args ...any) {
+		t.Helper()
+		if err := c.Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("%v on %s: %v", args, c.Options().Addr, err)
+		}
+	}
+	moved := 0
+	for _, s := range shards {
+		if s.Nodes[0].ID != victimID {
+			continue
+		}
+		for slot := (s.Start + spreadStep - 1) / spreadStep * spreadStep; slot <= s.End; slot += spreadStep {
+			do(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", victimID)
+			do(victim, "CLUSTER", "SETSLOT", slot, "MIGRATING", to.ID)
+			for {
+				keys, err := victim.ClusterGetKeysInSlot(ctx, slot, 100).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(keys) == 0 {
+					break
+				}
+				args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+				for _, k := range keys {
+					args = append(args, k)
+				}
+				do(victim, args...)
+			}
+			do(target, "CLUSTER", "SETSLOT", slot, "NODE", to.ID)
+			do(victim, "CLUSTER", "SETSLOT", slot, "NODE", to.ID)
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatalf("master %s holds no slot that is a multiple of %d", victim.Options().Addr, spreadStep)
+	}
+	seed := e.Cfg.Redis.Addresses()[0]
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		out, err := exec.Command("redis-cli", "--cluster", "check", seed).CombinedOutput()
+		return err == nil, string(out)
+	})
+	e.Redis.(*redis.ClusterClient).ReloadState(ctx)
 }
 
 func signal(t *testing.T, pid int, sig syscall.Signal) {

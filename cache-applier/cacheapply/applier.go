@@ -224,7 +224,7 @@ func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic str
 	}
 	if gone {
 		a.log.Warn("Redis lost its data, or a master of it did (a watermark of the cache is gone): the cache is rebuilt from the standby")
-		a.marks.seen = false
+		a.marks.forget()
 		return a.w.rdb.Del(ctx, markerKey(a.rebuild.cfg.Cache.Group)).Err()
 	}
 	if len(from) == 0 {

@@ -3,7 +3,9 @@ package cacheapply
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -17,40 +19,121 @@ import (
 // persistence, AOF fsynced every second), and nothing would bring them back
 // until their rows change again. Watermarks find such losses: after every
 // batch, before its offsets are committed, the cache-applier writes to a key
-// (on a cluster, to keys spread over the slots) the standby-log offset, per
-// partition it owns, below which Redis holds every write. A server executes,
-// replicates and persists them after the batch's writes, so a node, a
-// snapshot or a file that holds a watermark holds everything below it.
+// (on a cluster, to keys spread over the slots, and one on each master they
+// miss) the standby-log offset, per partition it owns, below which Redis
+// holds every write. A server executes, replicates and persists them after
+// the batch's writes, so a node, a snapshot or a file that holds a
+// watermark holds everything below it.
 // Before each batch they are read back: one below the committed offset shows
 // writes lost, and the standby log is replayed from there through the
 // version guard; one this process wrote and that is gone shows a server that
 // lost all its data, and the cache is rebuilt from the standby.
 
 // watermarkKeys is how many keys hold watermarks on a cluster, one every
-// cache.Slots/watermarkKeys slots: every master of at least that many
-// contiguous slots holds one. Resharding moves them with their slots.
-const watermarkKeys = 64
+// spreadStep slots: every master of at least that many contiguous slots
+// holds one. Resharding moves them with their slots.
+const (
+	watermarkKeys = 64
+	spreadStep    = cache.Slots / watermarkKeys
+)
+
+// refit is how often the watermarks are fitted to a cluster's slots again.
+const refit = time.Second
 
 type watermarks struct {
+	group string
+	// spread: on a cluster, watermarkKeys keys spread over the slots; on a
+	// single Redis, the one key.
+	spread []string
+	// keys: spread, and on a cluster one more on each master that holds
+	// none of them (its slots are few, or scattered by resharding), at its
+	// lowest slot.
 	keys []string
-	// seen: this process wrote the keys (since the last rebuild).
-	seen bool
+	// written: the keys this process wrote (since the last rebuild).
+	written map[string]bool
+	fitted  time.Time
 	// opts reach Kafka, for the replay of lost writes.
 	opts []kgo.Opt
 }
 
 // newWatermarks are the watermarks of a cache-applier group: one key on a
-// single Redis, watermarkKeys on a cluster.
+// single Redis, watermarkKeys on a cluster until fit adds those of masters
+// they miss.
 func newWatermarks(group string, opts []kgo.Opt, cluster bool) *watermarks {
-	m := &watermarks{opts: opts}
+	m := &watermarks{group: group, opts: opts, written: make(map[string]bool)}
 	n := 1
 	if cluster {
 		n = watermarkKeys
 	}
 	for i := range n {
-		m.keys = append(m.keys, "lockstep:wm:"+group+":{"+cache.SlotTag(i*cache.Slots/watermarkKeys)+"}")
+		m.spread = append(m.spread, m.key(i*spreadStep))
 	}
+	m.keys = m.spread
 	return m
+}
+
+func (m *watermarks) key(slot int) string {
+	return "lockstep:wm:" + m.group + ":{" + cache.SlotTag(slot) + "}"
+}
+
+// fit gives every master of a cluster a watermark key, once refit has
+// passed since the last time. A key no master needs any more is deleted:
+// left behind, its old offsets would read as writes lost once its slot was
+// a master's lowest again.
+func (m *watermarks) fit(ctx context.Context, rdb redis.UniversalClient) error {
+	c, ok := rdb.(*redis.ClusterClient)
+	if !ok || time.Since(m.fitted) < refit {
+		return nil
+	}
+	shards, err := c.ClusterSlots(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("read the slots of the Redis Cluster: %w", err)
+	}
+	keys := slices.Clone(m.spread)
+	for _, slot := range unwatched(shards) {
+		keys = append(keys, m.key(slot))
+	}
+	for _, k := range m.keys {
+		if slices.Contains(keys, k) {
+			continue
+		}
+		if err := c.Del(ctx, k).Err(); err != nil {
+			return fmt.Errorf("delete the watermark %s no master needs: %w", k, err)
+		}
+		delete(m.written, k)
+	}
+	m.keys, m.fitted = keys, time.Now()
+	return nil
+}
+
+// unwatched are the lowest slots of the masters that hold no spread key,
+// in order.
+func unwatched(shards []redis.ClusterSlot) []int {
+	lowest := make(map[string]int)
+	watched := make(map[string]bool)
+	for _, s := range shards {
+		if len(s.Nodes) == 0 {
+			continue
+		}
+		master := s.Nodes[0].ID
+		if master == "" {
+			master = s.Nodes[0].Addr
+		}
+		if l, ok := lowest[master]; !ok || s.Start < l {
+			lowest[master] = s.Start
+		}
+		if (s.Start+spreadStep-1)/spreadStep*spreadStep <= s.End {
+			watched[master] = true
+		}
+	}
+	var slots []int
+	for master, slot := range lowest {
+		if !watched[master] {
+			slots = append(slots, slot)
+		}
+	}
+	slices.Sort(slots)
+	return slots
 }
 
 // write notes offsets (the next offset to read, per partition) on every
@@ -86,7 +169,9 @@ func (m *watermarks) write(ctx context.Context, w *writer, offsets map[int32]int
 	if err != nil {
 		return fmt.Errorf("write the cache's watermarks: %w", err)
 	}
-	m.seen = true
+	for _, k := range m.keys {
+		m.written[k] = true
+	}
 	return nil
 }
 
@@ -95,6 +180,9 @@ func (m *watermarks) write(ctx context.Context, w *writer, offsets map[int32]int
 // committed offset (empty: nothing lost); gone reports a watermark key this
 // process wrote that is not there any more.
 func (m *watermarks) lost(ctx context.Context, rdb redis.UniversalClient, committed map[int32]int64) (from map[int32]int64, gone bool, err error) {
+	if err := m.fit(ctx, rdb); err != nil {
+		return nil, false, err
+	}
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(m.keys))
 	for i, k := range m.keys {
@@ -104,10 +192,10 @@ func (m *watermarks) lost(ctx context.Context, rdb redis.UniversalClient, commit
 		return nil, false, fmt.Errorf("read the cache's watermarks: %w", err)
 	}
 	from = make(map[int32]int64)
-	for _, c := range cmds {
+	for i, c := range cmds {
 		marks := c.Val()
 		if len(marks) == 0 {
-			gone = gone || m.seen
+			gone = gone || m.written[m.keys[i]]
 			continue
 		}
 		for p, end := range committed {
@@ -126,6 +214,10 @@ func (m *watermarks) lost(ctx context.Context, rdb redis.UniversalClient, commit
 	}
 	return from, gone, nil
 }
+
+// forget is called once the cache is rebuilt: the keys written before are
+// gone with the rest of Redis's data.
+func (m *watermarks) forget() { clear(m.written) }
 
 // offsetsOf are the next offsets to read of topic's partitions, as kgo
 // reports them.
