@@ -222,14 +222,7 @@ const spreadStep = cache.Slots / 64
 func scatter(t *testing.T, e *testenv.Env, key string) {
 	t.Helper()
 	ctx := context.Background()
-	victim, err := redisconn.MasterFor(ctx, e.Redis, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victimID, err := victim.Do(ctx, "CLUSTER", "MYID").Text()
-	if err != nil {
-		t.Fatal(err)
-	}
+	victim, victimID := e.MasterOf(t, key)
 	shards, err := e.Redis.ClusterSlots(ctx).Result()
 	if err != nil {
 		t.Fatal(err)

@@ -509,9 +509,9 @@ type RedisNode struct {
 	Dir  string
 }
 
-// MasterAndReplica are the master that holds key in the test Redis Cluster
-// and its replica.
-func (e *Env) MasterAndReplica(t testing.TB, key string) (master, replica RedisNode) {
+// MasterOf is the master that holds key in the test Redis Cluster, and its
+// node id.
+func (e *Env) MasterOf(t testing.TB, key string) (*redis.Client, string) {
 	t.Helper()
 	ctx := context.Background()
 	m, err := redisconn.MasterFor(ctx, e.Redis, key)
@@ -522,8 +522,18 @@ func (e *Env) MasterAndReplica(t testing.TB, key string) (master, replica RedisN
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, id
+}
+
+// MasterAndReplica are the master that holds key in the test Redis Cluster
+// and its replica.
+func (e *Env) MasterAndReplica(t testing.TB, key string) (master, replica RedisNode) {
+	t.Helper()
+	ctx := context.Background()
+	m, id := e.MasterOf(t, key)
 	// A master failed over by an earlier test may still wait for one.
 	var lines []string
+	var err error
 	Eventually(t, 30*time.Second, func() (bool, string) {
 		lines, err = m.Do(ctx, "CLUSTER", "REPLICAS", id).StringSlice()
 		return err == nil && len(lines) > 0, fmt.Sprintf("the replicas of %s: %v %v", m.Options().Addr, lines, err)
