@@ -218,7 +218,9 @@ const spreadStep = cache.Slots / 64
 // scatter moves away from the master of key, to another master, every slot
 // of its that is a multiple of spreadStep, keys and all (CLUSTER SETSLOT
 // and MIGRATE, as redis-cli does slot by slot): what resharding can leave,
-// a master of many slots none of which holds a spread watermark key.
+// a master of many slots none of which holds a spread watermark key. A
+// master an earlier run scattered (the test runs again on MySQL, on the
+// same cluster) has none to move.
 func scatter(t *testing.T, e *testenv.Env, key string) {
 	t.Helper()
 	ctx := context.Background()
@@ -245,7 +247,6 @@ func scatter(t *testing.T, e *testenv.Env, key string) {
 			t.Fatalf("%v on %s: %v", args, c.Options().Addr, err)
 		}
 	}
-	moved := 0
 	for _, s := range shards {
 		if s.Nodes[0].ID != victimID {
 			continue
@@ -269,11 +270,7 @@ func scatter(t *testing.T, e *testenv.Env, key string) {
 			}
 			do(target, "CLUSTER", "SETSLOT", slot, "NODE", to.ID)
 			do(victim, "CLUSTER", "SETSLOT", slot, "NODE", to.ID)
-			moved++
 		}
-	}
-	if moved == 0 {
-		t.Fatalf("master %s holds no slot that is a multiple of %d", victim.Options().Addr, spreadStep)
 	}
 	seed := e.Cfg.Redis.Addresses()[0]
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
