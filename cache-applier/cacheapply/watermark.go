@@ -51,6 +51,8 @@ type watermarks struct {
 	keys []string
 	// written: the keys this process wrote (since the last rebuild).
 	written map[string]bool
+	// trusted: the keys whose offsets tell writes lost (see refit).
+	trusted map[string]bool
 	fitted  time.Time
 	// opts reach Kafka, for the replay of lost writes.
 	opts []kgo.Opt
@@ -60,7 +62,7 @@ type watermarks struct {
 // single Redis, watermarkKeys on a cluster until fit adds those of masters
 // they miss.
 func newWatermarks(group string, opts []kgo.Opt, cluster bool) *watermarks {
-	m := &watermarks{group: group, opts: opts, written: make(map[string]bool)}
+	m := &watermarks{group: group, opts: opts, written: make(map[string]bool), trusted: make(map[string]bool)}
 	n := 1
 	if cluster {
 		n = watermarkKeys
@@ -69,6 +71,9 @@ func newWatermarks(group string, opts []kgo.Opt, cluster bool) *watermarks {
 		m.spread = append(m.spread, m.key(i*spreadStep))
 	}
 	m.keys = m.spread
+	for _, k := range m.spread {
+		m.trusted[k] = true
+	}
 	return m
 }
 
@@ -77,9 +82,9 @@ func (m *watermarks) key(slot int) string {
 }
 
 // fit gives every master of a cluster a watermark key, once refit has
-// passed since the last time. A key no master needs any more is deleted:
-// left behind, its old offsets would read as writes lost once its slot was
-// a master's lowest again.
+// passed since the last time. A key no master needs any more is left as it
+// is: deleting it could look, to another cache-applier of the group that
+// has not fitted yet, like a master that lost its data.
 func (m *watermarks) fit(ctx context.Context, rdb redis.UniversalClient) error {
 	c, ok := rdb.(*redis.ClusterClient)
 	if !ok || time.Since(m.fitted) < refit {
@@ -89,21 +94,32 @@ func (m *watermarks) fit(ctx context.Context, rdb redis.UniversalClient) error {
 	if err != nil {
 		return fmt.Errorf("read the slots of the Redis Cluster: %w", err)
 	}
+	m.refit(shards)
+	return nil
+}
+
+// refit makes the watermark keys those of shards' masters. The first fit
+// trusts every key: what it holds is the group's position before this
+// process started, and a loss while none ran shows there. A key that
+// joins later holds, if anything, what was written before the slots moved,
+// and is trusted once this process has written it.
+func (m *watermarks) refit(shards []redis.ClusterSlot) {
 	keys := slices.Clone(m.spread)
 	for _, slot := range unwatched(shards) {
 		keys = append(keys, m.key(slot))
 	}
 	for _, k := range m.keys {
-		if slices.Contains(keys, k) {
-			continue
+		if !slices.Contains(keys, k) {
+			delete(m.written, k)
+			delete(m.trusted, k)
 		}
-		if err := c.Del(ctx, k).Err(); err != nil {
-			return fmt.Errorf("delete the watermark %s no master needs: %w", k, err)
+	}
+	if m.fitted.IsZero() {
+		for _, k := range keys {
+			m.trusted[k] = true
 		}
-		delete(m.written, k)
 	}
 	m.keys, m.fitted = keys, time.Now()
-	return nil
 }
 
 // unwatched are the lowest slots of the masters that hold no spread key,
@@ -170,7 +186,7 @@ func (m *watermarks) write(ctx context.Context, w *writer, offsets map[int32]int
 		return fmt.Errorf("write the cache's watermarks: %w", err)
 	}
 	for _, k := range m.keys {
-		m.written[k] = true
+		m.written[k], m.trusted[k] = true, true
 	}
 	return nil
 }
@@ -196,6 +212,9 @@ func (m *watermarks) lost(ctx context.Context, rdb redis.UniversalClient, commit
 		marks := c.Val()
 		if len(marks) == 0 {
 			gone = gone || m.written[m.keys[i]]
+			continue
+		}
+		if !m.trusted[m.keys[i]] {
 			continue
 		}
 		for p, end := range committed {
