@@ -272,12 +272,20 @@ func scatter(t *testing.T, e *testenv.Env, key string) {
 			do(victim, "CLUSTER", "SETSLOT", slot, "NODE", to.ID)
 		}
 	}
+	clusterAgrees(t, e)
+	e.Redis.(*redis.ClusterClient).ReloadState(ctx)
+}
+
+// clusterAgrees waits until redis-cli --cluster check passes: the nodes
+// agree on the slots (after a move, or a master failed over by an earlier
+// test).
+func clusterAgrees(t *testing.T, e *testenv.Env) {
+	t.Helper()
 	seed := e.Cfg.Redis.Addresses()[0]
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		out, err := exec.Command("redis-cli", "--cluster", "check", seed).CombinedOutput()
 		return err == nil, string(out)
 	})
-	e.Redis.(*redis.ClusterClient).ReloadState(ctx)
 }
 
 func signal(t *testing.T, pid int, sig syscall.Signal) {
@@ -342,13 +350,9 @@ func twoMasters(t *testing.T, e *testenv.Env) (from, to string, slots int) {
 // operator would.
 func reshard(t *testing.T, e *testenv.Env, from, to string, slots int) {
 	t.Helper()
+	// redis-cli refuses while the nodes disagree.
+	clusterAgrees(t, e)
 	seed := e.Cfg.Redis.Addresses()[0]
-	// redis-cli refuses while the nodes disagree (after an earlier move,
-	// or a master failed over by an earlier test).
-	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
-		out, err := exec.Command("redis-cli", "--cluster", "check", seed).CombinedOutput()
-		return err == nil, string(out)
-	})
 	out, err := exec.Command("redis-cli", "--cluster", "reshard", seed, "--cluster-from", from, "--cluster-to", to,
 		"--cluster-slots", strconv.Itoa(slots), "--cluster-yes").CombinedOutput()
 	if err != nil {
