@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
 	"github.com/lockstep-dr/lockstep/schemas"
@@ -243,10 +242,69 @@ func TestRedisDataLossRebuildsTheCache(t *testing.T) {
 // the same way), here staged on this test's keys alone by DUMP and, later,
 // DEL and RESTORE in one transaction. Its marker is there, so nothing looks
 // lost; the watermark read back is below the committed offsets, and the
-// cache-applier writes the lost range again from the standby log.
+// cache-applier writes the lost range again from the standby log; or, when
+// retention has deleted the start of that range (log_deleted), rebuilds the
+// cache from the standby, which holds every change the log no longer does.
 func TestRedisBackToAnOlderSnapshotIsRepaired(t *testing.T) {
+	for _, run := range []struct {
+		name, repair string
+		deleted      bool
+	}{
+		{"replayed", "writing them again from the standby log", false},
+		{"log_deleted", "the standby log no longer holds them all", true},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			e := newEnv(t)
+			p := caughtUp(t, e, 50)
+			restore := olderSnapshot(t, e)
+			writeBatch(t, e, 50, 50) // new users and items, and balances of users 25..49 changed
+			consistent(t, e, 30*time.Second)
+			watermarked(t, e)
+			if run.deleted {
+				deleteRecords(t, e, e.Cfg.CacheTopic())
+			}
+			restore()
+			p.cacheApplier.waitLog(run.repair)
+			consistent(t, e, 30*time.Second)
+		})
+	}
+}
+
+// The cache-applier is stopped for longer than the standby log keeps
+// records: retention deletes records its group had not read (rows added,
+// changed and deleted meanwhile). Started again, it finds its committed
+// offsets below the log's start, rebuilds the cache from the standby and
+// reads on from the start: the cache equals the standby, deleted rows'
+// keys gone, though the records that said so are gone too.
+func TestRetentionPastTheCacheRebuildsIt(t *testing.T) {
 	e := newEnv(t)
-	p := caughtUp(t, e, 50)
+	p := caughtUp(t, e, 20)
+	p.cacheApplier.stop(syscall.SIGTERM)
+	writeBatch(t, e, 20, 30)
+	if _, err := e.Primary.Exec("DELETE FROM " + e.DB + ".users WHERE id < 5"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		n := testenv.Count(t, e.Standby, e.DB+".users")
+		return n == 45, fmt.Sprintf("%d users on the standby, want 45", n)
+	})
+	deleteRecords(t, e, e.Cfg.CacheTopic())
+	if n := e.Redis.Exists(context.Background(), e.Cfg.Cache.KeyPrefix+"user:1").Val(); n != 1 {
+		t.Fatalf("the cache lacks user:1 before the cache-applier runs again: it would not show that deleted rows' keys go")
+	}
+
+	p.cacheApplier = start(t, p.cfgPath, "cache-applier")
+	p.cacheApplier.waitLog("retention deleted records of the standby log the cache had not read")
+	p.cacheApplier.waitLog("rebuilding the cache from a snapshot of the standby")
+	consistent(t, e, 30*time.Second)
+	writeBatch(t, e, 50, 10)
+	consistent(t, e, 30*time.Second)
+}
+
+// olderSnapshot dumps this test's keys in Redis, once the watermark covers
+// what the cache holds; restore puts Redis back to it, in one transaction.
+func olderSnapshot(t *testing.T, e *testenv.Env) (restore func()) {
+	t.Helper()
 	ctx := context.Background()
 	ours := func() []string {
 		var keys []string
@@ -259,7 +317,6 @@ func TestRedisBackToAnOlderSnapshotIsRepaired(t *testing.T) {
 		}
 		return keys
 	}
-	// The snapshot, once the watermark covers what the cache holds.
 	watermarked(t, e)
 	type dumped struct {
 		value string
@@ -278,23 +335,42 @@ func TestRedisBackToAnOlderSnapshotIsRepaired(t *testing.T) {
 	if _, ok := snapshot[newKey]; ok || len(snapshot) < 100 {
 		t.Fatalf("the snapshot holds %d keys, %s among them: it would not show a loss", len(snapshot), newKey)
 	}
+	return func() {
+		t.Helper()
+		if _, err := e.Redis.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			for _, k := range ours() {
+				pipe.Del(ctx, k)
+			}
+			for k, d := range snapshot {
+				pipe.Restore(ctx, k, d.ttl, d.value)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
-	writeBatch(t, e, 50, 50) // new users and items, and balances of users 25..49 changed
-	consistent(t, e, 30*time.Second)
-	watermarked(t, e)
-	if _, err := e.Redis.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, k := range ours() {
-			pipe.Del(ctx, k)
-		}
-		for k, d := range snapshot {
-			pipe.Restore(ctx, k, d.ttl, d.value)
-		}
-		return nil
-	}); err != nil {
+// deleteRecords deletes every record of topic, as retention would: each
+// partition's log then starts at its end.
+func deleteRecords(t *testing.T, e *testenv.Env, topic string) {
+	t.Helper()
+	ctx := context.Background()
+	adm := admin(t, e)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	p.cacheApplier.waitLog("Redis lost writes it had acknowledged")
-	consistent(t, e, 30*time.Second)
+	deleted, err := adm.DeleteRecords(ctx, ends.Offsets())
+	if err == nil {
+		err = deleted.Error()
+	}
+	if err != nil {
+		t.Fatalf("delete the records of %s: %v", topic, err)
+	}
 }
 
 // watermarked waits until the cache-applier's watermark holds, for every
@@ -462,21 +538,9 @@ func TestTopicsThatWentBackStopTheServices(t *testing.T) {
 	for _, s := range []*proc{p.producer, p.applier, p.cacheApplier} {
 		s.stop(syscall.SIGTERM)
 	}
-	adm, err := kafka.Admin(clientOpts(t, e))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
 	for _, topic := range []string{e.Cfg.Kafka.PrimaryTopic, e.Cfg.Kafka.StandbyTopic} {
-		ends, err := adm.ListEndOffsets(ctx, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := adm.DeleteRecords(ctx, ends.Offsets()); err != nil {
-			t.Fatal(err)
-		}
+		deleteRecords(t, e, topic)
 	}
-	adm.Close()
 	e.RestartKafka(t, 0)
 
 	applier := start(t, p.cfgPath, "storage-applier")

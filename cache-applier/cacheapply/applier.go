@@ -5,6 +5,7 @@
 package cacheapply
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/lockstep-dr/lockstep/internal/cacherule"
 	"github.com/lockstep-dr/lockstep/internal/config"
@@ -181,7 +183,7 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 				topic, a.rebuild.cfg.Cache.Group, lost.Partition, lost.ConsumedTo, lost.ResetTo, markerKey(a.rebuild.cfg.Cache.Group))
 		}
 		if errors.Is(err, kerr.OffsetOutOfRange) {
-			return a.wentBack(ctx, cl, topic)
+			return a.outOfRange(ctx, cl, topic)
 		}
 		return kafka.Classify(fmt.Errorf("read %s: %w", topic, err))
 	}
@@ -222,13 +224,21 @@ func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic str
 	if err != nil {
 		return err
 	}
-	if gone {
+	switch {
+	case gone:
 		a.log.Warn("Redis lost its data, or a master of it did (a watermark of the cache is gone): the cache is rebuilt from the standby")
+	case len(from) == 0:
+		return nil
+	default:
+		// Writes the log no longer holds are rebuilt from the standby,
+		// which does: a replay could only fail, batch after batch.
+		if gone, err = a.deletedFrom(ctx, topic, from); err != nil {
+			return err
+		}
+	}
+	if gone {
 		a.marks.forget()
 		return a.w.rdb.Del(ctx, markerKey(a.rebuild.cfg.Cache.Group)).Err()
-	}
-	if len(from) == 0 {
-		return nil
 	}
 	// The application saw these changes already: no hooks.
 	r := newCacheApplier(a.rebuild.cfg, a.w.rdb, a.log, &hooks{})
@@ -243,6 +253,34 @@ func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic str
 	}
 	metrics.CacheOps.WithLabelValues("written again after a Redis failover").Add(float64(r.applied))
 	return a.marks.write(ctx, a.w, committed)
+}
+
+// deletedFrom reports whether retention deleted the start of a range to
+// write again (from: its first offset per partition).
+func (a *cacheApplier) deletedFrom(ctx context.Context, topic string, from map[int32]int64) (bool, error) {
+	adm, err := kafka.Admin(a.marks.opts)
+	if err != nil {
+		return false, err
+	}
+	defer adm.Close()
+	bounds, err := kafka.PartitionBounds(ctx, adm, topic)
+	if err != nil {
+		return false, kafka.Classify(err)
+	}
+	for p, f := range from {
+		b, ok := bounds[p]
+		if !ok || f >= b.Start {
+			continue
+		}
+		if topic == a.rebuild.cfg.Kafka.PrimaryTopic {
+			return false, service.Permanentf("Redis lost writes it had acknowledged, and topic %s no longer holds them all (partition %d: lost from offset %d, the topic starts at %d): retention deleted them. %s",
+				topic, p, f, b.Start, a.rebuild.byHand(topic))
+		}
+		a.log.Warn("Redis lost writes it had acknowledged, and the standby log no longer holds them all (retention deleted its records below the log's start): the cache is rebuilt from the standby",
+			"topic", topic, "partition", p, "lost_from_offset", f, "log_start", b.Start)
+		return true, nil
+	}
+	return false, nil
 }
 
 // evictionRecheck is how often a running cache-applier checks again that
@@ -452,18 +490,75 @@ func (a *cacheApplier) recreated(ctx context.Context, cl *kgo.Client, topic stri
 	return fmt.Errorf("topic %s was re-created (its id is %s, this run started on %s): starting on the new one", topic, info.ID, a.rebuild.topicID)
 }
 
-// wentBack builds the error for a committed position beyond a topic's end.
-func (a *cacheApplier) wentBack(ctx context.Context, cl *kgo.Client, topic string) error {
+// outOfRange answers a committed position outside the topic. Beyond its
+// end, the topic went back (truncated or re-created): an error, nothing
+// applied. Below its start, retention deleted records the group had not
+// read: the cache is rebuilt from the standby, which holds their changes,
+// and the group goes on from the start; the marker goes first, so that a
+// crash before the offsets move cannot skip the records unrebuilt.
+func (a *cacheApplier) outOfRange(ctx context.Context, cl *kgo.Client, topic string) error {
 	adm := kadm.NewClient(cl)
 	group := a.rebuild.cfg.Cache.Group
-	committed, _ := adm.FetchOffsetsForTopics(ctx, group, topic)
-	ends, _ := adm.ListEndOffsets(ctx, topic)
-	var parts []string
+	committed, err := adm.FetchOffsetsForTopics(ctx, group, topic)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		return kafka.Classify(fmt.Errorf("read the offsets of group %s: %w", group, err))
+	}
+	bounds, err := kafka.PartitionBounds(ctx, adm, topic)
+	if err != nil {
+		return kafka.Classify(err)
+	}
+	var beyond, below []string
+	start := make(map[string]map[int32]kgo.EpochOffset)
 	committed.Each(func(o kadm.OffsetResponse) {
-		if e, ok := ends.Lookup(o.Topic, o.Partition); ok && o.At > e.Offset {
-			parts = append(parts, fmt.Sprintf("partition %d: committed offset %d, topic ends at %d", o.Partition, o.At, e.Offset))
+		b, ok := bounds[o.Partition]
+		switch {
+		case !ok || o.At < 0:
+		case o.At > b.End:
+			beyond = append(beyond, fmt.Sprintf("partition %d: committed offset %d, topic ends at %d", o.Partition, o.At, b.End))
+		case o.At < b.Start:
+			below = append(below, fmt.Sprintf("partition %d: committed offset %d, topic starts at %d", o.Partition, o.At, b.Start))
+			if start[topic] == nil {
+				start[topic] = make(map[int32]kgo.EpochOffset)
+			}
+			start[topic][o.Partition] = kgo.EpochOffset{Epoch: -1, Offset: b.Start}
 		}
 	})
-	return service.Permanentf("topic %s went back below the committed position of group %s (%s): it was truncated or re-created. Nothing was applied; reset the group's offsets and delete the Redis key %s to rebuild the cache",
-		topic, group, strings.Join(parts, "; "), markerKey(group))
+	switch {
+	case len(beyond) > 0:
+		return service.Permanentf("topic %s went back below the committed position of group %s (%s): it was truncated or re-created. Nothing was applied; reset the group's offsets and delete the Redis key %s to rebuild the cache",
+			topic, group, strings.Join(beyond, "; "), markerKey(group))
+	case len(below) == 0:
+		return fmt.Errorf("topic %s: an offset of group %s was out of range, and no longer is", topic, group)
+	case topic == a.rebuild.cfg.Kafka.PrimaryTopic:
+		return service.Permanentf("topic %s no longer holds records group %s has not read (%s): retention deleted them. %s",
+			topic, group, strings.Join(below, "; "), a.rebuild.byHand(topic))
+	}
+	a.log.Warn("retention deleted records of the standby log the cache had not read (the cache-applier was stopped or behind for longer than the topic keeps records): the cache is rebuilt from the standby, and the group goes on from the log's start",
+		"topic", topic, "group", group, "partitions", strings.Join(below, "; "))
+	if err := a.w.rdb.Del(ctx, markerKey(group)).Err(); err != nil {
+		return classifyRedis(fmt.Errorf("delete the cache marker: %w", err))
+	}
+	// Once rebuilt, Redis holds everything below the start: the
+	// watermarks say so, or they would read as writes Redis lost.
+	if err := a.marks.write(ctx, a.w, offsetsOf(start, topic)); err != nil {
+		return classifyRedis(err)
+	}
+	var commitErr error
+	cl.CommitOffsetsSync(ctx, start, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if commitErr = err; err == nil {
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					commitErr = cmp.Or(commitErr, kerr.ErrorForCode(p.ErrorCode))
+				}
+			}
+		}
+	})
+	if commitErr != nil {
+		return kafka.Classify(fmt.Errorf("move group %s to the start of %s: %w", group, topic, commitErr))
+	}
+	// The next run reads from there, and rebuilds first (no marker).
+	return fmt.Errorf("topic %s: group %s moved to the log's start; the cache is rebuilt before it reads on", topic, group)
 }

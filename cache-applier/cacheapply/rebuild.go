@@ -148,8 +148,8 @@ func (b *rebuilder) follow(ctx context.Context, opts []kgo.Opt) error {
 	if topic == b.cfg.Kafka.PrimaryTopic {
 		// No standby to rebuild from, and the new log's versions (its
 		// offsets, epoch 0) are below those the cache holds.
-		return service.Permanentf("topic %s was deleted and re-created (its id is %s; the cache was built from %s): at the primary site there is nothing to rebuild the cache from, and the new log's offsets are below the versions the cache holds. Delete this cache's keys and the Redis key %s, reset group %s's offsets to the earliest (kafka-consumer-groups --group %s --topic %s --reset-offsets --to-earliest --execute), then start the cache-applier",
-			topic, b.topicID, marked, key, group, group, topic)
+		return service.Permanentf("topic %s was deleted and re-created (its id is %s; the cache was built from %s), and the new log's offsets are below the versions the cache holds. %s",
+			topic, b.topicID, marked, b.byHand(topic))
 	}
 	b.log.Warn("the standby log is new (Kafka lost, or the topic re-created): its records the cache had not read are gone, so the cache is rebuilt from the standby and the group reads the new log from its start",
 		"topic", topic, "topic_id", b.topicID, "cache_built_from", marked, "group", group)
@@ -174,6 +174,14 @@ func (b *rebuilder) follow(ctx context.Context, opts []kgo.Opt) error {
 		return kafka.Classify(fmt.Errorf("reset the offsets of group %s on the new topic %s to its start (is another instance of the group running? every instance does this on start): %w", group, topic, err))
 	}
 	return b.w.rdb.Del(ctx, key).Err()
+}
+
+// byHand says what to do when a cache at the primary site cannot go on
+// from its log: there is no standby to rebuild it from.
+func (b *rebuilder) byHand(topic string) string {
+	group := b.cfg.Cache.Group
+	return fmt.Sprintf("At the primary site there is no standby snapshot to rebuild the cache from: delete this cache's keys and the Redis key %s, reset group %s's offsets to the earliest (kafka-consumer-groups --group %s --topic %s --reset-offsets --to-earliest --execute), then start the cache-applier",
+		markerKey(group), group, group, topic)
 }
 
 // renameVersionKeys gives the version keys of a cache written by an earlier
