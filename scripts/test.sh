@@ -42,6 +42,18 @@ export LOCKSTEP_TEST_REQUIRE=1
 export LOCKSTEP_TEST_RAN_FILE="$DEV/integration-tests-ran"
 rm -f "$LOCKSTEP_TEST_RAN_FILE"
 
+# A database server that died under the tests (a crash, not a test's own
+# kill: those are of servers the test started) takes every later test with
+# it; its error log says why, and CI keeps only what is printed.
+died() {
+	local f
+	for f in $(find "$1" -maxdepth 3 -name server.pid); do
+		alive "$f" && continue
+		log "the server in $(dirname "$f") is not running; the end of its error log:"
+		tail -n 40 "$(dirname "$f")/error.log" >&2 || true
+	done
+}
+
 # go test -v for the pass/fail count: count OUTCOME LOG counts a log's
 # tests that ended so (PASS, FAIL); the screen gets results and failure
 # lines only (shown); skipped lists the tests of what only the other
@@ -62,7 +74,10 @@ set -e
 passed=$(count PASS "$DEV/go-test.log")
 failed=$(count FAIL "$DEV/go-test.log")
 skipped "$DEV/go-test.log"
-[ "$status" -ne 0 ] && log "go test failed; the whole output is in $DEV/go-test.log"
+if [ "$status" -ne 0 ]; then
+	log "go test failed; the whole output is in $DEV/go-test.log"
+	died "$DEV"
+fi
 ran=0
 [ -f "$LOCKSTEP_TEST_RAN_FILE" ] && ran=$(wc -l <"$LOCKSTEP_TEST_RAN_FILE")
 log "integration tests that ran against the real servers: $ran"
@@ -98,6 +113,7 @@ if [ "${LOCKSTEP_TEST_MYSQL:-1}" != 0 ]; then
 	skipped "$DEV/go-test-mysql.log"
 	if [ "$status" -ne 0 ]; then
 		log "go test on MySQL failed; the whole output is in $DEV/go-test-mysql.log"
+		died "$DEV"
 		echo "tests: $passed passed, $((failed > 0 ? failed : 1)) failed"
 		exit "$status"
 	fi
