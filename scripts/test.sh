@@ -153,7 +153,7 @@ done
 
 # A short chaos run: every fault kind once, fixed seed.
 # LOCKSTEP_CHAOS_CYCLES=0 skips it; a longer run: scripts/chaos.sh --cycles 100.
-cycles="${LOCKSTEP_CHAOS_CYCLES:-15}"
+cycles="${LOCKSTEP_CHAOS_CYCLES:-17}"
 if [ "$cycles" -gt 0 ]; then
 	log "chaos run: $cycles fault cycles, seed 7"
 	if "$ROOT/scripts/chaos.sh" --seed 7 --cycles "$cycles" --duration 60s; then
@@ -164,11 +164,11 @@ if [ "$cycles" -gt 0 ]; then
 	fi
 	if [ "${LOCKSTEP_TEST_MYSQL:-1}" != 0 ]; then
 		# The faults whose handling depends on the database's flavour:
-		# the binlog stream, the servers' restarts and stops, and the
-		# reseed from the standby's GTID set after Kafka is lost.
-		mysql_kinds=kill9-producer,kill9-storage-applier,restart-primary,restart-standby,sigstop-primary,wipe-kafka
-		log "chaos run on MySQL: 6 fault cycles ($mysql_kinds), seed 7"
-		if LOCKSTEP_FLAVOR=mysql "$ROOT/scripts/chaos.sh" --seed 7 --cycles 6 --duration 30s --kinds "$mysql_kinds"; then
+		# the binlog stream, the servers' crashes, restarts and stops, and
+		# the reseed from the standby's GTID set after Kafka is lost.
+		mysql_kinds=kill9-producer,kill9-storage-applier,kill9-primary,kill9-standby,restart-primary,restart-standby,sigstop-primary,wipe-kafka
+		log "chaos run on MySQL: 8 fault cycles ($mysql_kinds), seed 7"
+		if LOCKSTEP_FLAVOR=mysql "$ROOT/scripts/chaos.sh" --seed 7 --cycles 8 --duration 40s --kinds "$mysql_kinds"; then
 			passed=$((passed + 1))
 		else
 			echo "tests: $passed passed, 1 failed"

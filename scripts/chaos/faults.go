@@ -16,7 +16,7 @@ import (
 
 // kinds of fault, in the order the first cycles inject them.
 var kinds = []string{
-	"kill9-producer", "kill9-storage-applier", "kill9-cache-applier",
+	"kill9-producer", "kill9-storage-applier", "kill9-cache-applier", "kill9-primary", "kill9-standby",
 	"restart-kafka", "restart-primary", "restart-standby", "restart-redis",
 	"sigstop-primary", "sigstop-standby", "sigstop-redis", "sigstop-kafka",
 	"wan-cut", "wan-halfopen", "wan-slow", "wipe-kafka",
