@@ -189,10 +189,11 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 	}
 	// Once per batch: has Redis lost writes, or all its data, since the
 	// last one?
-	if err := a.repairLost(ctx, cl, topic); err != nil {
+	marker, err := a.repairLost(ctx, cl, topic)
+	if err != nil {
 		return classifyRedis(err)
 	}
-	if err := a.rebuild.check(ctx); err != nil {
+	if err := a.rebuild.check(ctx, marker); err != nil {
 		return classifyRedis(err)
 	}
 	if err := a.recheckEviction(ctx); err != nil {
@@ -217,28 +218,32 @@ func (a *cacheApplier) step(ctx context.Context, cl *kgo.Client, topic string) e
 // repairLost compares the watermarks with the committed offsets (see
 // watermarks): writes Redis lost are written again from the standby log; a
 // Redis (or a master of a cluster) that lost all its data has the cache
-// rebuilt from the standby (by rebuild.check, next).
-func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic string) error {
+// rebuilt from the standby (by rebuild.check, next). It returns the marker,
+// read in the same round trip as the watermarks, or nil once it deleted it.
+func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic string) (map[string]string, error) {
 	committed := offsetsOf(cl.CommittedOffsets(), topic)
-	from, gone, err := a.marks.lost(ctx, a.w.rdb, committed)
+	key := markerKey(a.rebuild.cfg.Cache.Group)
+	pipe := a.w.rdb.Pipeline()
+	marker := pipe.HGetAll(ctx, key)
+	from, gone, err := a.marks.lost(ctx, a.w.rdb, pipe, committed)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch {
 	case gone:
 		a.log.Warn("Redis lost its data, or a master of it did (a watermark of the cache is gone): the cache is rebuilt from the standby")
 	case len(from) == 0:
-		return nil
+		return marker.Val(), nil
 	default:
 		// Writes the log no longer holds are rebuilt from the standby,
 		// which does: a replay could only fail, batch after batch.
 		if gone, err = a.deletedFrom(ctx, topic, from); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if gone {
 		a.marks.forget()
-		return a.w.rdb.Del(ctx, markerKey(a.rebuild.cfg.Cache.Group)).Err()
+		return nil, a.w.rdb.Del(ctx, key).Err()
 	}
 	// The application saw these changes already: no hooks.
 	r := newCacheApplier(a.rebuild.cfg, a.w.rdb, a.log, &hooks{})
@@ -248,11 +253,11 @@ func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic str
 		a.log.Warn("Redis lost writes it had acknowledged, or may have (a watermark is behind the committed offset: Redis restarted from older data, or a master failed over to a replica behind it): writing them again from the standby log",
 			"topic", topic, "partition", p, "from_offset", f, "to_offset", committed[p])
 		if err := r.replay(ctx, a.marks.opts, topic, p, f, committed[p]); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	metrics.CacheOps.WithLabelValues("written again after a Redis failover").Add(float64(r.applied))
-	return a.marks.write(ctx, a.w, committed)
+	return marker.Val(), a.marks.write(ctx, a.w, committed)
 }
 
 // deletedFrom reports whether retention deleted the start of a range to

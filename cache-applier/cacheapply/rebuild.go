@@ -63,13 +63,11 @@ func markerKey(group string) string { return "lockstep:cache:" + group }
 // were named lockstep:v:<key>.
 const keyLayout = "slot-tagged"
 
-// check reads the marker, rebuilding the cache first if it is gone.
-func (b *rebuilder) check(ctx context.Context) error {
+// check acts on the marker as read (m; empty when it is gone): the cache is
+// rebuilt first if it is gone.
+func (b *rebuilder) check(ctx context.Context, m map[string]string) error {
 	key := markerKey(b.cfg.Cache.Group)
-	m, err := b.w.rdb.HGetAll(ctx, key).Result()
-	if err != nil {
-		return fmt.Errorf("read the cache marker %s in Redis %s: %w", key, b.cfg.Redis.Address, err)
-	}
+	var err error
 	if len(m) > 0 {
 		if b.newTopic(m["topic_id"]) {
 			// Noticed while consuming: the next run starts on it (follow).

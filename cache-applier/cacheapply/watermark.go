@@ -194,12 +194,12 @@ func (m *watermarks) write(ctx context.Context, w *writer, offsets map[int32]int
 // lost compares the watermarks with the committed offsets of the partitions
 // the process owns. from is, per partition, the lowest watermark below its
 // committed offset (empty: nothing lost); gone reports a watermark key this
-// process wrote that is not there any more.
-func (m *watermarks) lost(ctx context.Context, rdb redis.UniversalClient, committed map[int32]int64) (from map[int32]int64, gone bool, err error) {
+// process wrote that is not there any more. The watermarks are read with
+// whatever pipe holds already, in one round trip.
+func (m *watermarks) lost(ctx context.Context, rdb redis.UniversalClient, pipe redis.Pipeliner, committed map[int32]int64) (from map[int32]int64, gone bool, err error) {
 	if err := m.fit(ctx, rdb); err != nil {
 		return nil, false, err
 	}
-	pipe := rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(m.keys))
 	for i, k := range m.keys {
 		cmds[i] = pipe.HGetAll(ctx, k)

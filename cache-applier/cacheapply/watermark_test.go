@@ -65,7 +65,7 @@ func TestWatermarksThatJoinLaterAreTrustedOnceWritten(t *testing.T) {
 	committed := map[int32]int64{0: 50}
 	lost := func() map[int32]int64 {
 		t.Helper()
-		from, gone, err := m.lost(ctx, e.Redis, committed)
+		from, gone, err := m.lost(ctx, e.Redis, e.Redis.Pipeline(), committed)
 		if err != nil || gone {
 			t.Fatalf("lost: gone %v, %v", gone, err)
 		}

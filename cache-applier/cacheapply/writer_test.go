@@ -146,7 +146,7 @@ func TestOldVersionKeysAreRenamed(t *testing.T) {
 	marker := markerKey(e.Cfg.Cache.Group)
 	e.Redis.HSet(ctx, marker, "floor", -1)
 	b := newCacheApplier(e.Cfg, e.Redis, slog.New(slog.DiscardHandler), &hooks{}).rebuild
-	if err := b.check(ctx); err != nil {
+	if err := b.check(ctx, e.Redis.HGetAll(ctx, marker).Val()); err != nil {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]string{p + "user:1": "00000000000000000005", p + "user:2": "00000000000000000008", p + "user:{3}": "00000000000000000009", p + "gone:1": "00000000000000000006"} {
