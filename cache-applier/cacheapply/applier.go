@@ -151,8 +151,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 }
 
 // pollRecords bounds a batch: its memory, and how far apart the batch's
-// fixed costs come (the last write waited for, Redis's marker read, the
-// offsets committed): at 2,000 they cost the cache-applier about a fifth
+// fixed costs come (the last write waited for, the watermarks and the
+// marker read from Redis, the offsets committed): at 2,000 they cost the cache-applier about a fifth
 // of its rate on a Redis Cluster (see README, Performance).
 const pollRecords = 8000
 
