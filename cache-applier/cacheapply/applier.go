@@ -152,8 +152,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, hook Hook) e
 
 // pollRecords bounds a batch: its memory, and how far apart the batch's
 // fixed costs come (the last write waited for, the watermarks and the
-// marker read from Redis, the offsets committed): at 2,000 they cost the cache-applier about a fifth
-// of its rate on a Redis Cluster (see README, Performance).
+// marker read from Redis, the offsets committed): at 2,000 they cost the
+// cache-applier about a fifth of its rate on a Redis Cluster (see README,
+// Performance).
 const pollRecords = 8000
 
 // step polls one batch, writes it to Redis, then commits its offsets. The
