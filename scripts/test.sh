@@ -168,7 +168,7 @@ if [ "$cycles" -gt 0 ]; then
 		# the reseed from the standby's GTID set after Kafka is lost.
 		mysql_kinds=kill9-producer,kill9-storage-applier,kill9-primary,kill9-standby,restart-primary,restart-standby,sigstop-primary,wipe-kafka
 		log "chaos run on MySQL: 8 fault cycles ($mysql_kinds), seed 7"
-		if LOCKSTEP_FLAVOR=mysql "$ROOT/scripts/chaos.sh" --seed 7 --cycles 8 --duration 40s --kinds "$mysql_kinds"; then
+		if LOCKSTEP_FLAVOR=mysql "$ROOT/scripts/chaos.sh" --seed 7 --cycles 8 --duration 30s --kinds "$mysql_kinds"; then
 			passed=$((passed + 1))
 		else
 			echo "tests: $passed passed, 1 failed"
