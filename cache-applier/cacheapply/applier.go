@@ -238,7 +238,7 @@ func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic str
 	default:
 		// Writes the log no longer holds are rebuilt from the standby,
 		// which does: a replay could only fail, batch after batch.
-		if gone, err = a.deletedFrom(ctx, topic, from); err != nil {
+		if gone, err = a.deletedFrom(ctx, cl, topic, from); err != nil {
 			return nil, err
 		}
 	}
@@ -262,14 +262,10 @@ func (a *cacheApplier) repairLost(ctx context.Context, cl *kgo.Client, topic str
 }
 
 // deletedFrom reports whether retention deleted the start of a range to
-// write again (from: its first offset per partition).
-func (a *cacheApplier) deletedFrom(ctx context.Context, topic string, from map[int32]int64) (bool, error) {
-	adm, err := kafka.Admin(a.marks.opts)
-	if err != nil {
-		return false, err
-	}
-	defer adm.Close()
-	bounds, err := kafka.PartitionBounds(ctx, adm, topic)
+// write again (from: its first offset per partition); it asks the broker
+// through the group's own client.
+func (a *cacheApplier) deletedFrom(ctx context.Context, cl *kgo.Client, topic string, from map[int32]int64) (bool, error) {
+	bounds, err := kafka.PartitionBounds(ctx, kadm.NewClient(cl), topic)
 	if err != nil {
 		return false, kafka.Classify(err)
 	}
