@@ -139,8 +139,11 @@ func countInLogs(dev, text string, logs ...string) int {
 	return n
 }
 
+// workDone is what the workload did during the fault cycles.
+type workDone struct{ committed, failed int64 }
+
 // report prints the summary and returns whether the run is clean.
-func report(o options, results []faultResult, w *workload, obs *observer, f *final) bool {
+func report(o options, results []faultResult, w workDone, obs *observer, f *final) bool {
 	fmt.Printf("\nchaos run: seed %d, %d fault cycles\n", o.seed, len(results))
 	fmt.Printf("  %-24s %6s %12s %12s %s\n", "fault", "count", "recovery p50", "recovery max", "errors")
 	byKind := make(map[string][]faultResult)
@@ -165,7 +168,7 @@ func report(o options, results []faultResult, w *workload, obs *observer, f *fin
 		slices.Sort(ds)
 		fmt.Printf("  %-24s %6d %12s %12s %s\n", k, len(rs), ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond), strings.Join(errs, "; "))
 	}
-	fmt.Printf("  workload: %d transactions committed, %d refused or broken by faults\n", w.committed.Load(), w.failed.Load())
+	fmt.Printf("  workload during the fault cycles: %d transactions committed, %d refused or broken by faults\n", w.committed, w.failed)
 	fmt.Printf("  primary log: %d transactions, %d records; drained %.1fs after the last fault\n", f.txns, f.rows, f.drained.Seconds())
 	obs.mu.Lock()
 	fmt.Printf("  observer: %d cache reads checked, %d violations\n", obs.reads, len(obs.viol))

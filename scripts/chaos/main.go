@@ -148,6 +148,8 @@ func run(ctx context.Context, o options, log *slog.Logger) (bool, error) {
 		log.Warn("workload ended with an error", "err", err)
 	}
 	obs.wait()
+	// the fault cycles' workload, counted before the failover phase writes more
+	done := workDone{committed: w.committed.Load(), failed: w.failed.Load()}
 	log.Info("faults done; draining", "timeout", o.drain)
 	final, err := s.check(ctx, o.drain)
 	if err != nil {
@@ -155,5 +157,5 @@ func run(ctx context.Context, o options, log *slog.Logger) (bool, error) {
 	}
 	r := s.failoverAcrossACut(ctx, w, rng)
 	log.Info("fault", "kind", r.kind, "failover_took", r.recovery.Round(time.Millisecond), "err", r.err)
-	return report(o, append(results, r), w, obs, final), nil
+	return report(o, append(results, r), done, obs, final), nil
 }
