@@ -3,13 +3,18 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/kafka"
 	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/testenv"
+	"github.com/lockstep-dr/lockstep/schemas"
 )
 
 // typesTable has a column of every type lockstep promises to carry exactly.
@@ -167,5 +172,113 @@ func TestMySQLTypesArriveExactly(t *testing.T) {
 	}
 	if err := e.Standby.QueryRow("SELECT MAX(my_row_id) FROM " + db + ".gipk").Scan(&rowID); err != nil || rowID != 3 {
 		t.Errorf("the generated invisible primary key on the standby: %d, %v; want 3", rowID, err)
+	}
+}
+
+// TestMariaDBTypesArriveExactly is the types test for MariaDB's own types,
+// INET4, INET6 and UUID: the standby gets them exactly. The binlog carries
+// their stored bytes where SELECT shows text, so a cache rule that would
+// write one is refused, at start and after the DDL that makes a cached
+// column one; a rule that leaves them out caches the table.
+func TestMariaDBTypesArriveExactly(t *testing.T) {
+	e := newEnv(t)
+	e.Only(t, mysql.MariaDB, "MariaDB's own types")
+	net := e.DB + ".net"
+	e.Cfg.Cache.Rules = append(e.Cfg.Cache.Rules,
+		config.Rule{Table: net, Keys: []string{"net:{id}"}, Action: "refresh", Format: "hash", Columns: []string{"note"}},
+		config.Rule{Table: net, Keys: []string{"netby:{u}"}, Action: "evict"})
+	p := startPipeline(t, e)
+	testenv.Exec(t, e.Primary, "CREATE DATABASE "+e.DB,
+		"CREATE TABLE "+net+" (id INT PRIMARY KEY, v4 INET4, v6 INET6, u UUID UNIQUE, note VARCHAR(20))",
+		// the standby's own cascade publishes a child's INET6 as the binlog would
+		"CREATE TABLE "+e.DB+".netchild (id INT PRIMARY KEY, net_id INT, v6 INET6, FOREIGN KEY (net_id) REFERENCES "+net+" (id) ON DELETE CASCADE)")
+	mustContain(t, p.cacheApplier.waitExit(60*time.Second), "cache.rules[4] ("+net+"): column u of "+net+" is of MariaDB's type UUID",
+		"leave the column out of the rule's key templates and columns")
+
+	e.Cfg.Cache.Rules = e.Cfg.Cache.Rules[:4]
+	p.cfgPath = writeConfig(t, e.Cfg)
+	p.cacheApplier = start(t, p.cfgPath, "cache-applier")
+	testenv.Exec(t, e.Primary,
+		"INSERT INTO "+net+" VALUES (1, '0.0.0.0', '::', '00000000-0000-0000-0000-000000000000', 'a'),"+
+			" (2, '255.255.255.255', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'ffffffff-ffff-ffff-ffff-ffffffffffff', 'b'),"+
+			" (3, '10.1.2.3', '::ffff:10.1.2.3', '123e4567-e89b-12d3-a456-426655440000', 'c'),"+
+			" (4, NULL, NULL, NULL, NULL)",
+		"UPDATE "+net+" SET v6 = '2001:db8::1', u = '6ccd780c-baba-1026-9564-5b8c656024db', note = 'd' WHERE id = 3",
+		"INSERT INTO "+e.DB+".netchild VALUES (1, 1, '2001:db8::1'), (2, 2, NULL)",
+		// a UUID as the primary key
+		"CREATE TABLE "+e.DB+".byuuid (u UUID PRIMARY KEY, n INT)",
+		"INSERT INTO "+e.DB+".byuuid VALUES ('6ccd780c-baba-1026-9564-5b8c656024db', 1), ('00000000-0000-0000-0000-000000000001', 2)",
+		"UPDATE "+e.DB+".byuuid SET n = 3 WHERE u = '00000000-0000-0000-0000-000000000001'")
+	// an application's session: foreign key checks on, as lockstep's own are not
+	session(t, e.Primary, "SET SESSION foreign_key_checks = 1", "DELETE FROM "+net+" WHERE id = 1")
+	consistent(t, e, 60*time.Second)
+	validRecords(t, e)
+	if got := e.Redis.HGetAll(context.Background(), e.Cfg.Cache.KeyPrefix+"net:3").Val(); len(got) != 1 || got["note"] != "d" {
+		t.Errorf("net:3 in Redis = %q; want only note = d", got)
+	}
+	var cascaded []string
+	err := kafka.ScanTopic(context.Background(), clientOpts(t, e), e.Cfg.Kafka.StandbyTopic, func(_ *kgo.Record, r *schemas.Record) error {
+		if r.Standby != nil && r.Standby.Cascade != nil && r.Before["v6"] != nil {
+			cascaded = append(cascaded, *r.Before["v6"])
+		}
+		return nil
+	})
+	if err != nil || len(cascaded) != 1 || cascaded[0] != "IAENuAAAAAAAAAAAAAAAAQ==" {
+		t.Errorf("the standby's cascade published v6 as %q (%v); want once the 16 bytes of 2001:db8::1, base64", cascaded, err)
+	}
+
+	// A cached column becomes one of them: refused after the DDL.
+	testenv.Exec(t, e.Primary, "ALTER TABLE "+net+" MODIFY note UUID")
+	mustContain(t, p.cacheApplier.waitExit(60*time.Second), "after DDL", "column note of "+net+" is of MariaDB's type UUID")
+}
+
+// A snapshot reads MariaDB's INET4, INET6 and UUID columns as SQL shows
+// them, text; its records carry them as the binlog does, their stored
+// bytes, so that the snapshot's rows and the stream's are alike.
+func TestSnapshotCarriesMariaDBTypesAsTheBinlogDoes(t *testing.T) {
+	e := newEnv(t)
+	e.Only(t, mysql.MariaDB, "MariaDB's own types")
+	e.Cfg.Cache.Rules = nil
+	net := e.DB + ".net"
+	testenv.Exec(t, e.Primary, "CREATE DATABASE "+e.DB,
+		"CREATE TABLE "+net+" (id INT PRIMARY KEY, v4 INET4, v6 INET6, u UUID UNIQUE)",
+		"INSERT INTO "+net+" VALUES (1, '10.1.2.3', '::ffff:10.1.2.3', '6ccd780c-baba-1026-9564-5b8c656024db'),"+
+			" (2, '255.255.255.255', '::1.2.3.4', 'ffffffff-ffff-ffff-ffff-ffffffffffff'), (3, NULL, NULL, NULL)")
+	bin, err := plainBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := writeConfig(t, e.Cfg)
+	start(t, cfgPath, filepath.Join(bin, "producer"), "snapshot").waitOK(2 * time.Minute)
+	start(t, cfgPath, filepath.Join(bin, "producer")).waitTailing(e.Primary, e.Cfg.Producer.ServerID)
+	start(t, cfgPath, filepath.Join(bin, "storage-applier"))
+	// the same values again, from the binlog
+	testenv.Exec(t, e.Primary, "INSERT INTO "+net+" SELECT id + 10, v4, v6, NULL FROM "+net)
+	consistent(t, e, time.Minute)
+	validRecords(t, e)
+
+	images := map[string]schemas.Row{}
+	err = kafka.ScanTopic(context.Background(), clientOpts(t, e), e.Cfg.Kafka.PrimaryTopic, func(_ *kgo.Record, r *schemas.Record) error {
+		if r.Table == "net" {
+			images[*r.After["id"]] = r.After
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"1", "2"} {
+		snap, stream := images[id], images["1"+id]
+		if snap == nil || stream == nil {
+			t.Fatalf("no record of row %s (snapshot) or %s (stream): %v", id, "1"+id, images)
+		}
+		for _, c := range []string{"v4", "v6"} {
+			if *snap[c] != *stream[c] {
+				t.Errorf("row %s column %s: the snapshot carries %q, the binlog %q", id, c, *snap[c], *stream[c])
+			}
+		}
+	}
+	if u := images["1"]["u"]; u == nil || *u != "bM14DLq6ECaVZFuMZWAk2w==" {
+		t.Errorf("row 1 column u in the snapshot: %v; want the 16 bytes of 6ccd780c-baba-1026-9564-5b8c656024db, base64", u)
 	}
 }

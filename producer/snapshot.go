@@ -271,9 +271,9 @@ func (s *snapshotter) table(ctx context.Context, db, table string) error {
 	if err != nil {
 		return err
 	}
-	cols, names := make([]schemas.Column, len(meta)), make([]string, len(meta))
+	cols, names, stored := make([]schemas.Column, len(meta)), make([]string, len(meta)), make([]string, len(meta))
 	for i, m := range meta {
-		cols[i], names[i] = m.Record(), m.Name
+		cols[i], names[i], stored[i] = m.Record(), m.Name, m.Stored
 	}
 	var pending *schemas.Record
 	index := 0
@@ -282,7 +282,11 @@ func (s *snapshotter) table(ctx context.Context, db, table string) error {
 			return fmt.Errorf("table %s.%s changed while it was read: %d columns, %d at the start", db, table, len(row.Names), len(cols))
 		}
 		r := s.record(schemas.OpSnapshot, db, table)
-		r.Columns, r.After = cols, row.Image(cols)
+		after, err := row.RecordImage(cols, stored)
+		if err != nil {
+			return fmt.Errorf("table %s.%s: %w", db, table, err)
+		}
+		r.Columns, r.After = cols, after
 		r.Key = keyOf(cols, r.After)
 		if pending != nil {
 			pending.Txn.Last = index == s.chunkRows

@@ -224,7 +224,10 @@ func (a *applier) cascaded(ctx context.Context, r *schemas.Record, off int64, cs
 func (a *applier) madeBy(ctx context.Context, r *schemas.Record, off int64, cs []*cascaded) ([]*schemas.Record, error) {
 	var out []*schemas.Record
 	for _, c := range cs {
-		before := c.before.Image(c.t.record)
+		before, err := c.before.RecordImage(c.t.record, c.t.storedAs)
+		if err != nil {
+			return nil, fmt.Errorf("the row foreign key %s changed: %w", c.fk.name, err)
+		}
 		m := &schemas.Record{SchemaVersion: schemas.SchemaVersion, Op: schemas.OpDelete, Database: c.db, Table: c.table, Columns: c.t.record,
 			Before: before, Txn: schemas.Txn{GTID: r.Txn.GTID},
 			Source:  schemas.Source{ServerID: r.Source.ServerID, File: r.Source.File, Pos: r.Source.Pos, CommitTimeMS: r.Source.CommitTimeMS},
@@ -248,9 +251,9 @@ func (a *applier) madeBy(ctx context.Context, r *schemas.Record, off int64, cs [
 			}
 		}
 		var after schemas.Row
-		err := cacherule.ScanRows(ctx, a.tx.conn, mysql.QuoteTable(c.db, c.table), columnNames(c.t.record), strings.Join(where, " AND "), args, func(row cacherule.Row) error {
-			after = row.Image(c.t.record)
-			return nil
+		err = cacherule.ScanRows(ctx, a.tx.conn, mysql.QuoteTable(c.db, c.table), columnNames(c.t.record), strings.Join(where, " AND "), args, func(row cacherule.Row) (err error) {
+			after, err = row.RecordImage(c.t.record, c.t.storedAs)
+			return err
 		})
 		if err != nil {
 			return nil, mysql.Classify(fmt.Errorf("read the rows foreign key %s changed: %w", c.fk.name, err))

@@ -23,8 +23,9 @@ type standbyTable struct {
 	// foldable: the group's changes to it may be folded (fold.go).
 	foldable bool
 	// record lists the columns in table order, as records of changes the
-	// standby makes itself do.
-	record []schemas.Column
+	// standby makes itself do; storedAs is each one's mysql.Column.Stored.
+	record   []schemas.Column
+	storedAs []string
 }
 
 // standbyTables checks each row record against the standby's schema before
@@ -127,7 +128,7 @@ func (s *standbyTables) load(ctx context.Context, db, table string) (*standbyTab
 		if c.Generated {
 			t.generated[c.Name] = true
 		}
-		t.record = append(t.record, c.Record())
+		t.record, t.storedAs = append(t.record, c.Record()), append(t.storedAs, c.Stored)
 	}
 	if len(t.record) == 0 {
 		return t, nil

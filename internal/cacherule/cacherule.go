@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockstep-dr/lockstep/internal/config"
+	"github.com/lockstep-dr/lockstep/internal/mysql"
 	"github.com/lockstep-dr/lockstep/internal/redisconn"
 	"github.com/lockstep-dr/lockstep/schemas"
 )
@@ -81,6 +82,25 @@ func (r Row) Image(cols []schemas.Column) schemas.Row {
 		}
 	}
 	return img
+}
+
+// RecordImage is Image for a record made from SQL rows: a value of a
+// column whose stored[i] names one of MariaDB's INET4, INET6 and UUID types
+// (mysql.Column.Stored; "" for the others), which SQL reads as text, is
+// carried as the binlog carries it, its stored bytes.
+func (r Row) RecordImage(cols []schemas.Column, stored []string) (schemas.Row, error) {
+	img := r.Image(cols)
+	for i, kind := range stored {
+		if kind == "" || r.Values[i] == nil {
+			continue
+		}
+		b, err := mysql.StoredBytes(kind, r.Values[i])
+		if err != nil {
+			return nil, fmt.Errorf("column %s: %w", cols[i].Name, err)
+		}
+		img[cols[i].Name] = schemas.EncodeValue(b, true)
+	}
+	return img, nil
 }
 
 // Rule is a compiled cache rule.

@@ -3,7 +3,10 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/lockstep-dr/lockstep/schemas"
@@ -26,7 +29,14 @@ type Column struct {
 	Invisible bool
 	// Type is the type as records name it (schemas/doc.go).
 	Type string
+	// Stored is one of StoredTypes, or "".
+	Stored string
 }
+
+// StoredTypes are MariaDB's INET4, INET6 and UUID (information_schema's
+// DATA_TYPE): SQL reads them as text, the binlog carries their stored
+// bytes, and so do records (StoredBytes).
+var StoredTypes = []string{"inet4", "inet6", "uuid"}
 
 // Record is the column as records made from SQL rows list it (a snapshot's
 // rows, the changes the standby makes itself): binary strings and BIT
@@ -63,6 +73,9 @@ func Columns(ctx context.Context, q interface {
 			c.Members = memberList(colType)
 		case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
 			c.Charset = "binary"
+		}
+		if slices.Contains(StoredTypes, dataType) {
+			c.Charset, c.Stored = "binary", dataType
 		}
 		c.Type = recordType(dataType, c.Unsigned, c.Charset == "binary", precision, scale, fsp)
 		cols = append(cols, c)
@@ -132,5 +145,39 @@ func recordType(dataType string, unsigned, bin bool, precision, scale, fsp int) 
 	case "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection":
 		return "geometry"
 	}
+	if slices.Contains(StoredTypes, dataType) {
+		return "binary" // as the binlog's table map has them
+	}
 	return dataType
+}
+
+// StoredBytes turns the text SQL shows of a value of MariaDB's INET4, INET6
+// or UUID type (kind) into the bytes the server stores and the binlog
+// carries: 4 for INET4, 16 for INET6 (IPv4-mapped and -compatible forms
+// included), 16 for UUID in the order of its text.
+func StoredBytes(kind string, text []byte) ([]byte, error) {
+	switch kind {
+	case "inet4", "inet6":
+		a, err := netip.ParseAddr(string(text))
+		if err != nil {
+			return nil, fmt.Errorf("%s value %q: %w", kind, text, err)
+		}
+		if kind == "inet4" {
+			if !a.Is4() {
+				return nil, fmt.Errorf("inet4 value %q is not an IPv4 address", text)
+			}
+			b := a.As4()
+			return b[:], nil
+		}
+		b := a.As16()
+		return b[:], nil
+	case "uuid":
+		h := strings.ReplaceAll(string(text), "-", "")
+		b, err := hex.DecodeString(h)
+		if err != nil || len(b) != 16 {
+			return nil, fmt.Errorf("uuid value %q is not 32 hex digits", text)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("no stored form for type %q", kind)
 }

@@ -119,10 +119,12 @@ func compareKey(ctx context.Context, rdb redis.UniversalClient, r *cacherule.Rul
 	if err != nil {
 		return "", false, err
 	}
-	if len(got) == 0 {
-		return "", false, nil
-	}
 	want := r.Hash(row)
+	if len(got) == 0 {
+		// Redis holds no empty hash: a row whose cached columns are all
+		// NULL has no key, as it should
+		return "", len(want) == 0, nil
+	}
 	var diffs []string
 	for i := 0; i < len(want); i += 2 {
 		f, w := want[i].(string), string(want[i+1].([]byte))
