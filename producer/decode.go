@@ -108,6 +108,10 @@ func newTable(tm *replication.TableMapEvent, meta []columnMeta) (*table, error) 
 		case tp == gomysql.MYSQL_TYPE_VECTOR:
 			// MySQL 9's: its float32s as stored, carried as bytes
 			col.Type, col.Binary, dec = "vector", true, scalar(true, nil)
+		case tp == gomysql.MYSQL_TYPE_GEOMETRY:
+			// SRID and WKB: bytes, though MySQL's table map gives no
+			// character set for it (MariaDB's says binary)
+			col.Type, col.Binary, dec = "geometry", true, scalar(true, nil)
 		case tp == gomysql.MYSQL_TYPE_JSON:
 			// MySQL's binary JSON (MariaDB's JSON is text, a longtext)
 			col.Type, dec = "json", mysqlJSON

@@ -22,9 +22,10 @@
 //     byte value survives; the standby turns it back.
 //   - Columns marked "binary" are base64 of the raw bytes: binary(n) (padded
 //     to n bytes, as the column keeps it), varbinary, blob, bit(n) (big-endian,
-//     as SELECT returns it), and text in any other character set. MariaDB's
-//     inet4, inet6 and uuid columns come as "binary" too (type binary, their
-//     4 or 16 stored bytes): the binlog does not name those types.
+//     as SELECT returns it), geometry (SRID and WKB, as stored), and text
+//     in any other character set. MariaDB's inet4, inet6 and uuid columns
+//     come as "binary" too (type binary, their 4 or 16 stored bytes): the
+//     binlog does not name those types.
 //   - Generated columns (virtual and stored) are carried like the others; the
 //     standby computes its own.
 //

@@ -62,7 +62,7 @@ func ScanRows(ctx context.Context, q Querier, table string, cols []string, where
 	year := make([]bool, len(types))
 	for i, c := range types {
 		row.Names[i] = c.Name()
-		row.Binary[i] = slices.Contains([]string{"BINARY", "VARBINARY", "BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BIT", "VECTOR"}, c.DatabaseTypeName())
+		row.Binary[i] = slices.Contains([]string{"BINARY", "VARBINARY", "BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BIT", "VECTOR", "GEOMETRY"}, c.DatabaseTypeName())
 		year[i] = c.DatabaseTypeName() == "YEAR"
 	}
 	raw := make([]sql.RawBytes, len(types))

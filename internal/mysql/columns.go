@@ -71,7 +71,9 @@ func Columns(ctx context.Context, q interface {
 		switch dataType {
 		case "enum", "set":
 			c.Members = memberList(colType)
-		case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
+		case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob",
+			// a spatial value is bytes too (SRID and WKB), as the binlog says
+			"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection":
 			c.Charset = "binary"
 		}
 		if slices.Contains(StoredTypes, dataType) {
