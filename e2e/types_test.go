@@ -244,21 +244,14 @@ func TestSnapshotCarriesMariaDBTypesAsTheBinlogDoes(t *testing.T) {
 		"CREATE TABLE "+net+" (id INT PRIMARY KEY, v4 INET4, v6 INET6, u UUID UNIQUE)",
 		"INSERT INTO "+net+" VALUES (1, '10.1.2.3', '::ffff:10.1.2.3', '6ccd780c-baba-1026-9564-5b8c656024db'),"+
 			" (2, '255.255.255.255', '::1.2.3.4', 'ffffffff-ffff-ffff-ffff-ffffffffffff'), (3, NULL, NULL, NULL)")
-	bin, err := plainBinDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := writeConfig(t, e.Cfg)
-	start(t, cfgPath, filepath.Join(bin, "producer"), "snapshot").waitOK(2 * time.Minute)
-	start(t, cfgPath, filepath.Join(bin, "producer")).waitTailing(e.Primary, e.Cfg.Producer.ServerID)
-	start(t, cfgPath, filepath.Join(bin, "storage-applier"))
+	fromSnapshot(t, e, "storage-applier")
 	// the same values again, from the binlog
 	testenv.Exec(t, e.Primary, "INSERT INTO "+net+" SELECT id + 10, v4, v6, NULL FROM "+net)
 	consistent(t, e, time.Minute)
 	validRecords(t, e)
 
 	images := map[string]schemas.Row{}
-	err = kafka.ScanTopic(context.Background(), clientOpts(t, e), e.Cfg.Kafka.PrimaryTopic, func(_ *kgo.Record, r *schemas.Record) error {
+	err := kafka.ScanTopic(context.Background(), clientOpts(t, e), e.Cfg.Kafka.PrimaryTopic, func(_ *kgo.Record, r *schemas.Record) error {
 		if r.Table == "net" {
 			images[*r.After["id"]] = r.After
 		}
@@ -296,18 +289,27 @@ func TestSpatialColumnsArriveExactly(t *testing.T) {
 	testenv.Exec(t, e.Primary, "CREATE DATABASE "+e.DB,
 		"CREATE TABLE "+geo+" (id INT PRIMARY KEY, p POINT, g GEOMETRY, pg POLYGON)",
 		"INSERT INTO "+geo+" VALUES (1, ST_GeomFromText('POINT(1 2)'), ST_GeomFromText('LINESTRING(0 0, 1 1)'), ST_GeomFromText('POLYGON((0 0, 1 0, 1 1, 0 0))')), (2, NULL, NULL, NULL)")
-	bin, err := plainBinDir()
+	fromSnapshot(t, e, "storage-applier", "cache-applier")
+	// the same values again, from the binlog, and a point with an SRID
+	testenv.Exec(t, e.Primary, "INSERT INTO "+geo+" SELECT id + 10, p, g, pg FROM "+geo,
+		"UPDATE "+geo+" SET p = ST_GeomFromText('POINT(3 4)', 4326) WHERE id = 11")
+	consistent(t, e, time.Minute)
+	validRecords(t, e)
+}
+
+// fromSnapshot starts a pipeline as an existing database is brought in:
+// producer snapshot first, then the producer streaming from where it
+// ended, then the services named.
+func fromSnapshot(t *testing.T, e *testenv.Env, services ...string) {
+	t.Helper()
+	bin, err := plainBinDir() // built without the race detector
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfgPath := writeConfig(t, e.Cfg)
 	start(t, cfgPath, filepath.Join(bin, "producer"), "snapshot").waitOK(2 * time.Minute)
 	start(t, cfgPath, filepath.Join(bin, "producer")).waitTailing(e.Primary, e.Cfg.Producer.ServerID)
-	start(t, cfgPath, filepath.Join(bin, "storage-applier"))
-	start(t, cfgPath, filepath.Join(bin, "cache-applier"))
-	// the same values again, from the binlog, and a point with an SRID
-	testenv.Exec(t, e.Primary, "INSERT INTO "+geo+" SELECT id + 10, p, g, pg FROM "+geo,
-		"UPDATE "+geo+" SET p = ST_GeomFromText('POINT(3 4)', 4326) WHERE id = 11")
-	consistent(t, e, time.Minute)
-	validRecords(t, e)
+	for _, s := range services {
+		start(t, cfgPath, filepath.Join(bin, s))
+	}
 }
