@@ -136,9 +136,14 @@ func (s *Set) Check(ctx context.Context, q Querier) (misfits error, unmatched []
 			unmatched = append(unmatched, at)
 		}
 		for _, name := range tables {
-			cols, types, err := columnsOf(ctx, q, name)
+			db, table, _ := strings.Cut(name, ".")
+			meta, err := mysql.Columns(ctx, q, db, table)
 			if err != nil {
 				return nil, nil, err
+			}
+			cols := make([]string, len(meta))
+			for i, c := range meta {
+				cols[i] = c.Name
 			}
 			if len(cols) == 0 {
 				continue // renamed or dropped since it was listed
@@ -174,34 +179,15 @@ func (s *Set) Check(ctx context.Context, q Querier) (misfits error, unmatched []
 					written = slices.Concat(r.Columns, r.keyColumns)
 				}
 			}
-			for i, c := range cols {
-				if slices.Contains(mysql.StoredTypes, types[i]) && slices.Contains(written, c) {
+			for _, c := range meta {
+				if c.Stored != "" && slices.Contains(written, c.Name) {
 					errs = append(errs, fmt.Errorf("%s: column %s of %s is of MariaDB's type %s, whose changes the binlog carries as its stored bytes while SELECT shows its text, so the cache could not hold what the standby shows; leave the column out of the rule's key templates and columns, or make it a CHAR or BINARY column",
-						at, c, name, strings.ToUpper(types[i])))
+						at, c.Name, name, strings.ToUpper(c.Stored)))
 				}
 			}
 		}
 	}
 	return errors.Join(errs...), unmatched, nil
-}
-
-// columnsOf lists a table's ("db.table") columns in order, and their types
-// (information_schema's DATA_TYPE).
-func columnsOf(ctx context.Context, q Querier, name string) (cols, types []string, err error) {
-	db, table, _ := strings.Cut(name, ".")
-	rows, err := q.QueryContext(ctx, "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", db, table)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read the columns of %s: %w", name, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var c, t string
-		if err := rows.Scan(&c, &t); err != nil {
-			return nil, nil, err
-		}
-		cols, types = append(cols, c), append(types, t)
-	}
-	return cols, types, rows.Err()
 }
 
 // uniqueKeysOf lists the columns of each unique index of a table ("db.table"):

@@ -38,6 +38,9 @@ type Column struct {
 // bytes, and so do records (StoredBytes).
 var StoredTypes = []string{"inet4", "inet6", "uuid"}
 
+// spatialTypes are the spatial DATA_TYPEs, all "geometry" in records.
+var spatialTypes = []string{"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection"}
+
 // Record is the column as records made from SQL rows list it (a snapshot's
 // rows, the changes the standby makes itself): binary strings and BIT
 // values are raw bytes, base64; text is read as UTF-8.
@@ -71,10 +74,11 @@ func Columns(ctx context.Context, q interface {
 		switch dataType {
 		case "enum", "set":
 			c.Members = memberList(colType)
-		case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob",
-			// a spatial value is bytes too (SRID and WKB), as the binlog says
-			"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection":
+		case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
 			c.Charset = "binary"
+		}
+		if slices.Contains(spatialTypes, dataType) {
+			c.Charset = "binary" // SRID and WKB, as the binlog has them
 		}
 		if slices.Contains(StoredTypes, dataType) {
 			c.Charset, c.Stored = "binary", dataType
@@ -144,7 +148,8 @@ func recordType(dataType string, unsigned, bin bool, precision, scale, fsp int) 
 		return "text"
 	case "float", "double", "date", "year", "enum", "set", "json", "vector":
 		return dataType
-	case "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection":
+	}
+	if slices.Contains(spatialTypes, dataType) {
 		return "geometry"
 	}
 	if slices.Contains(StoredTypes, dataType) {
